@@ -1,0 +1,66 @@
+/*
+ * What the API's resource modules share: route tables, SQL column lists for
+ * the wire shapes, body-field validation, and company resolution.
+ */
+#ifndef DIALER_API_API_H
+#define DIALER_API_API_H
+
+#include "http.h"
+
+/* UserOut (COMPAT §2.1) from users u LEFT JOIN companies c. */
+#define USER_COLUMNS                                                                                          \
+	"u.id, u.username, u.is_active, u.is_superuser, u.role, u.first_name, u.last_name, u.phone_number, "  \
+	"u.company_id, c.name AS company_name, u.agent_type, api_ts(u.created_at) AS created_at, "            \
+	"api_ts(u.updated_at) AS updated_at"
+
+/* CompanyOut (COMPAT §2.1) from companies. */
+#define COMPANY_COLUMNS                                                                                       \
+	"id, name, display_name, is_active, settings, api_ts(created_at) AS created_at, "                    \
+	"api_ts(updated_at) AS updated_at"
+
+#define BCRYPT_COST 12
+
+/* Route tables, one per resource module. */
+void auth_routes(void);
+void companies_routes(void);
+void users_routes(void);
+void tokens_routes(void);
+void ops_routes(void);
+
+/* Prepares login (dummy hash for unknown users); call once at start. */
+void auth_init(void);
+void auth_cleanup(void);
+
+/* ---- body fields (api/fields.c). Each returns 0, or -1 after replying 422. ---- */
+
+/* The body must be a JSON object (an empty body counts as {} when !required). */
+int field_object_or_reply(struct http_ctx *c, bool required) MUSTCHECK;
+/* String of min..max characters; *out NULL when absent or null (then 422 if required). Borrowed. */
+int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required,
+		       const char **out) MUSTCHECK;
+/* Boolean; *out = -1 when absent or null, else 0/1. */
+int field_bool_or_reply(struct http_ctx *c, const char *name, int *out) MUSTCHECK;
+/* One of a NULL-terminated list; *out NULL when absent or null. */
+int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out)
+	MUSTCHECK;
+/* True when the field is present and not null. */
+bool field_given(struct http_ctx *c, const char *name);
+/* Path parameter i as an integer id (422 naming it otherwise). */
+int param_id_or_reply(struct http_ctx *c, int i, const char *name, long *out) MUSTCHECK;
+
+/*
+ * Resolves c->params[0] as an active company (404 "Company not found"), then
+ * checks the user may act on it (403 "Access denied to this company"). On
+ * success sets c->company_id / c->company and calls next(c).
+ */
+void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c));
+
+/* Maps a unique violation on users (username, phone) to COMPAT's 400 text;
+ * false (nothing sent) when res is not one. */
+bool user_conflict_or_reply(struct http_ctx *c, PGresult *res) MUSTCHECK;
+
+/* Role checks: false after replying 403 with COMPAT's text. */
+bool require_admin_or_reply(struct http_ctx *c) MUSTCHECK;
+bool require_superuser_or_reply(struct http_ctx *c) MUSTCHECK;
+
+#endif

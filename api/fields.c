@@ -1,0 +1,156 @@
+/*
+ * Request-body field validation shared by the resource modules: types and
+ * sizes checked, a 422 naming the field otherwise. Also company resolution and
+ * role checks, which every company-scoped route begins with.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "util.h"
+
+static size_t utf8_len(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+int field_object_or_reply(struct http_ctx *c, bool required)
+{
+	if (!c->body) {
+		if (required) {
+			http_invalid(c, "body", "field required");
+			return -1;
+		}
+		c->body = json_object();
+		return 0;
+	}
+	if (!json_is_object(c->body)) {
+		http_invalid(c, "body", "must be a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+bool field_given(struct http_ctx *c, const char *name)
+{
+	json_t *v = json_object_get(c->body, name);
+	return v && !json_is_null(v);
+}
+
+int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required,
+		       const char **out)
+{
+	json_t *v = json_object_get(c->body, name);
+	char msg[96];
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (required) {
+			http_invalid(c, name, "field required");
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_is_string(v)) {
+		http_invalid(c, name, "must be a string");
+		return -1;
+	}
+	size_t n = utf8_len(json_string_value(v));
+	if (n < min || n > max || strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
+		http_invalid(c, name, msg);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int field_bool_or_reply(struct http_ctx *c, const char *name, int *out)
+{
+	json_t *v = json_object_get(c->body, name);
+	*out = -1;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v)) {
+		http_invalid(c, name, "must be a boolean");
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out)
+{
+	const char *s;
+	char msg[256];
+	size_t n = 0;
+	if (field_str_or_reply(c, name, 1, 64, false, &s))
+		return -1;
+	*out = NULL;
+	if (!s)
+		return 0;
+	for (const char *const *a = allowed; *a; a++)
+		if (!strcmp(*a, s)) {
+			*out = *a;
+			return 0;
+		}
+	n = (size_t)snprintf(msg, sizeof(msg), "must be one of");
+	for (const char *const *a = allowed; *a && n < sizeof(msg); a++)
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s %s", a == allowed ? "" : ",", *a);
+	http_invalid(c, name, msg);
+	return -1;
+}
+
+int param_id_or_reply(struct http_ctx *c, int i, const char *name, long *out)
+{
+	if (i >= c->nparams || util_parse_long(c->params[i], 1, 2147483647L, out)) {
+		http_invalid(c, name, "must be a positive integer");
+		return -1;
+	}
+	return 0;
+}
+
+bool require_admin_or_reply(struct http_ctx *c)
+{
+	if (!c->user.is_admin) {
+		http_error(c, 403, "FORBIDDEN", "Admins only");
+		return false;
+	}
+	return true;
+}
+
+bool require_superuser_or_reply(struct http_ctx *c)
+{
+	if (!c->user.is_superuser) {
+		http_error(c, 403, "FORBIDDEN", "Superuser only");
+		return false;
+	}
+	return true;
+}
+
+static void company_loaded(struct http_ctx *c, PGresult *res)
+{
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Company not found");
+		return;
+	}
+	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	c->company = xstrdup(PQgetvalue(res, 0, 1));
+	if (!http_user_in_company(c, c->company_id)) {
+		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
+		return;
+	}
+	c->next(c);
+}
+
+void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c))
+{
+	const char *p[1] = {c->params[0]};
+	c->next = next;
+	http_db(c, "SELECT id, name FROM companies WHERE name = $1 AND is_active", 1, p, company_loaded);
+}

@@ -1,0 +1,69 @@
+/*
+ * Configuration: one table (config.c) of env keys, types, defaults and
+ * validators; read from the environment, then `.env`; validated at start.
+ */
+#ifndef DIALER_CONFIG_H
+#define DIALER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common.h"
+
+struct config {
+	int port;
+	char *bind_address;
+	char *database_url;
+	char *redis_url;
+	char *secret_key;
+	char *dialer_token;
+	char *default_company;
+	char *admin_username;
+	char *admin_password;
+	int access_token_expire_minutes;
+	char *algorithm;
+	char *cors_origins_json;
+	char **cors_origins; /* parsed from cors_origins_json, NULL-terminated */
+	int api_threads;
+	int db_pool_size;
+	long http_max_body_bytes;
+	int http_max_header_bytes;
+	int http_max_url_bytes;
+	int http_timeout_seconds;
+	char *log_level;
+	int login_max_failures;
+	int login_window_seconds;
+	char *timezone;
+	int max_batch_size;
+	int default_batch_size;
+	bool skip_holidays;
+	int assignment_timeout_minutes;
+	int call_cooldown_days;
+	int short_retry_seconds;
+	int long_retry_seconds;
+	int list_max;
+	int metrics_push_seconds;
+};
+
+extern struct config cfg;
+
+/* Keys a process cannot run without (beyond those with defaults). */
+enum {
+	CONFIG_NEED_SECRET = 1 << 0,       /* SECRET_KEY */
+	CONFIG_NEED_DIALER_TOKEN = 1 << 1, /* DIALER_TOKEN */
+};
+
+/*
+ * Loads every key from the environment, falling back to the file named by
+ * DIALER_ENV_FILE (default ./.env), then to the default. On a bad or missing
+ * value prints "config: KEY: reason" to stderr and returns -1. Sets the log level.
+ */
+int config_load(unsigned need) MUSTCHECK;
+
+/* Prints KEY=value for every key, secrets masked. */
+void config_dump(FILE *out);
+
+/* Frees what config_load allocated. */
+void config_free(void);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * hiredis async over libevent with reconnect: AUTH and SELECT are pipelined
+ * first after every connect; a disconnect fails the in-flight callbacks with
+ * NULL (hiredis does that) and schedules a reconnect with backoff.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+
+#include "rds.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct rds {
+	struct event_base *base;
+	struct rds_url url;
+	redisAsyncContext *ac;
+	bool connected;
+	bool freeing;
+	bool down_logged;
+	int backoff_ms;
+	struct event *retry;
+};
+
+struct pending {
+	rds_cb cb;
+	void *arg;
+};
+
+int rds_url_parse(const char *url, struct rds_url *out)
+{
+	const char *p, *at, *slash, *colon;
+	memset(out, 0, sizeof(*out));
+	out->port = 6379;
+	if (strncmp(url, "redis://", 8))
+		return -1;
+	p = url + 8;
+	at = strrchr(p, '@');
+	if (at) {
+		const char *pw = memchr(p, ':', (size_t)(at - p));
+		pw = pw ? pw + 1 : p;
+		if ((size_t)(at - pw) >= sizeof(out->password))
+			return -1;
+		memcpy(out->password, pw, (size_t)(at - pw));
+		p = at + 1;
+	}
+	slash = strchr(p, '/');
+	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
+	colon = memchr(p, ':', hl);
+	if (colon) {
+		long port;
+		char buf[16];
+		size_t pl = hl - (size_t)(colon - p) - 1;
+		if (pl == 0 || pl >= sizeof(buf))
+			return -1;
+		memcpy(buf, colon + 1, pl);
+		buf[pl] = '\0';
+		if (util_parse_long(buf, 1, 65535, &port))
+			return -1;
+		out->port = (int)port;
+		hl = (size_t)(colon - p);
+	}
+	if (hl == 0 || hl >= sizeof(out->host))
+		return -1;
+	memcpy(out->host, p, hl);
+	if (slash && slash[1]) {
+		long db;
+		if (util_parse_long(slash + 1, 0, 1000, &db))
+			return -1;
+		out->db = (int)db;
+	}
+	return 0;
+}
+
+static void start(struct rds *r);
+
+static void schedule_retry(struct rds *r)
+{
+	struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
+	evtimer_add(r->retry, &tv);
+	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rds *r = ac->data;
+	if (status != REDIS_OK) {
+		/* hiredis frees ac after this callback */
+		if (!r->down_logged)
+			log_warn("event=redis_down error=\"%s\" retry_ms=%d", ac->errstr, r->backoff_ms);
+		r->down_logged = true;
+		r->ac = NULL;
+		r->connected = false;
+		if (!r->freeing)
+			schedule_retry(r);
+		return;
+	}
+	r->connected = true;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	if (r->down_logged)
+		log_info("event=redis_up msg=\"redis connection restored\"");
+	r->down_logged = false;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rds *r = ac->data;
+	UNUSED(status);
+	r->ac = NULL;
+	r->connected = false;
+	if (r->freeing)
+		return;
+	if (!r->down_logged)
+		log_warn("event=redis_down error=\"%s\" retry_ms=%d", ac->errstr[0] ? ac->errstr : "connection closed",
+			 r->backoff_ms);
+	r->down_logged = true;
+	schedule_retry(r);
+}
+
+static void ignore_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	UNUSED(ac);
+	UNUSED(priv);
+	redisReply *rep = reply;
+	if (rep && rep->type == REDIS_REPLY_ERROR)
+		log_error("event=redis_setup_failed error=\"%s\"", rep->str);
+}
+
+static void start(struct rds *r)
+{
+	redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+	if (!ac) {
+		schedule_retry(r);
+		return;
+	}
+	if (ac->err) {
+		if (!r->down_logged)
+			log_warn("event=redis_down error=\"%s\"", ac->errstr);
+		r->down_logged = true;
+		redisAsyncFree(ac);
+		schedule_retry(r);
+		return;
+	}
+	ac->data = r;
+	r->ac = ac;
+	redisLibeventAttach(ac, r->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (r->url.password[0])
+		redisAsyncCommand(ac, ignore_reply, NULL, "AUTH %s", r->url.password);
+	if (r->url.db)
+		redisAsyncCommand(ac, ignore_reply, NULL, "SELECT %d", r->url.db);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	UNUSED(fd);
+	UNUSED(what);
+	start(arg);
+}
+
+struct rds *rds_new(struct event_base *base, const char *url)
+{
+	struct rds *r = xcalloc(1, sizeof(*r));
+	r->base = base;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	if (rds_url_parse(url, &r->url))
+		log_error("event=redis_url_invalid msg=\"using defaults\"");
+	r->retry = evtimer_new(base, retry_cb, r);
+	start(r);
+	return r;
+}
+
+void rds_free(struct rds *r)
+{
+	if (!r)
+		return;
+	r->freeing = true;
+	if (r->ac)
+		redisAsyncFree(r->ac); /* calls pending callbacks with NULL */
+	event_free(r->retry);
+	free(r);
+}
+
+static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct pending *p = priv;
+	UNUSED(ac);
+	p->cb(reply, p->arg);
+	free(p);
+}
+
+static void fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p = arg;
+	UNUSED(fd);
+	UNUSED(what);
+	p->cb(NULL, p->arg);
+	free(p);
+}
+
+void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
+{
+	static const struct timeval zero = {0, 0};
+	struct pending *p = xmalloc(sizeof(*p));
+	p->cb = cb;
+	p->arg = arg;
+	/* while connecting, hiredis buffers the command; a failed connect fails it */
+	if (!r->ac ||
+	    redisAsyncCommandArgv(r->ac, reply_cb, p, argc, argv, lens) != REDIS_OK) {
+		if (event_base_once(r->base, -1, EV_TIMEOUT, fail_cb, p, &zero) != 0)
+			fail_cb(-1, 0, p);
+	}
+}
+
+bool rds_connected(const struct rds *r)
+{
+	return r->connected;
+}
+
+redisContext *rds_connect_sync(const char *url, volatile int *stop)
+{
+	struct rds_url u;
+	int backoff = BACKOFF_MIN_MS;
+	bool logged = false;
+	if (rds_url_parse(url, &u)) {
+		log_error("event=redis_url_invalid");
+		return NULL;
+	}
+	for (;;) {
+		struct timeval tv = {5, 0};
+		redisContext *c = redisConnectWithTimeout(u.host, u.port, tv);
+		if (c && !c->err) {
+			redisReply *rep = NULL;
+			bool ok = true;
+			if (u.password[0]) {
+				rep = redisCommand(c, "AUTH %s", u.password);
+				ok = rep && rep->type != REDIS_REPLY_ERROR;
+				freeReplyObject(rep);
+			}
+			if (ok && u.db) {
+				rep = redisCommand(c, "SELECT %d", u.db);
+				ok = rep && rep->type != REDIS_REPLY_ERROR;
+				freeReplyObject(rep);
+			}
+			if (ok) {
+				if (logged)
+					log_info("event=redis_up");
+				return c;
+			}
+		}
+		if (!logged)
+			log_warn("event=redis_down error=\"%s\" retry=true", c ? c->errstr : "cannot allocate");
+		logged = true;
+		if (c)
+			redisFree(c);
+		if (!stop || *stop)
+			return NULL;
+		usleep((useconds_t)backoff * 1000);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+		if (*stop)
+			return NULL;
+	}
+}

@@ -1,0 +1,51 @@
+/*
+ * Asynchronous Redis client for one libevent loop (hiredis async + its libevent
+ * adapter): commands issued in one loop turn go out pipelined; the connection
+ * is re-opened with backoff when lost.
+ */
+#ifndef DIALER_RDS_H
+#define DIALER_RDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "common.h"
+
+struct rds;
+
+/* reply is borrowed (freed by hiredis after return); NULL when Redis is unavailable. */
+typedef void (*rds_cb)(redisReply *reply, void *arg);
+
+/* Parsed redis://[:password@]host[:port][/db]. */
+struct rds_url {
+	char host[256];
+	int port;
+	char password[256];
+	int db;
+};
+
+/* Parses a redis URL. Returns 0 or -1. */
+int rds_url_parse(const char *url, struct rds_url *out) MUSTCHECK;
+
+/* Starts connecting to url on base. Caller frees with rds_free. */
+struct rds *rds_new(struct event_base *base, const char *url);
+/* Disconnects; pending callbacks get NULL. */
+void rds_free(struct rds *r);
+
+/* Sends a command (argv copied). cb runs later from the loop, never inside this call. */
+void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv, const size_t *lens);
+
+/* True while the connection is up (AUTH/SELECT done). */
+bool rds_connected(const struct rds *r);
+
+/*
+ * Blocking connection for processes without a loop (workers, CLI): retries with
+ * backoff until connected or *stop becomes true (stop may be NULL: one try).
+ * Returns NULL when it gives up. Caller frees with redisFree.
+ */
+redisContext *rds_connect_sync(const char *url, volatile int *stop);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * Small shared helpers: randomness, hashing, constant-time compare, clocks,
+ * bounded string checks.
+ */
+#ifndef DIALER_UTIL_H
+#define DIALER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+/* Fills out with 2*nbytes lowercase hex chars of kernel randomness plus NUL.
+ * out must hold 2*nbytes+1 bytes. Returns 0, or -1 if the kernel refuses. */
+int util_random_hex(char *out, size_t nbytes) MUSTCHECK;
+
+/* SHA-256 of data as 64 lowercase hex chars plus NUL into out[65]. */
+void util_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Compares a and b in time independent of where they differ (lengths may leak). */
+bool util_ct_streq(const char *a, const char *b);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t util_now_ns(void);
+
+/* Wall clock as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into out[32]. */
+void util_iso_now(char out[32]);
+
+/* True when s is valid UTF-8 with no NUL inside its first len bytes. */
+bool util_utf8_valid(const char *s, size_t len);
+
+/* Parses a base-10 integer in [min,max] from the whole of s. Returns 0 or -1. */
+int util_parse_long(const char *s, long min, long max, long *out) MUSTCHECK;
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * Worker skeleton: connect (with backoff, never exit on a down server), create
+ * the consumer group (MKSTREAM; BUSYGROUP means it exists), then run a libevent
+ * loop with a 1 s tick and a metrics push timer until SIGTERM/SIGINT.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "db.h"
+#include "metrics.h"
+#include "rds.h"
+#include "worker.h"
+
+static volatile int stopping;
+
+struct wstate {
+	const struct worker_def *def;
+	struct worker_ctx w;
+	struct event_base *base;
+	bool group_ready;
+	int since_push;
+};
+
+static void on_signal_early(int sig)
+{
+	UNUSED(sig);
+	stopping = 1;
+}
+
+static bool ensure_group(struct wstate *s)
+{
+	if (s->group_ready || !s->def->stream)
+		return true;
+	redisReply *r = redisCommand(s->w.redis, "XGROUP CREATE %s %s $ MKSTREAM", s->def->stream, s->def->group);
+	bool ok = r && (r->type == REDIS_REPLY_STATUS || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "BUSYGROUP")));
+	if (ok) {
+		log_info("event=group_joined stream=%s group=%s consumer=%s", s->def->stream, s->def->group,
+			 s->w.consumer);
+		s->group_ready = true;
+	} else {
+		log_warn("event=group_failed stream=%s error=\"%s\"", s->def->stream, r ? r->str : s->w.redis->errstr);
+	}
+	freeReplyObject(r);
+	return ok;
+}
+
+/* Re-opens whatever is down, without blocking for long: one attempt per tick. */
+static void ensure_connections(struct wstate *s)
+{
+	if (s->w.redis && s->w.redis->err) {
+		redisFree(s->w.redis);
+		s->w.redis = NULL;
+		s->group_ready = false;
+	}
+	if (!s->w.redis)
+		s->w.redis = rds_connect_sync(cfg.redis_url, NULL);
+	if (s->w.redis)
+		ensure_group(s);
+	if (s->def->needs_db) {
+		if (s->w.db && PQstatus(s->w.db) != CONNECTION_OK) {
+			PQfinish(s->w.db);
+			s->w.db = NULL;
+		}
+		if (!s->w.db)
+			s->w.db = db_connect(cfg.database_url, NULL);
+	}
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct wstate *s = arg;
+	UNUSED(fd);
+	UNUSED(what);
+	ensure_connections(s);
+	if (s->w.redis && ++s->since_push >= cfg.metrics_push_seconds) {
+		s->since_push = 0;
+		if (metrics_push(s->w.redis, s->def->type, cfg.metrics_push_seconds))
+			log_warn("event=metrics_push_failed");
+	}
+	bool ready = s->w.redis && s->group_ready && (!s->def->needs_db || s->w.db);
+	if (ready && s->def->tick)
+		s->def->tick(&s->w);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct wstate *s = arg;
+	UNUSED(what);
+	log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	event_base_loopbreak(s->base);
+}
+
+int worker_main(const struct worker_def *def)
+{
+	struct wstate s = {.def = def};
+	char consumer[160], host[128];
+	struct event *t = NULL, *st = NULL, *si = NULL;
+
+	log_init(def->type);
+	metrics_init();
+	if (config_load(0))
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal_early);
+	signal(SIGINT, on_signal_early);
+	if (gethostname(host, sizeof(host)))
+		snprintf(host, sizeof(host), "host");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(consumer, sizeof(consumer), "%s-%d", host, (int)getpid());
+	s.w.consumer = consumer;
+
+	/* the first connections wait (with backoff) so a fresh start logs once, not per tick */
+	s.w.redis = rds_connect_sync(cfg.redis_url, &stopping);
+	if (s.w.redis)
+		ensure_group(&s);
+	if (def->needs_db && !stopping)
+		s.w.db = db_connect(cfg.database_url, &stopping);
+	if (stopping)
+		goto out;
+
+	s.base = event_base_new();
+	t = event_new(s.base, -1, EV_PERSIST, tick, &s);
+	st = evsignal_new(s.base, SIGTERM, on_signal, &s);
+	si = evsignal_new(s.base, SIGINT, on_signal, &s);
+	struct timeval one = {1, 0};
+	event_add(t, &one);
+	event_add(st, NULL);
+	event_add(si, NULL);
+	log_info("event=started stream=%s group=%s consumer=%s work=%s", def->stream ? def->stream : "-",
+		 def->group ? def->group : "-", consumer, def->tick ? "yes" : "idle");
+	event_base_dispatch(s.base);
+out:
+	if (def->stop)
+		def->stop(&s.w);
+	if (t)
+		event_free(t);
+	if (st)
+		event_free(st);
+	if (si)
+		event_free(si);
+	if (s.base)
+		event_base_free(s.base);
+	if (s.w.redis)
+		redisFree(s.w.redis);
+	if (s.w.db)
+		PQfinish(s.w.db);
+	config_free();
+	log_info("event=stopped");
+	return 0;
+}

@@ -1,0 +1,41 @@
+/*
+ * The skeleton every background process shares: configuration, connections
+ * with backoff, its consumer group on its stream, periodic metrics push, a
+ * per-second tick, and a clean stop on SIGTERM/SIGINT. All timers are libevent.
+ */
+#ifndef DIALER_WORKER_H
+#define DIALER_WORKER_H
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "common.h"
+
+/* Stream names shared by the API and the workers. */
+#define STREAM_RESULTS "dialer:results"
+#define STREAM_JOBS_IMPORT "dialer:jobs:import"
+#define STREAM_JOBS_EXPORT "dialer:jobs:export"
+#define STREAM_EVENTS "dialer:events"
+
+struct worker_ctx {
+	redisContext *redis; /* NULL while disconnected; the skeleton reconnects */
+	PGconn *db;          /* NULL while disconnected; the skeleton reconnects */
+	const char *consumer; /* this process's consumer name: <host>-<pid> */
+	void *user;
+};
+
+struct worker_def {
+	const char *type;   /* process type, as in the Procfile: "results" */
+	const char *stream; /* stream to join, or NULL */
+	const char *group;  /* consumer group on stream */
+	bool needs_db;
+	/* Called once a second with live connections; may be NULL (the process idles). */
+	void (*tick)(struct worker_ctx *w);
+	/* Called once before exit with whatever connections are up; may be NULL. */
+	void (*stop)(struct worker_ctx *w);
+};
+
+/* Runs the process until SIGTERM/SIGINT. Returns the exit status for main. */
+int worker_main(const struct worker_def *def);
+
+#endif
