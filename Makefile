@@ -45,7 +45,9 @@ INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(OUT)/tests/integration/%)
 HARNESS_OBJ := $(patsubst %.c,$(OUT)/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)))
 
-.PHONY: all tests asan run test clean format format-check bench
+.PHONY: all tests asan run test clean format format-check
+# keep objects of test binaries (pattern-rule intermediates) for incremental builds
+.SECONDARY:
 all: $(BINS)
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
@@ -58,9 +60,6 @@ run:
 
 test:
 	@scripts/test.sh
-
-bench:
-	@scripts/bench.sh
 
 $(OUT)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -157,8 +157,8 @@ static void login(struct http_ctx *c)
 {
 	const char *user, *pass;
 	char h[65];
-	if (field_object_or_reply(c, true) || field_str_or_reply(c, "username", 1, 150, true, &user) ||
-	    field_str_or_reply(c, "password", 1, 1024, true, &pass))
+	if (field_object_or_reply(c, true) || field_str_or_reply(c, "username", 0, 150, true, &user) ||
+	    field_str_or_reply(c, "password", 0, 1024, true, &pass))
 		return;
 	struct login *l = xcalloc(1, sizeof(*l));
 	c->state = l;

@@ -20,9 +20,12 @@ char *authn_jwt_issue(const char *secret, const char *sub, long ttl_s, long *exp
 	jwt_t *jwt = NULL;
 	char *tok = NULL, *out = NULL;
 	long now = (long)time(NULL);
-	if (jwt_new(&jwt))
+	char jti[33];
+	/* jti makes every token unique: two logins in one second must not share a
+	 * token, or logging one out would revoke the other */
+	if (util_random_hex(jti, 16) || jwt_new(&jwt))
 		return NULL;
-	if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant_int(jwt, "exp", now + ttl_s) ||
+	if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "jti", jti) || jwt_add_grant_int(jwt, "exp", now + ttl_s) ||
 	    jwt_add_grant_int(jwt, "iat", now) ||
 	    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)))
 		goto out;

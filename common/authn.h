@@ -14,7 +14,7 @@
 #define AUTHN_TOKEN_MAX 4096  /* longest bearer token we look at */
 
 /*
- * Issues an HS256 JWT with claims sub, exp = now + ttl_s, iat. Returns the
+ * Issues an HS256 JWT with claims sub, exp = now + ttl_s, iat and a random jti. Returns the
  * token (caller frees) or NULL. *exp_out gets exp when not NULL.
  */
 char *authn_jwt_issue(const char *secret, const char *sub, long ttl_s, long *exp_out);

@@ -79,6 +79,11 @@ static void test_roundtrip(void **state)
 	assert_int_equal(exp, exp2);
 	assert_true(exp > time(NULL));
 	free(sub);
+	/* two tokens for one user in the same second still differ (jti) */
+	char *tok2 = authn_jwt_issue(secret, "alice", 600, NULL);
+	assert_non_null(tok2);
+	assert_string_not_equal(tok, tok2);
+	free(tok2);
 	free(tok);
 }
 
