@@ -192,6 +192,16 @@ static json_t *error_body(int status, const char *code, json_t *details, const c
 void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
 {
 	const char *phrase = reason ? reason : status_phrase(error);
+	/* When not even the request line was parsed (an oversized or garbled first
+	 * line), libevent would answer "HTTP/0.0", which no client reads: close
+	 * instead. Nothing in libevent 2.1 touches the connection after this call
+	 * on that path (evhttp_read_firstline → evhttp_connection_fail_). */
+	if (!evhttp_request_get_uri(req) && TAILQ_EMPTY(evhttp_request_get_input_headers(req))) {
+		log_info("event=http_protocol_error status=%d action=close reason=\"%s\"", error, phrase);
+		metrics_observe(METRICS_ROUTES_MAX - 1, error, 0);
+		evhttp_connection_free(evhttp_request_get_connection(req));
+		return;
+	}
 	json_t *body = error_body(error, NULL, NULL, phrase);
 	char *s = json_dumps(body, JSON_COMPACT);
 	struct evbuffer *buf = evbuffer_new();

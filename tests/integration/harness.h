@@ -1,0 +1,213 @@
+/* Integration test harness: free ports, one database per test binary, child processes
+ * (the real dialer binaries, redis-server, supervisord) and HTTP through libcurl.
+ * Every function here is for tests only; failures are reported, never hidden. */
+#ifndef TH_HARNESS_H
+#define TH_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+/* The values scripts/test.sh and th_api_start() agree on. */
+#define TH_SECRET_KEY "test-secret-key-0123456789abcdef"
+#define TH_DIALER_TOKEN "test-dialer-token"
+#define TH_DEFAULT_COMPANY "default"
+#define TH_ROOT_USER "root"
+#define TH_ROOT_PASS "rootpass123"
+
+/* Exit status convention of th_run() and th_proc_stop(): the exit code (0..255) when the child
+ * exited, 128 + signal number when a signal ended it, TH_FAILED when it could not be started
+ * or did not end in time (th_run). */
+#define TH_FAILED (-1)
+
+/* Call once before anything else (group setup) and once at the end (group teardown).
+ * th_init ignores SIGPIPE and initialises libcurl; th_fini frees the shared curl handle. */
+void th_init(void);
+void th_fini(void);
+
+/* Value of a required environment variable; prints which one is missing and returns NULL
+ * when it is unset or empty. Borrowed from the environment. */
+const char *th_env(const char *key);
+
+/* $DIALER_TEST_TMP, or "/tmp" when unset. Borrowed. */
+const char *th_tmp_dir(void);
+
+/* Short name of this test binary ("test_auth"), for database and log names. Borrowed. */
+const char *th_test_name(void);
+
+/* Monotonic clock in milliseconds. */
+long long th_now_ms(void);
+
+/* Sleep for ms milliseconds. */
+void th_sleep_ms(int ms);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read back, close), or -1. */
+int th_free_port(void);
+
+/* 0 once something accepts TCP connections on 127.0.0.1:port, -1 after timeout_ms. */
+int th_wait_port(int port, int timeout_ms);
+
+/* (Re)creates database `name` (dropped first, with FORCE, when it exists) through
+ * TEST_PG_ADMIN_URL and returns a URL for it: the admin URL with its database replaced.
+ * Caller frees. NULL on failure (the reason is printed). */
+char *th_fresh_db(const char *name);
+
+/* Runs one SQL statement with text parameters on db_url (a fresh connection each call).
+ * When out_value is not NULL it receives a copy of the first column of the first row
+ * (NULL when there is no row or the value is SQL NULL); caller frees. Returns 0, or -1
+ * with the server's message printed. */
+int th_sql(const char *db_url, const char *sql, int nparams, const char *const *params, char **out_value);
+
+/* Runs argv (argv[0] looked up in PATH when it has no '/'), in $DIALER_ROOT when that is set
+ * (as `make run` runs the binaries: schema/ and the Procfile are found there), with this
+ * process's environment plus env_extra ("KEY=VALUE" strings, NULL-terminated, may be NULL;
+ * an extra replaces a variable of the same name, and a later extra wins over an earlier
+ * one). stdin is /dev/null, stderr is inherited. When out_stdout is not NULL, stdout is captured into a
+ * NUL-terminated buffer the caller frees. Waits at most timeout_ms, then SIGKILLs the child
+ * and returns TH_FAILED. Returns the exit status (see TH_FAILED). */
+int th_run(const char *const *argv, const char *const *env_extra, int timeout_ms, char **out_stdout);
+
+struct th_proc;
+
+/* Starts path with argv (argv[0] is the name shown in ps) in the directory and with the
+ * environment th_run() gives, in its own process group, with stdin from /dev/null and
+ * stdout/stderr appended to log_path (inherited when log_path is NULL). The child gets SIGTERM if this process dies.
+ * Returns a handle the caller releases with th_proc_stop(), or NULL. */
+struct th_proc *th_proc_start(const char *path, const char *const *argv, const char *const *env_extra,
+			      const char *log_path);
+
+/* pid of the child. */
+pid_t th_proc_pid(const struct th_proc *p);
+
+/* true while the child has not exited (reaps it when it has; th_proc_stop then returns the
+ * status it had). */
+bool th_proc_alive(struct th_proc *p);
+
+/* Sends SIGTERM, waits up to 10 s, then SIGKILLs the process group and waits. Frees p
+ * (NULL is allowed and returns 0). Returns the exit status; a clean shutdown is 0. When
+ * out_elapsed_ms is not NULL it receives the time from SIGTERM to exit. */
+int th_proc_stop_timed(struct th_proc *p, long long *out_elapsed_ms);
+int th_proc_stop(struct th_proc *p);
+
+/* Starts `redis-server --port PORT --bind 127.0.0.1 --dir DIR --save '' --appendonly no
+ * --daemonize no` (output appended to $DIALER_TEST_TMP/<test>-redis.log) and waits until it
+ * accepts connections (10 s at most). Returns the process, or NULL (nothing left running). */
+struct th_proc *th_redis_start(const char *dir, int port);
+
+/* Stops a redis-server from th_redis_start (SIGTERM, as th_proc_stop) and returns its exit
+ * status. */
+int th_redis_stop(struct th_proc *p);
+
+/* Empties the Redis database of url ("redis://HOST:PORT[/DB]") with FLUSHDB, so that no
+ * counter or revocation left by an earlier run (failed logins are counted for a minute)
+ * reaches this one. Test binaries run one after another; call it from group setup. Returns 0
+ * or -1. */
+int th_redis_flush(const char *url);
+
+/* Runs `$DIALER_BIN_DIR/dialerctl migrate` and `dialerctl create-admin root rootpass123`
+ * against db_url with the environment th_api_start gives the API. Returns 0 or -1. */
+int th_bootstrap_db(const char *db_url);
+
+/* A running dialer-api. */
+struct th_api {
+	struct th_proc *proc;
+	int port;
+	char base_url[64]; /* "http://127.0.0.1:PORT", no trailing slash */
+};
+
+/* Starts $DIALER_BIN_DIR/dialer-api on a free port with PORT, BIND_ADDRESS=127.0.0.1,
+ * DATABASE_URL=db_url, REDIS_URL=redis_url, SECRET_KEY, DIALER_TOKEN, DEFAULT_COMPANY,
+ * API_THREADS=2 and LOG_LEVEL=info, then the "KEY=VALUE" strings that follow (ending with
+ * NULL; they win over the defaults). Output goes to $DIALER_TEST_TMP/<test>-api.log. Waits
+ * until GET /health answers 200 (30 s at most). Returns 0 with *out filled, or -1 (the API
+ * is stopped again). */
+int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, ...) __attribute__((sentinel));
+
+/* Stops the API as th_proc_stop() does and returns its exit status (0 is a clean exit,
+ * which also means LeakSanitizer found nothing). Safe to call twice. */
+int th_api_stop(struct th_api *api);
+
+/* One response header. */
+struct th_header {
+	char *name;
+	char *value;
+};
+
+/* An HTTP response; everything in it is owned by it. */
+struct th_resp {
+	long status; /* 0 when no response arrived (connection refused, closed, timeout) */
+	char *body;  /* NUL-terminated (may contain earlier NULs); "" when empty */
+	size_t body_len;
+	json_t *json;		   /* the body parsed as a JSON object or array, else NULL */
+	struct th_header *headers; /* the final response's headers, in order */
+	size_t nheaders;
+	char *error;   /* curl's message when status is 0, else NULL */
+	int curl_code; /* curl's CURLcode: 0 when an HTTP response was read */
+};
+
+/* true when r failed because the server closed the connection without a response (nothing
+ * received, or a reset), as opposed to a malformed response or a timeout. */
+bool th_resp_closed(const struct th_resp *r);
+
+/* Sends one request and waits for the answer (30 s at most). url is absolute. bearer, when
+ * not NULL, becomes "Authorization: Bearer <bearer>". body (NUL-terminated, may be NULL) is
+ * sent with content_type (no Content-Type header when content_type is NULL). extra_headers
+ * is a NULL-terminated list of "Name: value" lines (may be NULL). Redirects are not followed
+ * and "Expect: 100-continue" is not sent unless extra_headers asks for it. Never returns
+ * NULL; caller frees with th_resp_free(). */
+struct th_resp *th_http(const char *method, const char *url, const char *bearer, const char *content_type,
+			const char *body, const char *const *extra_headers);
+
+/* th_http() against api->base_url + path, with a JSON body when json_body is not NULL. */
+struct th_resp *th_call(const struct th_api *api, const char *method, const char *path, const char *bearer,
+			const char *json_body);
+
+/* th_call() with the JSON body built from a printf format. */
+struct th_resp *th_callf(const struct th_api *api, const char *method, const char *path, const char *bearer,
+			 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Value of the last response header called name (case-insensitive), or NULL. Borrowed. */
+const char *th_resp_header(const struct th_resp *r, const char *name);
+
+void th_resp_free(struct th_resp *r);
+
+/* Makes later requests leave from this loopback address ("127.0.0.2" …), so that per-IP
+ * counters of one test do not reach another. NULL returns to 127.0.0.1. */
+void th_set_source_ip(const char *ip);
+
+/* Logs in through POST /api/auth/login (JSON) and returns the access_token, or NULL (the
+ * response is printed). Caller frees. */
+char *th_login(const struct th_api *api, const char *user, const char *pass);
+
+/* json[key] as a string, or NULL when absent or not a string. Borrowed. */
+const char *th_json_str(const json_t *json, const char *key);
+
+/* json[key] as an integer into *out; -1 when absent or not an integer. */
+int th_json_int(const json_t *json, const char *key, long long *out);
+
+/* true when s is an ISO-8601 datetime with an explicit offset, as COMPAT §6 requires:
+ * YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM). */
+bool th_is_datetime(const char *s);
+
+/* Checks (cmocka) that r has the given status, printing the body when it has not. */
+#define TH_EXPECT_STATUS(r, st) th_expect_status_at((r), (st), __FILE__, __LINE__)
+
+/* Checks (cmocka) that r is an error: the status, a JSON object whose "detail" equals detail
+ * (any string when detail is NULL), and "error": {"code": non-empty string, "message":
+ * non-empty string}. */
+#define TH_EXPECT_ERROR(r, st, detail) th_expect_error_at((r), (st), (detail), __FILE__, __LINE__)
+
+/* Checks (cmocka) that json[key] is the string expected, printing json when it is not. */
+#define TH_EXPECT_STR(json, key, expected) th_expect_str_at((json), (key), (expected), __FILE__, __LINE__)
+
+/* Checks (cmocka) that json[key] is the integer expected, printing json when it is not. */
+#define TH_EXPECT_INT(json, key, expected) th_expect_int_at((json), (key), (expected), __FILE__, __LINE__)
+
+void th_expect_str_at(const json_t *json, const char *key, const char *expected, const char *file, int line);
+void th_expect_int_at(const json_t *json, const char *key, long long expected, const char *file, int line);
+void th_expect_status_at(const struct th_resp *r, long status, const char *file, int line);
+void th_expect_error_at(const struct th_resp *r, long status, const char *detail, const char *file, int line);
+
+#endif
