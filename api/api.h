@@ -8,14 +8,14 @@
 #include "http.h"
 
 /* UserOut (COMPAT §2.1) from users u LEFT JOIN companies c. */
-#define USER_COLUMNS                                                                                          \
-	"u.id, u.username, u.is_active, u.is_superuser, u.role, u.first_name, u.last_name, u.phone_number, "  \
-	"u.company_id, c.name AS company_name, u.agent_type, api_ts(u.created_at) AS created_at, "            \
+#define USER_COLUMNS                                                                                         \
+	"u.id, u.username, u.is_active, u.is_superuser, u.role, u.first_name, u.last_name, u.phone_number, " \
+	"u.company_id, c.name AS company_name, u.agent_type, api_ts(u.created_at) AS created_at, "           \
 	"api_ts(u.updated_at) AS updated_at"
 
 /* CompanyOut (COMPAT §2.1) from companies. */
-#define COMPANY_COLUMNS                                                                                       \
-	"id, name, display_name, is_active, settings, api_ts(created_at) AS created_at, "                    \
+#define COMPANY_COLUMNS                                                                   \
+	"id, name, display_name, is_active, settings, api_ts(created_at) AS created_at, " \
 	"api_ts(updated_at) AS updated_at"
 
 #define BCRYPT_COST 12
@@ -37,12 +37,11 @@ void auth_cleanup(void);
 int field_object_or_reply(struct http_ctx *c, bool required) MUSTCHECK;
 /* String of min..max characters; *out NULL when absent or null (then 422 if required). Borrowed. */
 int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required,
-		       const char **out) MUSTCHECK;
+                       const char **out) MUSTCHECK;
 /* Boolean; *out = -1 when absent or null, else 0/1. */
 int field_bool_or_reply(struct http_ctx *c, const char *name, int *out) MUSTCHECK;
 /* One of a NULL-terminated list; *out NULL when absent or null. */
-int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out)
-	MUSTCHECK;
+int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out) MUSTCHECK;
 /* True when the field is present and not null. */
 bool field_given(struct http_ctx *c, const char *name);
 /* Path parameter i as an integer id (422 naming it otherwise). */

@@ -35,16 +35,16 @@ void auth_cleanup(void)
 
 /* KEYS: failure counters; ARGV[1]: limit. Returns the longest TTL of a counter at the limit, else 0. */
 static const char THROTTLE_CHECK[] = "local r = 0 "
-				     "for _, k in ipairs(KEYS) do "
-				     "  local n = tonumber(redis.call('GET', k) or '0') "
-				     "  if n >= tonumber(ARGV[1]) then "
-				     "    local t = redis.call('TTL', k) if t > r then r = t end "
-				     "  end "
-				     "end return r";
+                                     "for _, k in ipairs(KEYS) do "
+                                     "  local n = tonumber(redis.call('GET', k) or '0') "
+                                     "  if n >= tonumber(ARGV[1]) then "
+                                     "    local t = redis.call('TTL', k) if t > r then r = t end "
+                                     "  end "
+                                     "end return r";
 /* KEYS: failure counters; ARGV[1]: window seconds. */
 static const char THROTTLE_FAIL[] = "for _, k in ipairs(KEYS) do "
-				    "  if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, ARGV[1]) end "
-				    "end return 0";
+                                    "  if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, ARGV[1]) end "
+                                    "end return 0";
 
 struct login {
 	char *username;
@@ -86,7 +86,7 @@ static void login_reply_ok(struct http_ctx *c, redisReply *r)
 		return;
 	}
 	json_t *body = json_pack("{s:s, s:s, s:i, s:O}", "access_token", tok, "token_type", "bearer", "expires_in",
-				 (json_int_t)cfg.access_token_expire_minutes * 60, "user", l->user);
+	                         (json_int_t)cfg.access_token_expire_minutes * 60, "user", l->user);
 	free(tok);
 	log_info("event=login_ok user=%s", l->username);
 	http_reply_json(c, 200, body);
@@ -143,14 +143,14 @@ static void login_throttle_checked(struct http_ctx *c, redisReply *r)
 		http_add_header(c, "Retry-After", ra);
 		log_warn("event=login_throttled user=%s peer=%s retry_after=%s", l->username, c->peer, ra);
 		http_error(c, 429, "TOO_MANY_LOGIN_ATTEMPTS", "Too many failed login attempts, retry in %lld seconds",
-			   r->integer);
+		           r->integer);
 		return;
 	}
 	const char *p[1] = {l->username};
 	http_db(c,
-		"SELECT u.hashed_password, " USER_COLUMNS
-		" FROM users u LEFT JOIN companies c ON c.id = u.company_id WHERE u.username = $1",
-		1, p, login_user_loaded);
+	        "SELECT u.hashed_password, " USER_COLUMNS
+	        " FROM users u LEFT JOIN companies c ON c.id = u.company_id WHERE u.username = $1",
+	        1, p, login_user_loaded);
 }
 
 static void login(struct http_ctx *c)
@@ -225,15 +225,15 @@ static void me_write(struct http_ctx *c)
 	snprintf(id, sizeof(id), "%ld", c->user.id);
 	const char *p[7] = {id, m->username, m->hash, m->first, m->last, m->phone_in ? m->phone : NULL, NULL};
 	http_db(c,
-		"WITH u AS (UPDATE users SET "
-		" username = COALESCE($2, username),"
-		" hashed_password = COALESCE($3, hashed_password),"
-		" first_name = CASE WHEN $4::text IS NULL THEN first_name ELSE NULLIF($4, '') END,"
-		" last_name = CASE WHEN $5::text IS NULL THEN last_name ELSE NULLIF($5, '') END,"
-		" phone_number = CASE WHEN $6::text IS NULL THEN phone_number ELSE NULLIF($6, '') END,"
-		" updated_at = now() WHERE id = $1 RETURNING *) "
-		"SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
-		6, p, me_updated);
+	        "WITH u AS (UPDATE users SET "
+	        " username = COALESCE($2, username),"
+	        " hashed_password = COALESCE($3, hashed_password),"
+	        " first_name = CASE WHEN $4::text IS NULL THEN first_name ELSE NULLIF($4, '') END,"
+	        " last_name = CASE WHEN $5::text IS NULL THEN last_name ELSE NULLIF($5, '') END,"
+	        " phone_number = CASE WHEN $6::text IS NULL THEN phone_number ELSE NULLIF($6, '') END,"
+	        " updated_at = now() WHERE id = $1 RETURNING *) "
+	        "SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
+	        6, p, me_updated);
 }
 
 static void me_hash(void *state)
@@ -306,10 +306,10 @@ static void logout(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
-	{"POST", "/api/auth/login", login, AUTH_NONE, RF_JSON},
-	{"GET", "/api/auth/me", me_get, AUTH_JWT, 0},
-	{"PUT", "/api/auth/me", me_put, AUTH_JWT, RF_JSON},
-	{"POST", "/api/auth/logout", logout, AUTH_JWT, 0},
+    {"POST", "/api/auth/login", login, AUTH_NONE, RF_JSON},
+    {"GET", "/api/auth/me", me_get, AUTH_JWT, 0},
+    {"PUT", "/api/auth/me", me_put, AUTH_JWT, RF_JSON},
+    {"POST", "/api/auth/logout", logout, AUTH_JWT, 0},
 };
 
 void auth_routes(void)

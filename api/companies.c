@@ -9,8 +9,8 @@
 #include "pgjson.h"
 
 /* Slugs that would shadow our own top-level paths under /api. */
-static const char *const reserved[] = {"auth", "companies", "numbers", "dialer", "stats", "jobs", "admins",
-				       "health", "events", "holidays", "metrics", "ws", NULL};
+static const char *const reserved[] = {"auth",   "companies", "numbers",  "dialer",  "stats", "jobs", "admins",
+                                       "health", "events",    "holidays", "metrics", "ws",    NULL};
 
 /* A slug travels in URL paths: no separators, spaces or escapes. */
 static int slug_or_reply(struct http_ctx *c, const char *name)
@@ -109,9 +109,9 @@ static void create(struct http_ctx *c)
 	}
 	const char *p[4] = {name, display, active == 0 ? "false" : "true", settings ? settings : "{}"};
 	http_db(c,
-		"INSERT INTO companies (name, display_name, is_active, settings) VALUES ($1, $2, $3, $4) "
-		"RETURNING " COMPANY_COLUMNS,
-		4, p, one_done);
+	        "INSERT INTO companies (name, display_name, is_active, settings) VALUES ($1, $2, $3, $4) "
+	        "RETURNING " COMPANY_COLUMNS,
+	        4, p, one_done);
 	free(settings);
 }
 
@@ -133,10 +133,10 @@ static void update(struct http_ctx *c)
 	snprintf(ids, sizeof(ids), "%ld", id);
 	const char *p[5] = {ids, name, display, active < 0 ? NULL : active ? "true" : "false", settings};
 	http_db(c,
-		"UPDATE companies SET name = COALESCE($2, name), display_name = COALESCE($3, display_name),"
-		" is_active = COALESCE($4::boolean, is_active), settings = COALESCE($5::jsonb, settings),"
-		" updated_at = now() WHERE id = $1 RETURNING " COMPANY_COLUMNS,
-		5, p, one_done);
+	        "UPDATE companies SET name = COALESCE($2, name), display_name = COALESCE($3, display_name),"
+	        " is_active = COALESCE($4::boolean, is_active), settings = COALESCE($5::jsonb, settings),"
+	        " updated_at = now() WHERE id = $1 RETURNING " COMPANY_COLUMNS,
+	        5, p, one_done);
 	free(settings);
 }
 
@@ -145,8 +145,8 @@ static void deleted(struct http_ctx *c, PGresult *res)
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	log_info("event=company_deleted id=%ld name=%s", c->company_id, c->company);
-	http_reply_json(c, 200, json_pack("{s:b, s:I, s:s}", "deleted", 1, "id", (json_int_t)c->company_id, "name",
-					  c->company));
+	http_reply_json(
+	    c, 200, json_pack("{s:b, s:I, s:s}", "deleted", 1, "id", (json_int_t)c->company_id, "name", c->company));
 }
 
 static void delete_loaded(struct http_ctx *c, PGresult *res)
@@ -168,7 +168,7 @@ static void delete_loaded(struct http_ctx *c, PGresult *res)
 	http_db(c, "SELECT company_delete($1)", 1, p, deleted);
 }
 
-static void delete(struct http_ctx *c)
+static void delete (struct http_ctx *c)
 {
 	const char *confirm;
 	long id;
@@ -182,11 +182,11 @@ static void delete(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
-	{"GET", "/api/companies", list, AUTH_JWT, 0},
-	{"POST", "/api/companies", create, AUTH_JWT, RF_JSON},
-	{"GET", "/api/companies/{company_name}", get_by_name, AUTH_JWT, 0},
-	{"PUT", "/api/companies/{company_id}", update, AUTH_JWT, RF_JSON},
-	{"DELETE", "/api/companies/{company_id}", delete, AUTH_JWT, RF_JSON},
+    {"GET", "/api/companies", list, AUTH_JWT, 0},
+    {"POST", "/api/companies", create, AUTH_JWT, RF_JSON},
+    {"GET", "/api/companies/{company_name}", get_by_name, AUTH_JWT, 0},
+    {"PUT", "/api/companies/{company_id}", update, AUTH_JWT, RF_JSON},
+    {"DELETE", "/api/companies/{company_id}", delete, AUTH_JWT, RF_JSON},
 };
 
 void companies_routes(void)

@@ -41,8 +41,7 @@ bool field_given(struct http_ctx *c, const char *name)
 	return v && !json_is_null(v);
 }
 
-int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required,
-		       const char **out)
+int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required, const char **out)
 {
 	json_t *v = json_object_get(c->body, name);
 	char msg[96];

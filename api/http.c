@@ -30,7 +30,7 @@
 /* ------------------------------------------------------------------ routes */
 
 #define ROUTES_MAX (METRICS_ROUTES_MAX - 1)
-#define SEGS_MAX 8
+#define SEGS_MAX   8
 
 struct croute {
 	const struct route *r;
@@ -179,8 +179,9 @@ static const char *status_phrase(int status)
 
 static json_t *error_body(int status, const char *code, json_t *details, const char *msg)
 {
-	return json_pack("{s:s, s:{s:s, s:s, s:o}}", "detail", msg, "error", "code", code ? code : status_code_name(status),
-			 "message", msg, "details", details ? details : json_object());
+	return json_pack("{s:s, s:{s:s, s:s, s:o}}", "detail", msg, "error", "code",
+	                 code ? code : status_code_name(status), "message", msg, "details",
+	                 details ? details : json_object());
 }
 
 /*
@@ -285,8 +286,8 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 			*p = '?';
 	log_set_ctx(c->rid);
 	log_info("event=http method=%s path=\"%s\" route=\"%s\" status=%d dur_ms=%.2f bytes=%zu peer=%s user=%s",
-		 c->route ? c->route->method : "-", path, c->route ? c->route->pattern : "-", status, dur * 1e3,
-		 bytes, c->peer, c->user.username ? c->user.username : "-");
+	         c->route ? c->route->method : "-", path, c->route ? c->route->pattern : "-", status, dur * 1e3, bytes,
+	         c->peer, c->user.username ? c->user.username : "-");
 	log_set_ctx(NULL);
 	ctx_free(c);
 }
@@ -320,8 +321,8 @@ static void verror(struct http_ctx *c, int status, const char *code, json_t *det
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (status >= 500)
-		log_error("event=http_error status=%d code=%s msg=\"%s\"", status, code ? code : status_code_name(status),
-			  msg);
+		log_error("event=http_error status=%d code=%s msg=\"%s\"", status,
+		          code ? code : status_code_name(status), msg);
 	if (status == 401 && !http_header(c, "WWW-Authenticate"))
 		http_add_header(c, "WWW-Authenticate", "Bearer");
 	http_reply_json(c, status, error_body(status, code, details, msg));
@@ -520,7 +521,6 @@ bool http_offload_or_reply(struct http_ctx *c, void (*work)(void *state), void (
 
 /* --------------------------------------------------------------------- auth */
 
-
 static void run_handler(struct http_ctx *c)
 {
 	c->route->fn(c);
@@ -564,8 +564,10 @@ static void jwt_revocation_checked(struct http_ctx *c, redisReply *r)
 		return;
 	}
 	const char *p[1] = {c->user.username};
-	http_db(c, "SELECT " USER_COLUMNS " FROM users u LEFT JOIN companies c ON c.id = u.company_id WHERE u.username = $1",
-		1, p, jwt_user_loaded);
+	http_db(c,
+	        "SELECT " USER_COLUMNS
+	        " FROM users u LEFT JOIN companies c ON c.id = u.company_id WHERE u.username = $1",
+	        1, p, jwt_user_loaded);
 }
 
 static void auth_jwt(struct http_ctx *c)
@@ -617,10 +619,10 @@ static void auth_dialer(struct http_ctx *c)
 	authn_token_hash(tok, c->token_hash);
 	const char *p[1] = {c->token_hash};
 	http_db(c,
-		"UPDATE dialer_tokens t SET last_used_at = now() FROM companies c "
-		"WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND c.id = t.company_id "
-		"RETURNING t.company_id, c.name",
-		1, p, dialer_token_loaded);
+	        "UPDATE dialer_tokens t SET last_used_at = now() FROM companies c "
+	        "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND c.id = t.company_id "
+	        "RETURNING t.company_id, c.name",
+	        1, p, dialer_token_loaded);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -730,9 +732,10 @@ static bool parse_body(struct http_ctx *c)
 	json_error_t err;
 	c->body = json_loadb(data, len, JSON_DECODE_ANY, &err);
 	if (!c->body) {
-		http_error_details(c, 422, "VALIDATION_ERROR",
-				   json_pack("{s:s, s:i, s:i}", "field", "body", "line", err.line, "column", err.column),
-				   "body: invalid JSON (%s)", err.text);
+		http_error_details(
+		    c, 422, "VALIDATION_ERROR",
+		    json_pack("{s:s, s:i, s:i}", "field", "body", "line", err.line, "column", err.column),
+		    "body: invalid JSON (%s)", err.text);
 		return false;
 	}
 	return true;
@@ -776,8 +779,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		goto out;
 	}
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (cmd == EVHTTP_REQ_OPTIONS && http_header(c, "Origin") &&
-	    http_header(c, "Access-Control-Request-Method")) {
+	if (cmd == EVHTTP_REQ_OPTIONS && http_header(c, "Origin") && http_header(c, "Access-Control-Request-Method")) {
 		preflight(c);
 		goto out;
 	}
@@ -851,9 +853,9 @@ int http_thread_init(struct api_thread *t, int idx)
 		return -1;
 	/* every loop binds the same port: the kernel spreads connections (SO_REUSEPORT) */
 	t->listener = evconnlistener_new_bind(t->base, NULL, NULL,
-					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-						      LEV_OPT_CLOSE_ON_EXEC,
-					      1024, (struct sockaddr *)&ss, sslen);
+	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+	                                          LEV_OPT_CLOSE_ON_EXEC,
+	                                      1024, (struct sockaddr *)&ss, sslen);
 	if (!t->listener) {
 		log_error("event=bind_failed addr=%s error=\"%s\"", addr, strerror(errno));
 		return -1;
@@ -863,7 +865,7 @@ int http_thread_init(struct api_thread *t, int idx)
 	evhttp_set_max_headers_size(t->http, cfg.http_max_header_bytes);
 	evhttp_set_timeout(t->http, cfg.http_timeout_seconds);
 	evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-						    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	                                        EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(t->http, on_request, t);
 	if (!evhttp_bind_listener(t->http, t->listener)) {
 		log_error("event=bind_failed addr=%s", addr);

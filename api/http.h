@@ -60,7 +60,7 @@ struct http_user {
 	long id;
 	char *username;
 	bool is_superuser;
-	bool is_admin; /* role == ADMIN */
+	bool is_admin;   /* role == ADMIN */
 	long company_id; /* 0: none */
 	char *company_name;
 	json_t *json; /* UserOut */
@@ -109,7 +109,7 @@ void http_reply_raw(struct http_ctx *c, int status, const char *content_type, co
 void http_error(struct http_ctx *c, int status, const char *code, const char *fmt, ...) PRINTF_LIKE(4, 5);
 /* Same with a details object (stolen, may be NULL). */
 void http_error_details(struct http_ctx *c, int status, const char *code, json_t *details, const char *fmt, ...)
-	PRINTF_LIKE(5, 6);
+    PRINTF_LIKE(5, 6);
 /* 422 VALIDATION_ERROR naming a field: detail "field: msg", details {"field": field}. */
 void http_invalid(struct http_ctx *c, const char *field, const char *msg);
 
@@ -140,8 +140,7 @@ void http_redis(struct http_ctx *c, http_redis_cb cb, int argc, const char **arg
 
 /* Runs work(c->state) on the CPU pool, then done(c) on this loop; replies 503
  * itself (and returns false) when the pool is full. */
-bool http_offload_or_reply(struct http_ctx *c, void (*work)(void *state), void (*done)(struct http_ctx *c))
-	MUSTCHECK;
+bool http_offload_or_reply(struct http_ctx *c, void (*work)(void *state), void (*done)(struct http_ctx *c)) MUSTCHECK;
 
 /* ---- server ---- */
 

@@ -31,10 +31,10 @@ static void health_maybe_reply(struct http_ctx *c)
 		return;
 	bool ok = p->db_ok && p->redis_ok;
 	util_iso_now(ts);
-	json_t *body = json_pack("{s:b, s:s, s:s, s:s, s:s, s:I}", "success", ok, "status", ok ? "healthy" : "unhealthy",
-				 "db", p->db_ok ? "connected" : "disconnected", "redis",
-				 p->redis_ok ? "connected" : "disconnected", "timestamp", ts, "uptime",
-				 (json_int_t)metrics_uptime());
+	json_t *body =
+	    json_pack("{s:b, s:s, s:s, s:s, s:s, s:I}", "success", ok, "status", ok ? "healthy" : "unhealthy", "db",
+	              p->db_ok ? "connected" : "disconnected", "redis", p->redis_ok ? "connected" : "disconnected",
+	              "timestamp", ts, "uptime", (json_int_t)metrics_uptime());
 	if (!ok)
 		http_add_header(c, "Retry-After", "5");
 	http_reply_json(c, ok ? 200 : 503, body);
@@ -69,11 +69,11 @@ static void api_health(struct http_ctx *c)
 
 /* One round trip: drop expired workers, return [key, [field, value, ...], ...]. */
 static const char WORKER_METRICS[] = "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) "
-				     "local out = {} "
-				     "for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
-				     "  local h = redis.call('HGETALL', k) "
-				     "  if #h > 0 then table.insert(out, k) table.insert(out, h) end "
-				     "end return out";
+                                     "local out = {} "
+                                     "for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+                                     "  local h = redis.call('HGETALL', k) "
+                                     "  if #h > 0 then table.insert(out, k) table.insert(out, h) end "
+                                     "end return out";
 
 static void render_workers(FILE *out, redisReply *r)
 {
@@ -93,7 +93,7 @@ static void render_workers(FILE *out, redisReply *r)
 			const char *f = h->element[j]->str, *v = h->element[j + 1]->str;
 			bool gauge = strstr(f, "seconds") != NULL;
 			fprintf(out, "dialer_%s%s{process=\"%.*s\",instance=\"%s\"} %s\n", f, gauge ? "" : "_total",
-				(int)(colon - rest), rest, colon + 1, v);
+			        (int)(colon - rest), rest, colon + 1, v);
 		}
 	}
 }
@@ -105,9 +105,9 @@ static void metrics_done(struct http_ctx *c, redisReply *r)
 	FILE *out = open_memstream(&text, &len);
 	metrics_render_http(out);
 	fprintf(out, "# TYPE dialer_db_up gauge\ndialer_db_up{process=\"api\",thread=\"%d\"} %d\n", c->thr->idx,
-		pgpool_healthy(c->thr->db));
+	        pgpool_healthy(c->thr->db));
 	fprintf(out, "# TYPE dialer_redis_up gauge\ndialer_redis_up{process=\"api\",thread=\"%d\"} %d\n", c->thr->idx,
-		rds_connected(c->thr->redis));
+	        rds_connected(c->thr->redis));
 	metrics_render_counters(out, "process=\"api\"");
 	render_workers(out, r);
 	fclose(out);
@@ -124,9 +124,9 @@ static void metrics(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
-	{"GET", "/health", health, AUTH_NONE, 0},
-	{"GET", "/api/health", api_health, AUTH_NONE, 0},
-	{"GET", "/metrics", metrics, AUTH_NONE, 0},
+    {"GET", "/health", health, AUTH_NONE, 0},
+    {"GET", "/api/health", api_health, AUTH_NONE, 0},
+    {"GET", "/metrics", metrics, AUTH_NONE, 0},
 };
 
 void ops_routes(void)

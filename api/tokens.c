@@ -9,7 +9,7 @@
 #include "authn.h"
 #include "pgjson.h"
 
-#define TOKEN_COLUMNS                                                                                         \
+#define TOKEN_COLUMNS                                                                                            \
 	"id, company_id, name, prefix, api_ts(created_at) AS created_at, api_ts(last_used_at) AS last_used_at, " \
 	"api_ts(revoked_at) AS revoked_at"
 
@@ -40,7 +40,7 @@ static void created(struct http_ctx *c, PGresult *res)
 	json_t *t = pgjson_row(res, 0);
 	json_object_set_new(t, "token", json_string(c->state));
 	log_info("event=dialer_token_created company=%s id=%s prefix=%s", c->company, PQgetvalue(res, 0, 0),
-		 PQgetvalue(res, 0, 3));
+	         PQgetvalue(res, 0, 3));
 	http_reply_json(c, 200, t);
 }
 
@@ -62,9 +62,9 @@ static void create_company(struct http_ctx *c)
 	c->state_free = free;
 	const char *p[5] = {cid, name ? name : "dialer", hash, prefix, uid};
 	http_db(c,
-		"INSERT INTO dialer_tokens (company_id, name, token_hash, prefix, created_by)"
-		" VALUES ($1, $2, $3, $4, $5) RETURNING " TOKEN_COLUMNS,
-		5, p, created);
+	        "INSERT INTO dialer_tokens (company_id, name, token_hash, prefix, created_by)"
+	        " VALUES ($1, $2, $3, $4, $5) RETURNING " TOKEN_COLUMNS,
+	        5, p, created);
 }
 
 static void create(struct http_ctx *c)
@@ -82,8 +82,8 @@ static void revoked(struct http_ctx *c, PGresult *res)
 		return;
 	}
 	log_info("event=dialer_token_revoked company=%s id=%s", c->company, PQgetvalue(res, 0, 0));
-	http_reply_json(c, 200,
-			json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+	http_reply_json(
+	    c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
 }
 
 static void revoke_company(struct http_ctx *c)
@@ -96,9 +96,9 @@ static void revoke_company(struct http_ctx *c)
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[2] = {ids, cid};
 	http_db(c,
-		"UPDATE dialer_tokens SET revoked_at = COALESCE(revoked_at, now())"
-		" WHERE id = $1 AND company_id = $2 RETURNING id",
-		2, p, revoked);
+	        "UPDATE dialer_tokens SET revoked_at = COALESCE(revoked_at, now())"
+	        " WHERE id = $1 AND company_id = $2 RETURNING id",
+	        2, p, revoked);
 }
 
 static void revoke(struct http_ctx *c)
@@ -108,9 +108,9 @@ static void revoke(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
-	{"GET", "/api/{company}/dialer-tokens", list, AUTH_JWT, 0},
-	{"POST", "/api/{company}/dialer-tokens", create, AUTH_JWT, RF_JSON},
-	{"DELETE", "/api/{company}/dialer-tokens/{token_id}", revoke, AUTH_JWT, 0},
+    {"GET", "/api/{company}/dialer-tokens", list, AUTH_JWT, 0},
+    {"POST", "/api/{company}/dialer-tokens", create, AUTH_JWT, RF_JSON},
+    {"DELETE", "/api/{company}/dialer-tokens/{token_id}", revoke, AUTH_JWT, 0},
 };
 
 void tokens_routes(void)

@@ -15,8 +15,7 @@
 static const char *const roles[] = {"ADMIN", "AGENT", NULL};
 static const char *const agent_types[] = {"INBOUND", "OUTBOUND", "BOTH", NULL};
 
-#define SELECT_USER_BY_COMPANY                                                                                \
-	"SELECT " USER_COLUMNS " FROM users u LEFT JOIN companies c ON c.id = u.company_id "
+#define SELECT_USER_BY_COMPANY "SELECT " USER_COLUMNS " FROM users u LEFT JOIN companies c ON c.id = u.company_id "
 
 struct uform {
 	const char *username, *password, *first, *last, *phone_in, *role, *agent_type;
@@ -80,7 +79,7 @@ static void list_company(struct http_ctx *c)
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[1] = {cid};
 	http_db(c, SELECT_USER_BY_COMPANY "WHERE u.company_id = $1 AND NOT u.is_superuser ORDER BY u.id", 1, p,
-		rows_done);
+	        rows_done);
 }
 
 static void list(struct http_ctx *c)
@@ -100,15 +99,15 @@ static void roster(struct http_ctx *c)
 	if (!c->user.is_superuser) {
 		snprintf(cid, sizeof(cid), "%ld", c->user.company_id);
 		const char *p[1] = {cid};
-		http_db(c, SELECT_USER_BY_COMPANY "WHERE u.company_id = $1 AND NOT u.is_superuser ORDER BY u.id", 1,
-			p, rows_done);
+		http_db(c, SELECT_USER_BY_COMPANY "WHERE u.company_id = $1 AND NOT u.is_superuser ORDER BY u.id", 1, p,
+		        rows_done);
 		return;
 	}
 	const char *p[1] = {company};
 	http_db(c,
-		SELECT_USER_BY_COMPANY "WHERE NOT u.is_superuser AND ($1::text IS NULL OR c.name = $1) "
-				       "ORDER BY u.company_id, u.id",
-		1, p, rows_done);
+	        SELECT_USER_BY_COMPANY "WHERE NOT u.is_superuser AND ($1::text IS NULL OR c.name = $1) "
+	                               "ORDER BY u.company_id, u.id",
+	        1, p, rows_done);
 }
 
 /* ----------------------------------------------------------------- create */
@@ -130,19 +129,20 @@ static void create_hashed(struct http_ctx *c)
 	}
 	snprintf(f->cids, sizeof(f->cids), "%ld", c->company_id);
 	const char *p[9] = {f->username,
-			    f->hash,
-			    f->active == 0 ? "false" : "true",
-			    f->role ? f->role : "ADMIN",
-			    f->first && *f->first ? f->first : NULL,
-			    f->last && *f->last ? f->last : NULL,
-			    f->phone_in && *f->phone_in ? f->phone : NULL,
-			    f->cids,
-			    f->agent_type ? f->agent_type : "BOTH"};
-	http_db(c,
-		"WITH u AS (INSERT INTO users (username, hashed_password, is_active, role, first_name, last_name,"
-		" phone_number, company_id, agent_type, is_superuser) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false)"
-		" RETURNING *) SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
-		9, p, created);
+	                    f->hash,
+	                    f->active == 0 ? "false" : "true",
+	                    f->role ? f->role : "ADMIN",
+	                    f->first && *f->first ? f->first : NULL,
+	                    f->last && *f->last ? f->last : NULL,
+	                    f->phone_in && *f->phone_in ? f->phone : NULL,
+	                    f->cids,
+	                    f->agent_type ? f->agent_type : "BOTH"};
+	http_db(
+	    c,
+	    "WITH u AS (INSERT INTO users (username, hashed_password, is_active, role, first_name, last_name,"
+	    " phone_number, company_id, agent_type, is_superuser) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false)"
+	    " RETURNING *) SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
+	    9, p, created);
 }
 
 static void create_company(struct http_ctx *c)
@@ -222,28 +222,30 @@ static void target_loaded(struct http_ctx *c, PGresult *res)
 		return;
 	}
 	const char *p[9] = {f->ids,
-			    f->hash,
-			    f->active < 0 ? NULL : f->active ? "true" : "false",
-			    f->role,
-			    f->first,
-			    f->last,
-			    f->phone_in ? f->phone : NULL,
-			    f->agent_type,
-			    NULL};
+	                    f->hash,
+	                    f->active < 0 ? NULL
+	                    : f->active   ? "true"
+	                                  : "false",
+	                    f->role,
+	                    f->first,
+	                    f->last,
+	                    f->phone_in ? f->phone : NULL,
+	                    f->agent_type,
+	                    NULL};
 	if (f->phone_in && !*f->phone_in)
 		p[6] = ""; /* "" clears the phone (preface point 5) */
 	http_db(c,
-		"WITH u AS (UPDATE users SET"
-		" hashed_password = COALESCE($2, hashed_password),"
-		" is_active = COALESCE($3::boolean, is_active),"
-		" role = COALESCE($4, role),"
-		" first_name = CASE WHEN $5::text IS NULL THEN first_name ELSE NULLIF($5, '') END,"
-		" last_name = CASE WHEN $6::text IS NULL THEN last_name ELSE NULLIF($6, '') END,"
-		" phone_number = CASE WHEN $7::text IS NULL THEN phone_number ELSE NULLIF($7, '') END,"
-		" agent_type = COALESCE($8, agent_type),"
-		" updated_at = now() WHERE id = $1 RETURNING *)"
-		" SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
-		8, p, written);
+	        "WITH u AS (UPDATE users SET"
+	        " hashed_password = COALESCE($2, hashed_password),"
+	        " is_active = COALESCE($3::boolean, is_active),"
+	        " role = COALESCE($4, role),"
+	        " first_name = CASE WHEN $5::text IS NULL THEN first_name ELSE NULLIF($5, '') END,"
+	        " last_name = CASE WHEN $6::text IS NULL THEN last_name ELSE NULLIF($6, '') END,"
+	        " phone_number = CASE WHEN $7::text IS NULL THEN phone_number ELSE NULLIF($7, '') END,"
+	        " agent_type = COALESCE($8, agent_type),"
+	        " updated_at = now() WHERE id = $1 RETURNING *)"
+	        " SELECT " USER_COLUMNS " FROM u LEFT JOIN companies c ON c.id = u.company_id",
+	        8, p, written);
 }
 
 static void company_locked(struct http_ctx *c, PGresult *res)
@@ -254,11 +256,11 @@ static void company_locked(struct http_ctx *c, PGresult *res)
 	/* a fresh statement, so a fresh snapshot: the count sees committed changes */
 	const char *p[2] = {f->ids, f->cids};
 	http_db(c,
-		"SELECT u.is_superuser, u.role = 'ADMIN' AND u.is_active,"
-		" (SELECT count(*) FROM users o WHERE o.company_id = $2 AND o.id <> u.id AND o.role = 'ADMIN'"
-		"  AND o.is_active AND NOT o.is_superuser)"
-		" FROM users u WHERE u.id = $1 AND u.company_id = $2 FOR UPDATE",
-		2, p, target_loaded);
+	        "SELECT u.is_superuser, u.role = 'ADMIN' AND u.is_active,"
+	        " (SELECT count(*) FROM users o WHERE o.company_id = $2 AND o.id <> u.id AND o.role = 'ADMIN'"
+	        "  AND o.is_active AND NOT o.is_superuser)"
+	        " FROM users u WHERE u.id = $1 AND u.company_id = $2 FOR UPDATE",
+	        2, p, target_loaded);
 }
 
 static void tx_started(struct http_ctx *c, PGresult *res)
@@ -328,11 +330,11 @@ static void modify(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
-	{"GET", "/api/admins", roster, AUTH_JWT, 0},
-	{"GET", "/api/{company}/admins", list, AUTH_JWT, 0},
-	{"POST", "/api/{company}/admins", create, AUTH_JWT, RF_JSON},
-	{"PUT", "/api/{company}/admins/{user_id}", modify, AUTH_JWT, RF_JSON},
-	{"DELETE", "/api/{company}/admins/{user_id}", modify, AUTH_JWT, 0},
+    {"GET", "/api/admins", roster, AUTH_JWT, 0},
+    {"GET", "/api/{company}/admins", list, AUTH_JWT, 0},
+    {"POST", "/api/{company}/admins", create, AUTH_JWT, RF_JSON},
+    {"PUT", "/api/{company}/admins/{user_id}", modify, AUTH_JWT, RF_JSON},
+    {"DELETE", "/api/{company}/admins/{user_id}", modify, AUTH_JWT, 0},
 };
 
 void users_routes(void)

@@ -17,12 +17,12 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: dialerctl migrate\n"
-			"       dialerctl bootstrap\n"
-			"       dialerctl create-admin USERNAME PASSWORD [--role ADMIN|AGENT] [--company SLUG]"
-			" [--superuser]\n"
-			"       dialerctl config\n"
-			"The first user ever created is a superuser. Configuration comes from the environment"
-			" and .env.\n");
+	                "       dialerctl bootstrap\n"
+	                "       dialerctl create-admin USERNAME PASSWORD [--role ADMIN|AGENT] [--company SLUG]"
+	                " [--superuser]\n"
+	                "       dialerctl config\n"
+	                "The first user ever created is a superuser. Configuration comes from the environment"
+	                " and .env.\n");
 	return 2;
 }
 
@@ -44,9 +44,9 @@ static int cmd_migrate(void)
 	if (n >= 0) {
 		const char *p[1] = {cfg.default_company};
 		PGresult *res = db_exec(pg,
-					"INSERT INTO companies (name, display_name) VALUES ($1, $1)"
-					" ON CONFLICT (name) DO NOTHING",
-					1, p);
+		                        "INSERT INTO companies (name, display_name) VALUES ($1, $1)"
+		                        " ON CONFLICT (name) DO NOTHING",
+		                        1, p);
 		if (res) {
 			printf("migrations applied: %d; default company \"%s\" ready\n", n, cfg.default_company);
 			rc = 0;
@@ -59,7 +59,7 @@ static int cmd_migrate(void)
 
 /* Inserts a user; superuser when asked or when it is the first user. */
 static int create_user(PGconn *pg, const char *user, const char *pass, const char *role, const char *company,
-		       bool superuser)
+                       bool superuser)
 {
 	char *hash = NULL;
 	PGresult *res = NULL;
@@ -86,11 +86,11 @@ static int create_user(PGconn *pg, const char *user, const char *pass, const cha
 		goto out;
 	}
 	const char *p[5] = {user, hash, superuser ? "ADMIN" : role, superuser ? "true" : "false",
-			    superuser ? NULL : company};
+	                    superuser ? NULL : company};
 	res = PQexecParams(pg,
-			   "INSERT INTO users (username, hashed_password, role, is_superuser, company_id)"
-			   " VALUES ($1, $2, $3, $4, (SELECT id FROM companies WHERE name = $5)) RETURNING id",
-			   5, NULL, p, NULL, NULL, 0);
+	                   "INSERT INTO users (username, hashed_password, role, is_superuser, company_id)"
+	                   " VALUES ($1, $2, $3, $4, (SELECT id FROM companies WHERE name = $5)) RETURNING id",
+	                   5, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		if (state && !strcmp(state, "23505"))
@@ -170,8 +170,7 @@ static int cmd_bootstrap(void)
 	}
 	rc = create_user(pg, cfg.admin_username, pass, "ADMIN", NULL, true);
 	if (rc == 0 && !cfg.admin_password)
-		printf("generated password for %s: %s  (set ADMIN_PASSWORD to choose one)\n", cfg.admin_username,
-		       pass);
+		printf("generated password for %s: %s  (set ADMIN_PASSWORD to choose one)\n", cfg.admin_username, pass);
 out:
 	PQclear(res);
 	PQfinish(pg);

@@ -25,8 +25,8 @@ char *authn_jwt_issue(const char *secret, const char *sub, long ttl_s, long *exp
 	 * token, or logging one out would revoke the other */
 	if (util_random_hex(jti, 16) || jwt_new(&jwt))
 		return NULL;
-	if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "jti", jti) || jwt_add_grant_int(jwt, "exp", now + ttl_s) ||
-	    jwt_add_grant_int(jwt, "iat", now) ||
+	if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "jti", jti) ||
+	    jwt_add_grant_int(jwt, "exp", now + ttl_s) || jwt_add_grant_int(jwt, "iat", now) ||
 	    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)))
 		goto out;
 	tok = jwt_encode_str(jwt);

@@ -10,8 +10,8 @@
 
 #include "common.h"
 
-#define AUTHN_PASSWORD_MAX 72 /* bcrypt's limit; longer passwords are refused */
-#define AUTHN_TOKEN_MAX 4096  /* longest bearer token we look at */
+#define AUTHN_PASSWORD_MAX 72   /* bcrypt's limit; longer passwords are refused */
+#define AUTHN_TOKEN_MAX    4096 /* longest bearer token we look at */
 
 /*
  * Issues an HS256 JWT with claims sub, exp = now + ttl_s, iat and a random jti. Returns the

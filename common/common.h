@@ -11,9 +11,9 @@
 
 #include "log.h"
 
-#define MUSTCHECK __attribute__((warn_unused_result))
-#define UNUSED(x) ((void)(x))
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MUSTCHECK         __attribute__((warn_unused_result))
+#define UNUSED(x)         ((void)(x))
+#define ARRAY_LEN(a)      (sizeof(a) / sizeof((a)[0]))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
 /* Allocation: out of memory is fatal (logged, then abort). Caller frees. */

@@ -24,7 +24,7 @@ struct centry {
 	const char *def; /* NULL: no default (required or optional, see need) */
 	long min, max;
 	bool secret;
-	unsigned need;                        /* CONFIG_NEED_* flag making it required */
+	unsigned need;                       /* CONFIG_NEED_* flag making it required */
 	const char *(*check)(const char *v); /* returns an error text, or NULL */
 };
 
@@ -91,40 +91,40 @@ static const char *check_cors(const char *v)
 
 #define S(f) offsetof(struct config, f)
 static const struct centry table[] = {
-	{"PORT", CT_INT, S(port), "8000", 1, 65535, false, 0, NULL},
-	{"BIND_ADDRESS", CT_STR, S(bind_address), "0.0.0.0", 0, 0, false, 0, NULL},
-	{"DATABASE_URL", CT_STR, S(database_url), "postgresql://postgres@127.0.0.1:55432/dialer", 0, 0, true, 0,
-	 check_pg_url},
-	{"REDIS_URL", CT_STR, S(redis_url), "redis://127.0.0.1:56379/0", 0, 0, true, 0, check_redis_url},
-	{"SECRET_KEY", CT_STR, S(secret_key), NULL, 0, 0, true, CONFIG_NEED_SECRET, check_secret},
-	{"DIALER_TOKEN", CT_STR, S(dialer_token), NULL, 0, 0, true, CONFIG_NEED_DIALER_TOKEN, check_token},
-	{"DEFAULT_COMPANY", CT_STR, S(default_company), "default", 0, 0, false, 0, check_slug},
-	{"ADMIN_USERNAME", CT_STR, S(admin_username), "admin", 0, 0, false, 0, NULL},
-	{"ADMIN_PASSWORD", CT_STR, S(admin_password), NULL, 0, 0, true, 0, NULL},
-	{"ACCESS_TOKEN_EXPIRE_MINUTES", CT_INT, S(access_token_expire_minutes), "1440", 1, 525600, false, 0, NULL},
-	{"ALGORITHM", CT_STR, S(algorithm), "HS256", 0, 0, false, 0, check_alg},
-	{"CORS_ORIGINS", CT_STR, S(cors_origins_json),
-	 "[\"http://localhost:5173\",\"http://127.0.0.1:5173\",\"http://localhost\",\"http://127.0.0.1\"]", 0, 0,
-	 false, 0, check_cors},
-	{"API_THREADS", CT_INT, S(api_threads), "0", 0, 256, false, 0, NULL},
-	{"DB_POOL_SIZE", CT_INT, S(db_pool_size), "4", 1, 64, false, 0, NULL},
-	{"HTTP_MAX_BODY_BYTES", CT_LONG, S(http_max_body_bytes), "1048576", 256, 1L << 34, false, 0, NULL},
-	{"HTTP_MAX_HEADER_BYTES", CT_INT, S(http_max_header_bytes), "16384", 1024, 1 << 20, false, 0, NULL},
-	{"HTTP_MAX_URL_BYTES", CT_INT, S(http_max_url_bytes), "8192", 256, 1 << 20, false, 0, NULL},
-	{"HTTP_TIMEOUT_SECONDS", CT_INT, S(http_timeout_seconds), "30", 1, 3600, false, 0, NULL},
-	{"LOG_LEVEL", CT_STR, S(log_level), "info", 0, 0, false, 0, check_level},
-	{"LOGIN_MAX_FAILURES", CT_INT, S(login_max_failures), "5", 1, 1000, false, 0, NULL},
-	{"LOGIN_WINDOW_SECONDS", CT_INT, S(login_window_seconds), "60", 1, 86400, false, 0, NULL},
-	{"TIMEZONE", CT_STR, S(timezone), "Asia/Tehran", 0, 0, false, 0, NULL},
-	{"MAX_BATCH_SIZE", CT_INT, S(max_batch_size), "500", 1, 100000, false, 0, NULL},
-	{"DEFAULT_BATCH_SIZE", CT_INT, S(default_batch_size), "100", 1, 100000, false, 0, NULL},
-	{"SKIP_HOLIDAYS", CT_BOOL, S(skip_holidays), "true", 0, 0, false, 0, NULL},
-	{"ASSIGNMENT_TIMEOUT_MINUTES", CT_INT, S(assignment_timeout_minutes), "60", 1, 100000, false, 0, NULL},
-	{"CALL_COOLDOWN_DAYS", CT_INT, S(call_cooldown_days), "3", 0, 3650, false, 0, NULL},
-	{"SHORT_RETRY_SECONDS", CT_INT, S(short_retry_seconds), "300", 1, 86400, false, 0, NULL},
-	{"LONG_RETRY_SECONDS", CT_INT, S(long_retry_seconds), "900", 1, 86400, false, 0, NULL},
-	{"LIST_MAX", CT_INT, S(list_max), "1000", 1, 1000000, false, 0, NULL},
-	{"METRICS_PUSH_SECONDS", CT_INT, S(metrics_push_seconds), "5", 1, 3600, false, 0, NULL},
+    {"PORT", CT_INT, S(port), "8000", 1, 65535, false, 0, NULL},
+    {"BIND_ADDRESS", CT_STR, S(bind_address), "0.0.0.0", 0, 0, false, 0, NULL},
+    {"DATABASE_URL", CT_STR, S(database_url), "postgresql://postgres@127.0.0.1:55432/dialer", 0, 0, true, 0,
+     check_pg_url},
+    {"REDIS_URL", CT_STR, S(redis_url), "redis://127.0.0.1:56379/0", 0, 0, true, 0, check_redis_url},
+    {"SECRET_KEY", CT_STR, S(secret_key), NULL, 0, 0, true, CONFIG_NEED_SECRET, check_secret},
+    {"DIALER_TOKEN", CT_STR, S(dialer_token), NULL, 0, 0, true, CONFIG_NEED_DIALER_TOKEN, check_token},
+    {"DEFAULT_COMPANY", CT_STR, S(default_company), "default", 0, 0, false, 0, check_slug},
+    {"ADMIN_USERNAME", CT_STR, S(admin_username), "admin", 0, 0, false, 0, NULL},
+    {"ADMIN_PASSWORD", CT_STR, S(admin_password), NULL, 0, 0, true, 0, NULL},
+    {"ACCESS_TOKEN_EXPIRE_MINUTES", CT_INT, S(access_token_expire_minutes), "1440", 1, 525600, false, 0, NULL},
+    {"ALGORITHM", CT_STR, S(algorithm), "HS256", 0, 0, false, 0, check_alg},
+    {"CORS_ORIGINS", CT_STR, S(cors_origins_json),
+     "[\"http://localhost:5173\",\"http://127.0.0.1:5173\",\"http://localhost\",\"http://127.0.0.1\"]", 0, 0, false, 0,
+     check_cors},
+    {"API_THREADS", CT_INT, S(api_threads), "0", 0, 256, false, 0, NULL},
+    {"DB_POOL_SIZE", CT_INT, S(db_pool_size), "4", 1, 64, false, 0, NULL},
+    {"HTTP_MAX_BODY_BYTES", CT_LONG, S(http_max_body_bytes), "1048576", 256, 1L << 34, false, 0, NULL},
+    {"HTTP_MAX_HEADER_BYTES", CT_INT, S(http_max_header_bytes), "16384", 1024, 1 << 20, false, 0, NULL},
+    {"HTTP_MAX_URL_BYTES", CT_INT, S(http_max_url_bytes), "8192", 256, 1 << 20, false, 0, NULL},
+    {"HTTP_TIMEOUT_SECONDS", CT_INT, S(http_timeout_seconds), "30", 1, 3600, false, 0, NULL},
+    {"LOG_LEVEL", CT_STR, S(log_level), "info", 0, 0, false, 0, check_level},
+    {"LOGIN_MAX_FAILURES", CT_INT, S(login_max_failures), "5", 1, 1000, false, 0, NULL},
+    {"LOGIN_WINDOW_SECONDS", CT_INT, S(login_window_seconds), "60", 1, 86400, false, 0, NULL},
+    {"TIMEZONE", CT_STR, S(timezone), "Asia/Tehran", 0, 0, false, 0, NULL},
+    {"MAX_BATCH_SIZE", CT_INT, S(max_batch_size), "500", 1, 100000, false, 0, NULL},
+    {"DEFAULT_BATCH_SIZE", CT_INT, S(default_batch_size), "100", 1, 100000, false, 0, NULL},
+    {"SKIP_HOLIDAYS", CT_BOOL, S(skip_holidays), "true", 0, 0, false, 0, NULL},
+    {"ASSIGNMENT_TIMEOUT_MINUTES", CT_INT, S(assignment_timeout_minutes), "60", 1, 100000, false, 0, NULL},
+    {"CALL_COOLDOWN_DAYS", CT_INT, S(call_cooldown_days), "3", 0, 3650, false, 0, NULL},
+    {"SHORT_RETRY_SECONDS", CT_INT, S(short_retry_seconds), "300", 1, 86400, false, 0, NULL},
+    {"LONG_RETRY_SECONDS", CT_INT, S(long_retry_seconds), "900", 1, 86400, false, 0, NULL},
+    {"LIST_MAX", CT_INT, S(list_max), "1000", 1, 1000000, false, 0, NULL},
+    {"METRICS_PUSH_SECONDS", CT_INT, S(metrics_push_seconds), "5", 1, 3600, false, 0, NULL},
 };
 #undef S
 
@@ -215,7 +215,7 @@ int config_load(unsigned need)
 		if (!v) {
 			if (e->need & need) {
 				fprintf(stderr, "config: %s: is required (set it in the environment or .env)\n",
-					e->name);
+				        e->name);
 				rc = -1;
 			}
 			continue;

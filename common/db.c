@@ -156,9 +156,9 @@ int db_migrate(PGconn *pg, const char *dir_in)
 	if (!exec_simple(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "lock"))
 		goto out;
 	if (!exec_simple(pg,
-			 "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-			 "bootstrap"))
+	                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+	                 "bootstrap"))
 		goto unlock;
 	for (size_t i = 0; i < n; i++) {
 		const char *p[1] = {names[i]};

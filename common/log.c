@@ -53,8 +53,8 @@ void log_write(enum log_level lvl, const char *fmt, ...)
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s proc=%s pid=%d ",
-			      (long)(tv.tv_usec / 1000), level_names[lvl], proc, (int)getpid());
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s proc=%s pid=%d ", (long)(tv.tv_usec / 1000),
+	                      level_names[lvl], proc, (int)getpid());
 	if (ctx_id && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "rid=%s ", ctx_id);
 	if (n < sizeof(line)) {

@@ -80,7 +80,7 @@ void metrics_render_http(FILE *out)
 			uint64_t v = atomic_load_explicit(&r->by_status[s], memory_order_relaxed);
 			if (v)
 				fprintf(out, "http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", name, s + 100,
-					(unsigned long long)v);
+				        (unsigned long long)v);
 		}
 	}
 	fputs("# HELP http_request_duration_seconds Request latency by route.\n"
@@ -96,22 +96,22 @@ void metrics_render_http(FILE *out)
 		for (int b = 0; b <= NB; b++) {
 			cum += atomic_load_explicit(&r->hist[b], memory_order_relaxed);
 			if (b < NB)
-				fprintf(out, "http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
-					buckets[b], (unsigned long long)cum);
+				fprintf(out, "http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+				        name, buckets[b], (unsigned long long)cum);
 			else
 				fprintf(out, "http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-					name, (unsigned long long)cum);
+				        name, (unsigned long long)cum);
 		}
 		fprintf(out, "http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
-			(double)atomic_load_explicit(&r->sum_us, memory_order_relaxed) / 1e6);
+		        (double)atomic_load_explicit(&r->sum_us, memory_order_relaxed) / 1e6);
 		fprintf(out, "http_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
-			(unsigned long long)count);
+		        (unsigned long long)count);
 	}
 	fprintf(out,
-		"# HELP process_uptime_seconds Seconds since the process started.\n"
-		"# TYPE process_uptime_seconds gauge\nprocess_uptime_seconds %.3f\n"
-		"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %lld\n",
-		metrics_uptime(), (long long)start_wall);
+	        "# HELP process_uptime_seconds Seconds since the process started.\n"
+	        "# TYPE process_uptime_seconds gauge\nprocess_uptime_seconds %.3f\n"
+	        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %lld\n",
+	        metrics_uptime(), (long long)start_wall);
 }
 
 void metrics_count(const char *name, uint64_t n)
@@ -142,7 +142,7 @@ void metrics_render_counters(FILE *out, const char *labels)
 	int k = atomic_load(&ncounters);
 	for (int i = 0; i < k; i++)
 		fprintf(out, "dialer_%s_total{%s} %llu\n", counters[i].name, labels,
-			(unsigned long long)atomic_load_explicit(&counters[i].v, memory_order_relaxed));
+		        (unsigned long long)atomic_load_explicit(&counters[i].v, memory_order_relaxed));
 }
 
 int metrics_push(redisContext *rc, const char *proc_type, int period_s)
@@ -161,7 +161,7 @@ int metrics_push(redisContext *rc, const char *proc_type, int period_s)
 	sent++;
 	for (int i = 0; i < k; i++) {
 		redisAppendCommand(rc, "HSET %s %s %llu", key, counters[i].name,
-				   (unsigned long long)atomic_load(&counters[i].v));
+		                   (unsigned long long)atomic_load(&counters[i].v));
 		sent++;
 	}
 	redisAppendCommand(rc, "EXPIRE %s %d", key, 3 * period_s);

@@ -13,7 +13,7 @@
 
 #include "common.h"
 
-#define METRICS_ROUTES_MAX 160
+#define METRICS_ROUTES_MAX  160
 #define METRICS_REDIS_INDEX "metrics:procs" /* zset: key → expiry (unix s) */
 
 /* Names route idx for the route="" label (borrowed, static). */

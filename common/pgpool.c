@@ -9,10 +9,10 @@
 
 #include "pgpool.h"
 
-#define QUEUE_MAX 20000
+#define QUEUE_MAX         20000
 #define CONNECT_TIMEOUT_S 5
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MIN_MS    100
+#define BACKOFF_MAX_MS    5000
 
 struct job {
 	struct job *next;
@@ -69,7 +69,7 @@ static void job_free(struct job *j)
 }
 
 static struct job *job_new(struct pgpool *pool, const char *sql, int n, const char *const *values, pgpool_cb cb,
-			   void *arg)
+                           void *arg)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->pool = pool;
@@ -386,8 +386,7 @@ struct pgpool *pgpool_new(struct event_base *base, const char *conninfo, int siz
 	struct pgpool *pool = xcalloc(1, sizeof(*pool));
 	pool->base = base;
 	pool->conninfo = xstrdup(conninfo);
-	snprintf(pool->options, sizeof(pool->options), "-c statement_timeout=%d -c TimeZone=UTC",
-		 statement_timeout_ms);
+	snprintf(pool->options, sizeof(pool->options), "-c statement_timeout=%d -c TimeZone=UTC", statement_timeout_ms);
 	pool->size = size;
 	pool->conns = xcalloc((size_t)size, sizeof(struct pgconn));
 	pool->kick = event_new(base, -1, 0, kick_cb, pool);
@@ -433,8 +432,7 @@ void pgpool_free(struct pgpool *pool)
 	free(pool);
 }
 
-void pgpool_query(struct pgpool *pool, const char *sql, int nparams, const char *const *values, pgpool_cb cb,
-		  void *arg)
+void pgpool_query(struct pgpool *pool, const char *sql, int nparams, const char *const *values, pgpool_cb cb, void *arg)
 {
 	enqueue(pool, job_new(pool, sql, nparams, values, cb, arg));
 }
@@ -446,8 +444,7 @@ void pgpool_acquire(struct pgpool *pool, pgpool_acquire_cb cb, void *arg)
 	enqueue(pool, j);
 }
 
-void pgpool_query_on(struct pgconn *c, const char *sql, int nparams, const char *const *values, pgpool_cb cb,
-		     void *arg)
+void pgpool_query_on(struct pgconn *c, const char *sql, int nparams, const char *const *values, pgpool_cb cb, void *arg)
 {
 	struct job *j = job_new(c->pool, sql, nparams, values, cb, arg);
 	if (c->st == C_DOWN || c->st == C_CONNECTING) {

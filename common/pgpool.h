@@ -42,14 +42,14 @@ void pgpool_free(struct pgpool *pool);
  * this call.
  */
 void pgpool_query(struct pgpool *pool, const char *sql, int nparams, const char *const *values, pgpool_cb cb,
-		  void *arg);
+                  void *arg);
 
 /* Pins an idle connection (FIFO with queries); cb gets NULL when none can be had. */
 void pgpool_acquire(struct pgpool *pool, pgpool_acquire_cb cb, void *arg);
 
 /* Runs a statement on a pinned connection. */
 void pgpool_query_on(struct pgconn *conn, const char *sql, int nparams, const char *const *values, pgpool_cb cb,
-		     void *arg);
+                     void *arg);
 
 /* Unpins conn. If it is inside a transaction or broken, the pool rolls back or reconnects. */
 void pgpool_release(struct pgconn *conn);

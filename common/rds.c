@@ -118,7 +118,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	if (!r->down_logged)
 		log_warn("event=redis_down error=\"%s\" retry_ms=%d", ac->errstr[0] ? ac->errstr : "connection closed",
-			 r->backoff_ms);
+		         r->backoff_ms);
 	r->down_logged = true;
 	schedule_retry(r);
 }
@@ -212,8 +212,7 @@ void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **arg
 	p->cb = cb;
 	p->arg = arg;
 	/* while connecting, hiredis buffers the command; a failed connect fails it */
-	if (!r->ac ||
-	    redisAsyncCommandArgv(r->ac, reply_cb, p, argc, argv, lens) != REDIS_OK) {
+	if (!r->ac || redisAsyncCommandArgv(r->ac, reply_cb, p, argc, argv, lens) != REDIS_OK) {
 		if (event_base_once(r->base, -1, EV_TIMEOUT, fail_cb, p, &zero) != 0)
 			fail_cb(-1, 0, p);
 	}

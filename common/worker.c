@@ -40,7 +40,7 @@ static bool ensure_group(struct wstate *s)
 	bool ok = r && (r->type == REDIS_REPLY_STATUS || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "BUSYGROUP")));
 	if (ok) {
 		log_info("event=group_joined stream=%s group=%s consumer=%s", s->def->stream, s->def->group,
-			 s->w.consumer);
+		         s->w.consumer);
 		s->group_ready = true;
 	} else {
 		log_warn("event=group_failed stream=%s error=\"%s\"", s->def->stream, r ? r->str : s->w.redis->errstr);
@@ -132,7 +132,7 @@ int worker_main(const struct worker_def *def)
 	event_add(st, NULL);
 	event_add(si, NULL);
 	log_info("event=started stream=%s group=%s consumer=%s work=%s", def->stream ? def->stream : "-",
-		 def->group ? def->group : "-", consumer, def->tick ? "yes" : "idle");
+	         def->group ? def->group : "-", consumer, def->tick ? "yes" : "idle");
 	event_base_dispatch(s.base);
 out:
 	if (def->stop)

@@ -12,14 +12,14 @@
 #include "common.h"
 
 /* Stream names shared by the API and the workers. */
-#define STREAM_RESULTS "dialer:results"
+#define STREAM_RESULTS     "dialer:results"
 #define STREAM_JOBS_IMPORT "dialer:jobs:import"
 #define STREAM_JOBS_EXPORT "dialer:jobs:export"
-#define STREAM_EVENTS "dialer:events"
+#define STREAM_EVENTS      "dialer:events"
 
 struct worker_ctx {
-	redisContext *redis; /* NULL while disconnected; the skeleton reconnects */
-	PGconn *db;          /* NULL while disconnected; the skeleton reconnects */
+	redisContext *redis;  /* NULL while disconnected; the skeleton reconnects */
+	PGconn *db;           /* NULL while disconnected; the skeleton reconnects */
 	const char *consumer; /* this process's consumer name: <host>-<pid> */
 	void *user;
 };

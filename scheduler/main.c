@@ -11,13 +11,13 @@
 #include "worker.h"
 
 #define LEASE_KEY "dialer:scheduler:leader"
-#define LEASE_MS "5000"
+#define LEASE_MS  "5000"
 
 /* Renews the lease only when we still hold it. */
 static const char RENEW[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-			    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+                            "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 static const char RELEASE[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-			      "  return redis.call('DEL', KEYS[1]) else return 0 end";
+                              "  return redis.call('DEL', KEYS[1]) else return 0 end";
 
 static bool leader;
 
@@ -50,10 +50,10 @@ static void stop(struct worker_ctx *w)
 int main(void)
 {
 	static const struct worker_def def = {
-		.type = "scheduler",
-		.needs_db = true,
-		.tick = tick,
-		.stop = stop,
+	    .type = "scheduler",
+	    .needs_db = true,
+	    .tick = tick,
+	    .stop = stop,
 	};
 	return worker_main(&def);
 }

@@ -367,7 +367,7 @@ static const char *th_child_dir(void)
  * they are >= 0, cwd dir (when not NULL), own process group, SIGTERM when the parent dies,
  * then exec. Only async-signal-safe calls (plus execvpe) since the parent may have threads. */
 __attribute__((noreturn)) static void th_child_exec(const char *path, char *const *argv, char *const *envp, int out_fd,
-						    int err_fd, const char *dir, pid_t parent)
+                                                    int err_fd, const char *dir, pid_t parent)
 {
 	static const char msg[] = "harness: exec failed\n";
 	int devnull = open("/dev/null", O_RDONLY);
@@ -485,7 +485,7 @@ out:
 }
 
 struct th_proc *th_proc_start(const char *path, const char *const *argv, const char *const *env_extra,
-			      const char *log_path)
+                              const char *log_path)
 {
 	char **envp = th_build_env(env_extra);
 	const char *dir = th_child_dir();
@@ -587,8 +587,8 @@ struct th_proc *th_redis_start(const char *dir, int port)
 {
 	char portstr[16];
 	char *log_path = th_xasprintf("%s/%s-redis.log", th_tmp_dir(), th_test_name());
-	const char *argv[] = {"redis-server", "--port", portstr,	"--bind", "127.0.0.1",	 "--dir", dir,
-			      "--save",	      "",	"--appendonly", "no",	  "--daemonize", "no",	  NULL};
+	const char *argv[] = {"redis-server", "--port", portstr,        "--bind", "127.0.0.1",   "--dir", dir,
+	                      "--save",       "",       "--appendonly", "no",     "--daemonize", "no",    NULL};
 	struct th_proc *p;
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
@@ -635,7 +635,7 @@ int th_redis_flush(const char *url)
 	c = redisConnect(host, port);
 	if (c == NULL || c->err) {
 		print_error("harness: cannot connect to redis %s:%d: %s\n", host, port,
-			    c ? c->errstr : "out of memory");
+		            c ? c->errstr : "out of memory");
 		goto out;
 	}
 	rep = redisCommand(c, "SELECT %d", db);
@@ -753,15 +753,15 @@ static int th_api_try(struct th_api *out, const char *path, const char *log_path
 			return 0;
 		if (!th_proc_alive(out->proc)) {
 			print_error("harness: dialer-api exited during start on port %d (see %s)\n", out->port,
-				    log_path);
+			            log_path);
 			th_proc_stop(out->proc);
 			out->proc = NULL;
 			return 1;
 		}
 		if (th_now_ms() >= deadline) {
 			print_error("harness: dialer-api did not answer GET /health within 30 s "
-				    "(last status %ld; see %s)\n",
-				    st, log_path);
+			            "(last status %ld; see %s)\n",
+			            st, log_path);
 			th_proc_stop(out->proc);
 			out->proc = NULL;
 			return -1;
@@ -814,7 +814,7 @@ int th_api_stop(struct th_api *api)
 	api->proc = NULL;
 	if (st != 0)
 		print_error("harness: dialer-api on port %d exited with status %d (see %s/%s-api.log)\n", api->port, st,
-			    th_tmp_dir(), th_test_name());
+		            th_tmp_dir(), th_test_name());
 	return st;
 }
 
@@ -884,7 +884,7 @@ void th_set_source_ip(const char *ip)
 }
 
 struct th_resp *th_http(const char *method, const char *url, const char *bearer, const char *content_type,
-			const char *body, const char *const *extra_headers)
+                        const char *body, const char *const *extra_headers)
 {
 	struct th_resp *r = th_xmalloc(sizeof(*r));
 	struct th_buf b = {0};
@@ -970,7 +970,7 @@ struct th_resp *th_http(const char *method, const char *url, const char *bearer,
 }
 
 struct th_resp *th_call(const struct th_api *api, const char *method, const char *path, const char *bearer,
-			const char *json_body)
+                        const char *json_body)
 {
 	char *url = th_xasprintf("%s%s", api->base_url, path);
 	struct th_resp *r = th_http(method, url, bearer, json_body ? "application/json" : NULL, json_body, NULL);
@@ -980,7 +980,7 @@ struct th_resp *th_call(const struct th_api *api, const char *method, const char
 }
 
 struct th_resp *th_callf(const struct th_api *api, const char *method, const char *path, const char *bearer,
-			 const char *fmt, ...)
+                         const char *fmt, ...)
 {
 	va_list ap;
 	char *body = NULL;
@@ -1002,7 +1002,7 @@ struct th_resp *th_callf(const struct th_api *api, const char *method, const cha
 bool th_resp_closed(const struct th_resp *r)
 {
 	return r->status == 0 && (r->curl_code == CURLE_GOT_NOTHING || r->curl_code == CURLE_RECV_ERROR ||
-				  r->curl_code == CURLE_SEND_ERROR);
+	                          r->curl_code == CURLE_SEND_ERROR);
 }
 
 const char *th_resp_header(const struct th_resp *r, const char *name)
@@ -1062,7 +1062,7 @@ int th_json_int(const json_t *json, const char *key, long long *out)
 bool th_is_datetime(const char *s)
 {
 	static const char pattern[] = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-				      "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+	                              "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
 	regex_t re;
 	bool ok;
 
@@ -1080,7 +1080,7 @@ void th_expect_status_at(const struct th_resp *r, long status, const char *file,
 	if (r->status == status)
 		return;
 	print_error("expected HTTP %ld, got %ld%s%s: %.2000s\n", status, r->status, r->error ? " " : "",
-		    r->error ? r->error : "", r->body);
+	            r->error ? r->error : "", r->body);
 	_fail(file, line);
 }
 

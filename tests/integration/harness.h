@@ -11,11 +11,11 @@
 #include <jansson.h>
 
 /* The values scripts/test.sh and th_api_start() agree on. */
-#define TH_SECRET_KEY "test-secret-key-0123456789abcdef"
-#define TH_DIALER_TOKEN "test-dialer-token"
+#define TH_SECRET_KEY      "test-secret-key-0123456789abcdef"
+#define TH_DIALER_TOKEN    "test-dialer-token"
 #define TH_DEFAULT_COMPANY "default"
-#define TH_ROOT_USER "root"
-#define TH_ROOT_PASS "rootpass123"
+#define TH_ROOT_USER       "root"
+#define TH_ROOT_PASS       "rootpass123"
 
 /* Exit status convention of th_run() and th_proc_stop(): the exit code (0..255) when the child
  * exited, 128 + signal number when a signal ended it, TH_FAILED when it could not be started
@@ -76,7 +76,7 @@ struct th_proc;
  * stdout/stderr appended to log_path (inherited when log_path is NULL). The child gets SIGTERM if this process dies.
  * Returns a handle the caller releases with th_proc_stop(), or NULL. */
 struct th_proc *th_proc_start(const char *path, const char *const *argv, const char *const *env_extra,
-			      const char *log_path);
+                              const char *log_path);
 
 /* pid of the child. */
 pid_t th_proc_pid(const struct th_proc *p);
@@ -140,7 +140,7 @@ struct th_resp {
 	long status; /* 0 when no response arrived (connection refused, closed, timeout) */
 	char *body;  /* NUL-terminated (may contain earlier NULs); "" when empty */
 	size_t body_len;
-	json_t *json;		   /* the body parsed as a JSON object or array, else NULL */
+	json_t *json;              /* the body parsed as a JSON object or array, else NULL */
 	struct th_header *headers; /* the final response's headers, in order */
 	size_t nheaders;
 	char *error;   /* curl's message when status is 0, else NULL */
@@ -158,15 +158,15 @@ bool th_resp_closed(const struct th_resp *r);
  * and "Expect: 100-continue" is not sent unless extra_headers asks for it. Never returns
  * NULL; caller frees with th_resp_free(). */
 struct th_resp *th_http(const char *method, const char *url, const char *bearer, const char *content_type,
-			const char *body, const char *const *extra_headers);
+                        const char *body, const char *const *extra_headers);
 
 /* th_http() against api->base_url + path, with a JSON body when json_body is not NULL. */
 struct th_resp *th_call(const struct th_api *api, const char *method, const char *path, const char *bearer,
-			const char *json_body);
+                        const char *json_body);
 
 /* th_call() with the JSON body built from a printf format. */
 struct th_resp *th_callf(const struct th_api *api, const char *method, const char *path, const char *bearer,
-			 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Value of the last response header called name (case-insensitive), or NULL. Borrowed. */
 const char *th_resp_header(const struct th_resp *r, const char *name);

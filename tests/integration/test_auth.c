@@ -24,11 +24,11 @@ static char *root_token;
 /* Source addresses: each test that makes logins fail uses its own, so the per-IP failed-login
  * counter of one test never reaches another (all tests share 127.0.0.1 otherwise). */
 #define IP_BAD_LOGIN "127.0.1.1"
-#define IP_INACTIVE "127.0.1.2"
-#define IP_PASSWORD "127.0.1.3"
-#define IP_BCRYPT "127.0.1.4"
+#define IP_INACTIVE  "127.0.1.2"
+#define IP_PASSWORD  "127.0.1.3"
+#define IP_BCRYPT    "127.0.1.4"
 #define IP_MALFORMED "127.0.1.5"
-#define IP_PER_IP "127.0.3.1"
+#define IP_PER_IP    "127.0.3.1"
 
 static int group_setup(void **state)
 {
@@ -65,9 +65,9 @@ static int test_setup(void **state)
 /* Creates a user of the default company through the API as root; returns its id. */
 static long long create_user(const char *username, const char *password, const char *role)
 {
-	json_t *req = json_pack("{s:s, s:s, s:b, s:s, s:s, s:n, s:n, s:n}", "username", username, "password", password,
-				"is_active", 1, "role", role, "agent_type", "BOTH", "first_name", "last_name",
-				"phone_number");
+	json_t *req =
+	    json_pack("{s:s, s:s, s:b, s:s, s:s, s:n, s:n, s:n}", "username", username, "password", password,
+	              "is_active", 1, "role", role, "agent_type", "BOTH", "first_name", "last_name", "phone_number");
 	char *body = json_dumps(req, 0);
 	struct th_resp *r = th_call(&api, "POST", "/api/" TH_DEFAULT_COMPANY "/admins", root_token, body);
 	long long id = -1;
@@ -213,22 +213,24 @@ static void test_login_good(void **state)
 		assert_true(exp_in > 0 && exp_in <= 1440 * 60);
 	}
 	user = json_object_get(r->json, "user");
-	if (user != NULL)
+	if (user != NULL) {
 		TH_EXPECT_STR(user, "username", TH_ROOT_USER);
+		assert_null(json_object_get(user, "hashed_password"));
+	}
 	expect_token_accepted(tok, TH_ROOT_USER);
 	th_resp_free(r);
 
 	/* The panel sends its stored, maybe stale, token with the login itself (COMPAT §6). */
 	assert_true(asprintf(&url, "%s/api/auth/login", api.base_url) > 0);
 	r = th_http("POST", url, NULL, "application/json",
-		    "{\"username\":\"" TH_ROOT_USER "\",\"password\":\"" TH_ROOT_PASS "\"}", stale);
+	            "{\"username\":\"" TH_ROOT_USER "\",\"password\":\"" TH_ROOT_PASS "\"}", stale);
 	TH_EXPECT_STATUS(r, 200);
 	assert_non_null(th_json_str(r->json, "access_token"));
 	th_resp_free(r);
 
 	/* A charset parameter on the content type changes nothing. */
 	r = th_http("POST", url, NULL, "application/json; charset=utf-8",
-		    "{\"username\":\"" TH_ROOT_USER "\",\"password\":\"" TH_ROOT_PASS "\"}", NULL);
+	            "{\"username\":\"" TH_ROOT_USER "\",\"password\":\"" TH_ROOT_PASS "\"}", NULL);
 	TH_EXPECT_STATUS(r, 200);
 	th_resp_free(r);
 	free(url);
@@ -254,7 +256,7 @@ static void test_login_form(void **state)
 	create_user("form-user", "p@ss word+%&=x", "AGENT");
 	assert_true(asprintf(&url, "%s/api/auth/login", api.base_url) > 0);
 	r = th_http("POST", url, NULL, "application/x-www-form-urlencoded",
-		    "username=form-user&password=p%40ss+word%2B%25%26%3Dx", NULL);
+	            "username=form-user&password=p%40ss+word%2B%25%26%3Dx", NULL);
 	TH_EXPECT_STATUS(r, 200);
 	tok = th_json_str(r->json, "access_token");
 	assert_non_null(tok);
@@ -294,9 +296,9 @@ static void test_login_malformed(void **state)
 
 static void expect_user_out(const json_t *u)
 {
-	static const char *const keys[] = {"id",	 "username",   "is_active",    "is_superuser", "role",
-					   "first_name", "last_name",  "phone_number", "company_id",   "company_name",
-					   "agent_type", "created_at", "updated_at"};
+	static const char *const keys[] = {"id",         "username",   "is_active",    "is_superuser", "role",
+	                                   "first_name", "last_name",  "phone_number", "company_id",   "company_name",
+	                                   "agent_type", "created_at", "updated_at"};
 	const json_t *v;
 
 	assert_true(json_is_object(u));
@@ -305,6 +307,7 @@ static void expect_user_out(const json_t *u)
 			print_error("UserOut lacks %s\n", keys[i]);
 		assert_non_null(json_object_get(u, keys[i]));
 	}
+	assert_null(json_object_get(u, "hashed_password"));
 	assert_true(json_is_integer(json_object_get(u, "id")));
 	assert_true(json_is_string(json_object_get(u, "username")));
 	assert_true(json_is_boolean(json_object_get(u, "is_active")));
@@ -314,7 +317,7 @@ static void expect_user_out(const json_t *u)
 	assert_true(json_is_null(v) || json_is_string(v));
 	if (json_is_string(v))
 		assert_true(strcmp(json_string_value(v), "INBOUND") == 0 ||
-			    strcmp(json_string_value(v), "OUTBOUND") == 0 || strcmp(json_string_value(v), "BOTH") == 0);
+		            strcmp(json_string_value(v), "OUTBOUND") == 0 || strcmp(json_string_value(v), "BOTH") == 0);
 	assert_true(th_is_datetime(th_json_str(u, "created_at")));
 	v = json_object_get(u, "updated_at");
 	assert_true(json_is_null(v) || th_is_datetime(json_string_value(v)));
@@ -515,7 +518,7 @@ static void test_update_profile(void **state)
 	assert_non_null(tok);
 
 	r = th_call(&api, "PUT", "/api/auth/me", tok,
-		    "{\"first_name\": \"Ali\", \"phone_number\": \"+98 912 345 6789\"}");
+	            "{\"first_name\": \"Ali\", \"phone_number\": \"+98 912 345 6789\"}");
 	TH_EXPECT_STATUS(r, 200);
 	expect_user_out(r->json);
 	TH_EXPECT_STR(r->json, "first_name", "Ali");
@@ -531,7 +534,7 @@ static void test_update_profile(void **state)
 
 	/* null means unchanged (COMPAT preface 5). */
 	r = th_call(&api, "PUT", "/api/auth/me", tok,
-		    "{\"first_name\": null, \"last_name\": \"Rezaei\", \"phone_number\": null}");
+	            "{\"first_name\": null, \"last_name\": \"Rezaei\", \"phone_number\": null}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "first_name", "Ali");
 	TH_EXPECT_STR(r->json, "last_name", "Rezaei");
@@ -540,8 +543,8 @@ static void test_update_profile(void **state)
 
 	/* Persian digits are mapped before normalizing (COMPAT preface 9). */
 	r = th_call(&api, "PUT", "/api/auth/me", tok,
-		    "{\"phone_number\": \"\xdb\xb0\xdb\xb9\xdb\xb1\xdb\xb2\xdb\xb3\xdb\xb4\xdb\xb5"
-		    "\xdb\xb6\xdb\xb7\xdb\xb8\xdb\xb8\"}");
+	            "{\"phone_number\": \"\xdb\xb0\xdb\xb9\xdb\xb1\xdb\xb2\xdb\xb3\xdb\xb4\xdb\xb5"
+	            "\xdb\xb6\xdb\xb7\xdb\xb8\xdb\xb8\"}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "phone_number", "09123456788");
 	th_resp_free(r);
@@ -610,7 +613,7 @@ static void test_change_password(void **state)
 		int cost;
 
 		assert_int_equal(
-			th_sql(db_url, "SELECT hashed_password FROM users WHERE username = $1", 1, params, &hash), 0);
+		    th_sql(db_url, "SELECT hashed_password FROM users WHERE username = $1", 1, params, &hash), 0);
 		assert_non_null(hash);
 		assert_int_equal(strncmp(hash, "$2b$", 4), 0);
 		cost = atoi(hash + 4);
@@ -652,10 +655,10 @@ static void set_hash(const char *username, const char *hash)
 	char *n = NULL;
 
 	assert_int_equal(th_sql(db_url,
-				"WITH u AS (UPDATE users SET hashed_password = $1 "
-				"WHERE username = $2 RETURNING 1) SELECT count(*) FROM u",
-				2, params, &n),
-			 0);
+	                        "WITH u AS (UPDATE users SET hashed_password = $1 "
+	                        "WHERE username = $2 RETURNING 1) SELECT count(*) FROM u",
+	                        2, params, &n),
+	                 0);
 	assert_non_null(n);
 	assert_string_equal(n, "1");
 	free(n);
@@ -737,21 +740,21 @@ static void test_failed_logins_per_ip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_login_good, test_setup),
-		cmocka_unit_test_setup(test_login_bad, test_setup),
-		cmocka_unit_test_setup(test_login_form, test_setup),
-		cmocka_unit_test_setup(test_login_malformed, test_setup),
-		cmocka_unit_test_setup(test_me, test_setup),
-		cmocka_unit_test_setup(test_no_token, test_setup),
-		cmocka_unit_test_setup(test_forged_tokens, test_setup),
-		cmocka_unit_test_setup(test_logout, test_setup),
-		cmocka_unit_test_setup(test_inactive_user, test_setup),
-		cmocka_unit_test_setup(test_update_profile, test_setup),
-		cmocka_unit_test_setup(test_change_password, test_setup),
-		cmocka_unit_test_setup(test_change_username, test_setup),
-		cmocka_unit_test_setup(test_foreign_bcrypt, test_setup),
-		cmocka_unit_test_setup(test_failed_logins_per_username, test_setup),
-		cmocka_unit_test_setup(test_failed_logins_per_ip, test_setup),
+	    cmocka_unit_test_setup(test_login_good, test_setup),
+	    cmocka_unit_test_setup(test_login_bad, test_setup),
+	    cmocka_unit_test_setup(test_login_form, test_setup),
+	    cmocka_unit_test_setup(test_login_malformed, test_setup),
+	    cmocka_unit_test_setup(test_me, test_setup),
+	    cmocka_unit_test_setup(test_no_token, test_setup),
+	    cmocka_unit_test_setup(test_forged_tokens, test_setup),
+	    cmocka_unit_test_setup(test_logout, test_setup),
+	    cmocka_unit_test_setup(test_inactive_user, test_setup),
+	    cmocka_unit_test_setup(test_update_profile, test_setup),
+	    cmocka_unit_test_setup(test_change_password, test_setup),
+	    cmocka_unit_test_setup(test_change_username, test_setup),
+	    cmocka_unit_test_setup(test_foreign_bcrypt, test_setup),
+	    cmocka_unit_test_setup(test_failed_logins_per_username, test_setup),
+	    cmocka_unit_test_setup(test_failed_logins_per_ip, test_setup),
 	};
 
 	return cmocka_run_group_tests_name("auth", tests, group_setup, group_teardown);

@@ -42,8 +42,8 @@ static long long create_company(const char *name, const char *display_name)
 static struct th_resp *post_user(const char *company, const char *username, const char *role, const char *phone)
 {
 	json_t *req = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:n, s:o}", "username", username, "password",
-				"secret-pass-1", "is_active", 1, "role", role, "agent_type", "BOTH", "first_name",
-				"First", "last_name", "phone_number", phone ? json_string(phone) : json_null());
+	                        "secret-pass-1", "is_active", 1, "role", role, "agent_type", "BOTH", "first_name",
+	                        "First", "last_name", "phone_number", phone ? json_string(phone) : json_null());
 	char *body = json_dumps(req, 0);
 	char path[128];
 	struct th_resp *r;
@@ -133,7 +133,8 @@ static json_t *find_by_str(const json_t *arr, const char *key, const char *value
 	size_t i;
 	json_t *v;
 
-	json_array_foreach (arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		const char *s = th_json_str(v, key);
 
 		if (s != NULL && strcmp(s, value) == 0)
@@ -149,7 +150,8 @@ static json_t *find_by_id(const json_t *arr, long long id)
 	json_t *v;
 	long long x;
 
-	json_array_foreach (arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (th_json_int(v, "id", &x) == 0 && x == id)
 			return v;
 	}
@@ -189,7 +191,7 @@ static void test_company_crud(void **state)
 	(void)state;
 	/* Create, with and without the trailing slash; defaults is_active=true, settings={}. */
 	r = th_call(&api, "POST", "/api/companies/", root_token,
-		    "{\"name\": \"crud-co\", \"display_name\": \"CRUD Co\"}");
+	            "{\"name\": \"crud-co\", \"display_name\": \"CRUD Co\"}");
 	TH_EXPECT_STATUS(r, 200);
 	expect_company_out(r->json);
 	TH_EXPECT_STR(r->json, "name", "crud-co");
@@ -307,9 +309,9 @@ static void test_default_company(void **state)
 
 static void expect_user_out(const json_t *u)
 {
-	static const char *const keys[] = {"id",	 "username",   "is_active",    "is_superuser", "role",
-					   "first_name", "last_name",  "phone_number", "company_id",   "company_name",
-					   "agent_type", "created_at", "updated_at"};
+	static const char *const keys[] = {"id",         "username",   "is_active",    "is_superuser", "role",
+	                                   "first_name", "last_name",  "phone_number", "company_id",   "company_name",
+	                                   "agent_type", "created_at", "updated_at"};
 
 	assert_true(json_is_object(u));
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -318,6 +320,7 @@ static void expect_user_out(const json_t *u)
 		assert_non_null(json_object_get(u, keys[i]));
 	}
 	assert_true(th_is_datetime(th_json_str(u, "created_at")));
+	assert_null(json_object_get(u, "hashed_password"));
 }
 
 static void test_admins_create(void **state)
@@ -329,9 +332,9 @@ static void test_admins_create(void **state)
 	(void)state;
 	/* The panel's body; is_superuser and company_id are ignored (COMPAT §2.4). */
 	req = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s, s:b, s:I}", "username", "acme-new-admin", "password",
-			"secret-pass-2", "is_active", 1, "role", "ADMIN", "agent_type", "OUTBOUND", "first_name",
-			"Sara", "last_name", "Karimi", "phone_number", "0912 111 2233", "is_superuser", 1, "company_id",
-			(json_int_t)globex_id);
+	                "secret-pass-2", "is_active", 1, "role", "ADMIN", "agent_type", "OUTBOUND", "first_name",
+	                "Sara", "last_name", "Karimi", "phone_number", "0912 111 2233", "is_superuser", 1, "company_id",
+	                (json_int_t)globex_id);
 	body = json_dumps(req, 0);
 	r = th_call(&api, "POST", "/api/acme/admins/", root_token, body);
 	free(body);
@@ -352,7 +355,7 @@ static void test_admins_create(void **state)
 
 	/* Defaults: role ADMIN, agent_type BOTH, is_active true. */
 	r = th_call(&api, "POST", "/api/acme/admins", root_token,
-		    "{\"username\": \"acme-defaults\", \"password\": \"secret-pass-3\"}");
+	            "{\"username\": \"acme-defaults\", \"password\": \"secret-pass-3\"}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "role", "ADMIN");
 	TH_EXPECT_STR(r->json, "agent_type", "BOTH");
@@ -375,8 +378,8 @@ static void test_admins_create(void **state)
 
 	/* An ADMIN of the company may create users there too. */
 	r = th_call(&api, "POST", "/api/acme/admins", acme_admin_token,
-		    "{\"username\": \"acme-by-admin\", \"password\": \"secret-pass-4\", "
-		    "\"role\": \"AGENT\", \"agent_type\": \"INBOUND\"}");
+	            "{\"username\": \"acme-by-admin\", \"password\": \"secret-pass-4\", "
+	            "\"role\": \"AGENT\", \"agent_type\": \"INBOUND\"}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "company_name", "acme");
 	TH_EXPECT_STR(r->json, "agent_type", "INBOUND");
@@ -399,7 +402,8 @@ static void test_admins_list(void **state)
 		assert_non_null(find_by_id(r->json, acme_agent_id));
 		assert_null(find_by_id(r->json, globex_admin_id));
 		assert_null(find_by_str(r->json, "username", TH_ROOT_USER));
-		json_array_foreach (r->json, i, u) {
+		json_array_foreach(r->json, i, u)
+		{
 			expect_user_out(u);
 			assert_true(json_is_false(json_object_get(u, "is_superuser")));
 			TH_EXPECT_STR(u, "company_name", "acme");
@@ -440,9 +444,9 @@ static void test_admins_update(void **state)
 
 	/* The panel's full edit: nulls mean unchanged, password changes. */
 	r = th_call(&api, "PUT", path, acme_admin_token,
-		    "{\"password\": \"changed-pass-9\", \"is_active\": true, \"role\": \"AGENT\", "
-		    "\"agent_type\": \"INBOUND\", \"first_name\": null, \"last_name\": \"Moradi\", "
-		    "\"phone_number\": \"09124445566\"}");
+	            "{\"password\": \"changed-pass-9\", \"is_active\": true, \"role\": \"AGENT\", "
+	            "\"agent_type\": \"INBOUND\", \"first_name\": null, \"last_name\": \"Moradi\", "
+	            "\"phone_number\": \"09124445566\"}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "agent_type", "INBOUND");
 	TH_EXPECT_STR(r->json, "first_name", "First");
@@ -611,7 +615,7 @@ static void test_isolation(void **state)
 	TH_EXPECT_ERROR(r, 403, "Access denied to this company");
 	th_resp_free(r);
 	r = th_call(&api, "POST", "/api/globex/admins", acme_admin_token,
-		    "{\"username\": \"intruder\", \"password\": \"intruder-pass\"}");
+	            "{\"username\": \"intruder\", \"password\": \"intruder-pass\"}");
 	TH_EXPECT_ERROR(r, 403, "Access denied to this company");
 	th_resp_free(r);
 	snprintf(path, sizeof(path), "/api/globex/admins/%lld", globex_admin_id);
@@ -634,7 +638,7 @@ static void test_isolation(void **state)
 	TH_EXPECT_ERROR(r, 403, "Superuser only");
 	th_resp_free(r);
 	r = th_call(&api, "POST", "/api/companies", acme_admin_token,
-		    "{\"name\": \"sneaky\", \"display_name\": \"Sneaky\"}");
+	            "{\"name\": \"sneaky\", \"display_name\": \"Sneaky\"}");
 	TH_EXPECT_ERROR(r, 403, "Superuser only");
 	th_resp_free(r);
 	snprintf(path, sizeof(path), "/api/companies/%lld", acme_id);
@@ -650,7 +654,7 @@ static void test_isolation(void **state)
 	TH_EXPECT_ERROR(r, 403, "Admins only");
 	th_resp_free(r);
 	r = th_call(&api, "POST", "/api/acme/admins", acme_agent_token,
-		    "{\"username\": \"agent-made\", \"password\": \"agent-made-pass\"}");
+	            "{\"username\": \"agent-made\", \"password\": \"agent-made-pass\"}");
 	TH_EXPECT_ERROR(r, 403, "Admins only");
 	th_resp_free(r);
 	r = th_call(&api, "GET", "/api/companies/acme", acme_agent_token, NULL);
@@ -689,8 +693,8 @@ static void test_isolation(void **state)
 
 static void test_roster(void **state)
 {
-	static const char *const keys[] = {"id",	"username",	"role",	    "first_name",
-					   "last_name", "phone_number", "is_active"};
+	static const char *const keys[] = {"id",        "username",     "role",     "first_name",
+	                                   "last_name", "phone_number", "is_active"};
 	struct th_resp *r;
 	size_t i;
 	json_t *u;
@@ -702,7 +706,8 @@ static void test_roster(void **state)
 	assert_non_null(find_by_id(r->json, acme_admin_id));
 	assert_non_null(find_by_id(r->json, acme_agent_id));
 	assert_non_null(find_by_id(r->json, globex_admin_id));
-	json_array_foreach (r->json, i, u) {
+	json_array_foreach(r->json, i, u)
+	{
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 			if (json_object_get(u, keys[k]) == NULL)
 				print_error("roster entry lacks %s\n", keys[k]);
@@ -769,7 +774,8 @@ static void test_dialer_tokens(void **state)
 	assert_non_null(find_by_id(r->json, id2));
 	assert_null(strstr(r->body, plain));
 	assert_null(strstr(r->body, plain2));
-	json_array_foreach (r->json, i, t) {
+	json_array_foreach(r->json, i, t)
+	{
 		assert_null(json_object_get(t, "token"));
 	}
 	th_resp_free(r);
@@ -780,10 +786,10 @@ static void test_dialer_tokens(void **state)
 		char *n = NULL;
 
 		assert_int_equal(th_sql(db_url,
-					"SELECT count(*) FROM (SELECT to_jsonb(t)::text AS row FROM dialer_tokens t) x "
-					"WHERE strpos(row, $1) > 0",
-					1, params, &n),
-				 0);
+		                        "SELECT count(*) FROM (SELECT to_jsonb(t)::text AS row FROM dialer_tokens t) x "
+		                        "WHERE strpos(row, $1) > 0",
+		                        1, params, &n),
+		                 0);
 		assert_non_null(n);
 		assert_string_equal(n, "0");
 		free(n);
@@ -834,19 +840,19 @@ static void test_dialer_tokens(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_companies_list),
-		cmocka_unit_test(test_company_crud),
-		cmocka_unit_test(test_company_delete),
-		cmocka_unit_test(test_default_company),
-		cmocka_unit_test(test_admins_create),
-		cmocka_unit_test(test_admins_list),
-		cmocka_unit_test(test_admins_update),
-		cmocka_unit_test(test_admins_delete),
-		cmocka_unit_test(test_user_of_other_company),
-		cmocka_unit_test(test_last_active_admin),
-		cmocka_unit_test(test_isolation),
-		cmocka_unit_test(test_roster),
-		cmocka_unit_test(test_dialer_tokens),
+	    cmocka_unit_test(test_companies_list),
+	    cmocka_unit_test(test_company_crud),
+	    cmocka_unit_test(test_company_delete),
+	    cmocka_unit_test(test_default_company),
+	    cmocka_unit_test(test_admins_create),
+	    cmocka_unit_test(test_admins_list),
+	    cmocka_unit_test(test_admins_update),
+	    cmocka_unit_test(test_admins_delete),
+	    cmocka_unit_test(test_user_of_other_company),
+	    cmocka_unit_test(test_last_active_admin),
+	    cmocka_unit_test(test_isolation),
+	    cmocka_unit_test(test_roster),
+	    cmocka_unit_test(test_dialer_tokens),
 	};
 
 	return cmocka_run_group_tests_name("companies_users", tests, group_setup, group_teardown);

@@ -82,11 +82,11 @@ static void expect_alive(void)
 static void test_trailing_slash(void **state)
 {
 	static const char *const gets[] = {"/health",
-					   "/api/auth/me",
-					   "/api/companies",
-					   "/api/companies/" TH_DEFAULT_COMPANY,
-					   "/api/" TH_DEFAULT_COMPANY "/admins",
-					   "/api/admins"};
+	                                   "/api/auth/me",
+	                                   "/api/companies",
+	                                   "/api/companies/" TH_DEFAULT_COMPANY,
+	                                   "/api/" TH_DEFAULT_COMPANY "/admins",
+	                                   "/api/admins"};
 	struct th_resp *r;
 
 	(void)state;
@@ -107,7 +107,7 @@ static void test_trailing_slash(void **state)
 	TH_EXPECT_STR(r->json, "username", TH_ROOT_USER);
 	th_resp_free(r);
 	r = th_call(&api, "POST", "/api/auth/login/", NULL,
-		    "{\"username\": \"" TH_ROOT_USER "\", \"password\": \"" TH_ROOT_PASS "\"}");
+	            "{\"username\": \"" TH_ROOT_USER "\", \"password\": \"" TH_ROOT_PASS "\"}");
 	TH_EXPECT_STATUS(r, 200);
 	assert_non_null(th_json_str(r->json, "access_token"));
 	th_resp_free(r);
@@ -116,7 +116,7 @@ static void test_trailing_slash(void **state)
 static void test_unknown_route(void **state)
 {
 	static const char *const paths[] = {"/nope", "/api/no/such/route/here", "/api/auth/nope",
-					    "/api/companies/a/b/c/d"};
+	                                    "/api/companies/a/b/c/d"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
@@ -293,7 +293,7 @@ static void test_cors(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		char origin[96];
 		const char *pre[] = {origin, "Access-Control-Request-Method: POST",
-				     "Access-Control-Request-Headers: authorization,content-type", NULL};
+		                     "Access-Control-Request-Headers: authorization,content-type", NULL};
 		const char *simple[] = {origin, NULL};
 		const char *v;
 
@@ -334,7 +334,7 @@ static void test_cors(void **state)
 	/* Another origin gets no grant at all. */
 	{
 		const char *pre[] = {"Origin: http://evil.example", "Access-Control-Request-Method: POST",
-				     "Access-Control-Request-Headers: authorization", NULL};
+		                     "Access-Control-Request-Headers: authorization", NULL};
 		const char *simple[] = {"Origin: http://evil.example", NULL};
 
 		r = th_http("OPTIONS", url, NULL, NULL, NULL, pre);
@@ -451,11 +451,11 @@ static void test_sigterm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trailing_slash), cmocka_unit_test(test_unknown_route),
-		cmocka_unit_test(test_request_id),     cmocka_unit_test(test_body_limit),
-		cmocka_unit_test(test_huge_header),    cmocka_unit_test(test_long_url),
-		cmocka_unit_test(test_cors),	       cmocka_unit_test(test_metrics),
-		cmocka_unit_test(test_sigterm),
+	    cmocka_unit_test(test_trailing_slash), cmocka_unit_test(test_unknown_route),
+	    cmocka_unit_test(test_request_id),     cmocka_unit_test(test_body_limit),
+	    cmocka_unit_test(test_huge_header),    cmocka_unit_test(test_long_url),
+	    cmocka_unit_test(test_cors),           cmocka_unit_test(test_metrics),
+	    cmocka_unit_test(test_sigterm),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, group_setup, group_teardown);

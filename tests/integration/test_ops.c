@@ -185,9 +185,9 @@ static void test_redis_outage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health),
-		cmocka_unit_test(test_api_health),
-		cmocka_unit_test(test_redis_outage),
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_api_health),
+	    cmocka_unit_test(test_redis_outage),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, group_setup, group_teardown);

@@ -26,7 +26,7 @@
 struct prog {
 	char name[128]; /* "results" or "results:results_00" */
 	char state[32]; /* RUNNING, STARTING, … */
-	int pid;	/* 0 when not running */
+	int pid;        /* 0 when not running */
 };
 
 static char *db_url;
@@ -63,8 +63,8 @@ static int read_procfile(const char *path)
 
 static bool is_state(const char *s)
 {
-	static const char *const states[] = {"STOPPED",	 "STARTING", "RUNNING", "BACKOFF",
-					     "STOPPING", "EXITED",   "FATAL",	"UNKNOWN"};
+	static const char *const states[] = {"STOPPED",  "STARTING", "RUNNING", "BACKOFF",
+	                                     "STOPPING", "EXITED",   "FATAL",   "UNKNOWN"};
 
 	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
 		if (strcmp(s, states[i]) == 0)
@@ -421,9 +421,9 @@ static void test_stop_all(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_all_running),
-		cmocka_unit_test(test_sigkill_restart),
-		cmocka_unit_test(test_stop_all),
+	    cmocka_unit_test(test_all_running),
+	    cmocka_unit_test(test_sigkill_restart),
+	    cmocka_unit_test(test_stop_all),
 	};
 
 	return cmocka_run_group_tests_name("supervisor", tests, group_setup, group_teardown);

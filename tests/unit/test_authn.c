@@ -178,8 +178,8 @@ static void test_tokens(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_forged), cmocka_unit_test(test_bcrypt),
-		cmocka_unit_test(test_passlib_hashes), cmocka_unit_test(test_tokens),
+	    cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_forged), cmocka_unit_test(test_bcrypt),
+	    cmocka_unit_test(test_passlib_hashes), cmocka_unit_test(test_tokens),
 	};
 	return cmocka_run_group_tests_name("authn", tests, NULL, NULL);
 }

@@ -62,9 +62,9 @@ static void test_bad_values(void **state)
 {
 	(void)state;
 	static const char *bad[][2] = {
-		{"PORT", "70000"},      {"PORT", "abc"},          {"ALGORITHM", "HS512"},
-		{"CORS_ORIGINS", "[1]"}, {"CORS_ORIGINS", "nope"}, {"SKIP_HOLIDAYS", "maybe"},
-		{"REDIS_URL", "http://x"}, {"SECRET_KEY", "short"},  {"LOG_LEVEL", "loud"},
+	    {"PORT", "70000"},         {"PORT", "abc"},          {"ALGORITHM", "HS512"},
+	    {"CORS_ORIGINS", "[1]"},   {"CORS_ORIGINS", "nope"}, {"SKIP_HOLIDAYS", "maybe"},
+	    {"REDIS_URL", "http://x"}, {"SECRET_KEY", "short"},  {"LOG_LEVEL", "loud"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		setenv(bad[i][0], bad[i][1], 1);
@@ -116,10 +116,10 @@ static void test_redis_url(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_file_and_env),
-		cmocka_unit_test(test_bad_values),
-		cmocka_unit_test(test_dump_masks),
-		cmocka_unit_test(test_redis_url),
+	    cmocka_unit_test(test_file_and_env),
+	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_dump_masks),
+	    cmocka_unit_test(test_redis_url),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }

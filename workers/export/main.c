@@ -7,10 +7,10 @@
 int main(void)
 {
 	static const struct worker_def def = {
-		.type = "export",
-		.stream = STREAM_JOBS_EXPORT,
-		.group = "export",
-		.needs_db = true,
+	    .type = "export",
+	    .stream = STREAM_JOBS_EXPORT,
+	    .group = "export",
+	    .needs_db = true,
 	};
 	return worker_main(&def);
 }

@@ -7,10 +7,10 @@
 int main(void)
 {
 	static const struct worker_def def = {
-		.type = "import",
-		.stream = STREAM_JOBS_IMPORT,
-		.group = "import",
-		.needs_db = true,
+	    .type = "import",
+	    .stream = STREAM_JOBS_IMPORT,
+	    .group = "import",
+	    .needs_db = true,
 	};
 	return worker_main(&def);
 }

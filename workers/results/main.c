@@ -8,10 +8,10 @@
 int main(void)
 {
 	static const struct worker_def def = {
-		.type = "results",
-		.stream = STREAM_RESULTS,
-		.group = "results",
-		.needs_db = true,
+	    .type = "results",
+	    .stream = STREAM_RESULTS,
+	    .group = "results",
+	    .needs_db = true,
 	};
 	return worker_main(&def);
 }

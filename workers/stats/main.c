@@ -7,10 +7,10 @@
 int main(void)
 {
 	static const struct worker_def def = {
-		.type = "stats",
-		.stream = STREAM_RESULTS,
-		.group = "stats",
-		.needs_db = true,
+	    .type = "stats",
+	    .stream = STREAM_RESULTS,
+	    .group = "stats",
+	    .needs_db = true,
 	};
 	return worker_main(&def);
 }
