@@ -270,12 +270,8 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 		evhttp_add_header(h, "Access-Control-Allow-Credentials", "true");
 		evhttp_add_header(h, "Vary", "Origin");
 	}
-	evhttp_send_reply(c->req, status, NULL, buf);
-	evbuffer_free(buf);
-
-	double dur = (double)(util_now_ns() - c->t0) / 1e9;
-	metrics_observe(c->route ? c->route_idx : METRICS_ROUTES_MAX - 1, status, dur);
-	/* log the path without the query string (it may carry tokens) */
+	/* copy the path (without the query string: it may carry tokens) before
+	 * sending: a request whose client is gone is freed inside evhttp_send_reply */
 	size_t pl = strcspn(uri ? uri : "", "?");
 	if (pl >= sizeof(path))
 		pl = sizeof(path) - 1;
@@ -284,6 +280,12 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 	for (char *p = path; *p; p++)
 		if (*p == '"' || (unsigned char)*p < 0x20)
 			*p = '?';
+	evhttp_send_reply(c->req, status, NULL, buf);
+	evbuffer_free(buf);
+	c->req = NULL;
+
+	double dur = (double)(util_now_ns() - c->t0) / 1e9;
+	metrics_observe(c->route ? c->route_idx : METRICS_ROUTES_MAX - 1, status, dur);
 	log_set_ctx(c->rid);
 	log_info("event=http method=%s path=\"%s\" route=\"%s\" status=%d dur_ms=%.2f bytes=%zu peer=%s user=%s",
 	         c->route ? c->route->method : "-", path, c->route ? c->route->pattern : "-", status, dur * 1e3, bytes,
