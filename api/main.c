@@ -60,6 +60,12 @@ int main(int argc, char **argv)
 	users_routes();
 	tokens_routes();
 	ops_routes();
+	schedule_routes();
+	holidays_routes();
+	billing_routes();
+	scenarios_routes();
+	lines_routes();
+	numbers_routes();
 	auth_init();
 	workq_start(2, 512);
 

@@ -7,10 +7,12 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "config.h"
+#include "tz.h"
 #include "util.h"
 
 struct config cfg;
@@ -74,6 +76,17 @@ static const char *check_slug(const char *v)
 	return NULL;
 }
 
+static const char *check_zone(const char *v)
+{
+	char path[160];
+	if (strcmp(v, "UTC") == 0)
+		return NULL;
+	if (strlen(v) > 64 || strstr(v, "..") || v[0] == '/')
+		return "must be a zone name such as Asia/Tehran";
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", v);
+	return access(path, R_OK) ? "unknown time zone (no tzdata file; install tzdata)" : NULL;
+}
+
 static const char *check_cors(const char *v)
 {
 	json_error_t e;
@@ -115,7 +128,7 @@ static const struct centry table[] = {
     {"LOG_LEVEL", CT_STR, S(log_level), "info", 0, 0, false, 0, check_level},
     {"LOGIN_MAX_FAILURES", CT_INT, S(login_max_failures), "5", 1, 1000, false, 0, NULL},
     {"LOGIN_WINDOW_SECONDS", CT_INT, S(login_window_seconds), "60", 1, 86400, false, 0, NULL},
-    {"TIMEZONE", CT_STR, S(timezone), "Asia/Tehran", 0, 0, false, 0, NULL},
+    {"TIMEZONE", CT_STR, S(timezone), "Asia/Tehran", 0, 0, false, 0, check_zone},
     {"MAX_BATCH_SIZE", CT_INT, S(max_batch_size), "500", 1, 100000, false, 0, NULL},
     {"DEFAULT_BATCH_SIZE", CT_INT, S(default_batch_size), "100", 1, 100000, false, 0, NULL},
     {"SKIP_HOLIDAYS", CT_BOOL, S(skip_holidays), "true", 0, 0, false, 0, NULL},
@@ -254,6 +267,10 @@ int config_load(unsigned need)
 	}
 	json_decref(file);
 	if (rc == 0) {
+		if (tz_init(cfg.timezone)) {
+			fprintf(stderr, "config: TIMEZONE: cannot load %s\n", cfg.timezone);
+			return -1;
+		}
 		if (cfg.default_batch_size > cfg.max_batch_size) {
 			fprintf(stderr, "config: DEFAULT_BATCH_SIZE: must not exceed MAX_BATCH_SIZE\n");
 			return -1;

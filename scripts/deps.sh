@@ -13,6 +13,8 @@ PACKAGES=(
     postgresql postgresql-contrib redis-server redis-tools supervisor
     # tools the scripts call (curl, openssl, ss, runuser/flock, timeout/mktemp, ps)
     curl ca-certificates openssl iproute2 util-linux coreutils procps
+    # time zones (TIMEZONE, default Asia/Tehran)
+    tzdata
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

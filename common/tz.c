@@ -1,0 +1,100 @@
+/*
+ * Local time in the configured zone, through the C library's tzdata support
+ * (TZ set once at start; localtime_r and mktime are thread-safe after tzset).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tz.h"
+
+static char zone_name[64] = "UTC";
+
+int tz_init(const char *zone)
+{
+	char path[160];
+	if (!zone || !*zone || strlen(zone) >= sizeof(zone_name) || strstr(zone, ".."))
+		return -1;
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", zone);
+	if (strcmp(zone, "UTC") != 0 && access(path, R_OK) != 0)
+		return -1;
+	if (setenv("TZ", zone, 1) != 0)
+		return -1;
+	tzset();
+	snprintf(zone_name, sizeof(zone_name), "%s", zone);
+	return 0;
+}
+
+const char *tz_name(void)
+{
+	return zone_name;
+}
+
+/* Howard Hinnant's days_from_civil / civil_from_days. */
+long tz_days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	long era = (y >= 0 ? y : y - 399) / 400;
+	long yoe = y - era * 400;
+	long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+void tz_civil_from_days(long z, int *y, int *m, int *d)
+{
+	z += 719468;
+	long era = (z >= 0 ? z : z - 146096) / 146097;
+	long doe = z - era * 146097;
+	long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	long mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+int tz_weekday_iran(long day)
+{
+	/* 1970-01-01 was a Thursday (Iranian weekday 5). */
+	long w = (day + 5) % 7;
+	return (int)(w < 0 ? w + 7 : w);
+}
+
+void tz_local_from_utc(time_t t, struct tz_local *out)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	out->y = tm.tm_year + 1900;
+	out->m = tm.tm_mon + 1;
+	out->d = tm.tm_mday;
+	out->hh = tm.tm_hour;
+	out->mm = tm.tm_min;
+	out->ss = tm.tm_sec > 59 ? 59 : tm.tm_sec;
+	out->day = tz_days_from_civil(out->y, out->m, out->d);
+	out->sec = out->hh * 3600 + out->mm * 60 + out->ss;
+	out->utc_offset = (int)tm.tm_gmtoff;
+}
+
+time_t tz_local_midnight(int y, int m, int d)
+{
+	struct tm tm = {0};
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m - 1;
+	tm.tm_mday = d;
+	tm.tm_isdst = -1;
+	return mktime(&tm);
+}
+
+void tz_format_local(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	long off = tm.tm_gmtoff;
+	char sign = off < 0 ? '-' : '+';
+	if (off < 0)
+		off = -off;
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	         tm.tm_hour, tm.tm_min, tm.tm_sec > 59 ? 59 : tm.tm_sec, sign, off / 3600, (off % 3600) / 60);
+}

@@ -1,0 +1,44 @@
+/*
+ * Local time in the configured TIMEZONE (default Asia/Tehran): the process's
+ * TZ is set once at start, then localtime_r/mktime do the conversions.
+ * Civil days are numbered from 1970-01-01 (day 0), proleptic Gregorian.
+ */
+#ifndef DIALER_TZ_H
+#define DIALER_TZ_H
+
+#include <time.h>
+
+#include "common.h"
+
+/* Sets TZ to zone (e.g. "Asia/Tehran") and loads it. Call once, before any
+ * thread starts. Returns -1 when the zone has no tzdata file. */
+int tz_init(const char *zone) MUSTCHECK;
+
+/* The zone name given to tz_init (borrowed; "UTC" before it). */
+const char *tz_name(void);
+
+struct tz_local {
+	int y, m, d;     /* local civil date */
+	int hh, mm, ss;  /* local wall time */
+	long day;        /* civil day number of y-m-d */
+	int sec;         /* seconds since local midnight, 0..86399 */
+	int utc_offset;  /* seconds east of UTC */
+};
+
+/* Breaks t down in the local zone. */
+void tz_local_from_utc(time_t t, struct tz_local *out);
+
+/* The UTC instant at which local civil day (y, m, d) begins. */
+time_t tz_local_midnight(int y, int m, int d);
+
+/* Formats t in the local zone as "YYYY-MM-DDTHH:MM:SS+03:30" (len >= 32). */
+void tz_format_local(time_t t, char *buf, size_t len);
+
+/* Civil day number of a proleptic Gregorian date, and back. */
+long tz_days_from_civil(int y, int m, int d);
+void tz_civil_from_days(long day, int *y, int *m, int *d);
+
+/* Iranian weekday of a civil day: Saturday = 0 ... Friday = 6. */
+int tz_weekday_iran(long day);
+
+#endif
