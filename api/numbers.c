@@ -1,6 +1,816 @@
-/* Placeholder: filled in by the numbers issue. */
+/*
+ * The numbers pool (/api/numbers, COMPAT §2.9 with the preface's changes):
+ * list, count, add, one number and its attempts, status/delete/reset, bulk.
+ * Filters go through common/selection; per-company state is number_state.
+ */
+#include <stdlib.h>
+#include <string.h>
+
 #include "api.h"
+#include "config.h"
+#include "jalali.h"
+#include "pgjson.h"
+#include "phone.h"
+#include "selection.h"
+#include "tz.h"
+#include "util.h"
+
+#define ADD_MAX            100000 /* entries of one POST /api/numbers */
+#define INVALID_SAMPLES    5      /* ImportResult.invalid_samples, as the original */
+#define INVALID_ROWS_MAX   100    /* our invalid_rows */
+
+/* NumberOut (COMPAT §2.1) from the page subquery x: the assigned agent is
+ * looked up only for the rows of the page. */
+#define NUMBER_INNER                                                                                          \
+	"n.id, n.phone_number, n.global_status, n.last_called_at, n.last_called_company_id, n.assigned_at, "  \
+	"n.assigned_batch_id, n.created_at, s.status, s.total_attempts, s.last_attempt_at, s.updated_at AS " \
+	"status_changed_at, s.last_user_message, s.assigned_agent_id "
+#define NUMBER_OUTER                                                                                               \
+	"SELECT x.id, x.phone_number, x.global_status, api_ts(x.last_called_at) AS last_called_at, "               \
+	"x.last_called_company_id, api_ts(x.assigned_at) AS assigned_at, x.assigned_batch_id, x.status, "          \
+	"COALESCE(x.total_attempts, 0) AS total_attempts, api_ts(x.last_attempt_at) AS last_attempt_at, "          \
+	"api_ts(x.status_changed_at) AS last_status_change_at, x.last_user_message, x.assigned_agent_id, "         \
+	"(SELECT json_build_object('id', ag.id, 'username', ag.username, 'first_name', ag.first_name, "            \
+	"'last_name', ag.last_name, 'phone_number', ag.phone_number, 'agent_type', ag.agent_type, 'is_active', "   \
+	"ag.is_active) FROM users ag WHERE ag.id = x.assigned_agent_id) AS assigned_agent, api_ts(x.created_at) " \
+	"AS created_at FROM ("
+
+/* The guard of COMPAT §2.9 on one number: cur = the number (locked) and its
+ * status for company $2 (NULL = none); ok = it, when $3 (superuser) or the
+ * status is mutable. */
+#define GUARD_ONE                                                                                       \
+	"WITH cur AS (SELECT n.id, s.status FROM numbers n LEFT JOIN number_state s ON s.company_id = $2" \
+	" AND s.number_id = n.id WHERE n.id = $1 FOR UPDATE OF n), "                                     \
+	"ok AS (SELECT id FROM cur WHERE $3::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), "
+#define GUARD_TAIL " SELECT EXISTS (SELECT 1 FROM cur), (SELECT status FROM cur), (SELECT count(*) FROM ok)"
+
+enum action { ACT_NONE, ACT_STATUS, ACT_DELETE, ACT_RESET };
+
+struct nreq {
+	struct selection sel;
+	struct selection_query q;
+	long long *ids, *excluded;
+	long number_id;
+	long skip, limit;
+	enum action act;
+	const char *new_status; /* borrowed from the body or a static table */
+	bool single;            /* reply one NumberOut, not an array */
+	const char *company_name;
+	void (*next)(struct http_ctx *c);
+};
+
+static void nreq_free(void *p)
+{
+	struct nreq *r = p;
+	selection_query_free(&r->q);
+	free(r->ids);
+	free(r->excluded);
+	free(r);
+}
+
+static struct nreq *nreq_new(struct http_ctx *c)
+{
+	struct nreq *r = xcalloc(1, sizeof(*r));
+	c->state = r;
+	c->state_free = nreq_free;
+	r->sel.select_all = true;
+	return r;
+}
+
+static const char *company_param(struct http_ctx *c)
+{
+	char cid[24];
+	if (!c->company_id)
+		return NULL;
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	return xstrdup(cid);
+}
+
+/* ---- target company (COMPAT §2.9 _resolve_company_id) ---- */
+
+static void target_loaded(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Company not found");
+		return;
+	}
+	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	c->company = xstrdup(PQgetvalue(res, 0, 1));
+	if (!http_user_in_company(c, c->company_id)) {
+		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
+		return;
+	}
+	r->next(c);
+}
+
+/* Resolves the named company (active or not, as the original) or the user's
+ * own, then calls next(c); a superuser without either has no target (0). */
+static void resolve_target(struct http_ctx *c, const char *name, void (*next)(struct http_ctx *c))
+{
+	struct nreq *r = c->state;
+	r->next = next;
+	if (name && *name) {
+		const char *p[1] = {name};
+		http_db(c, "SELECT id, name FROM companies WHERE name = $1", 1, p, target_loaded);
+		return;
+	}
+	if (!c->user.is_superuser && !c->user.company_id) {
+		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
+		return;
+	}
+	c->company_id = c->user.company_id;
+	if (c->user.company_name)
+		c->company = xstrdup(c->user.company_name);
+	next(c);
+}
+
+/* ---- query-string and body parsing ---- */
+
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* Optional integer query parameter in [min, max]; 422 naming it otherwise. */
+static int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out)
+{
+	const char *v = http_query(c, name);
+	char msg[96];
+	*out = def;
+	if (!v || !*v)
+		return 0;
+	if (util_parse_long(v, min, max, out)) {
+		snprintf(msg, sizeof(msg), "must be an integer from %ld to %ld", min, max);
+		http_invalid(c, name, msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* A local calendar day "YYYY-MM-DD" (any digits) as the UTC instant it
+ * starts at; end = true gives the start of the next day. -1 when invalid. */
+static int parse_day(const char *s, bool end, time_t *out)
+{
+	int y, m, d, y2, m2, d2;
+	if (jalali_parse_ymd(s, &y, &m, &d) || y < 1900 || y > 9999)
+		return -1;
+	long day = tz_days_from_civil(y, m, d);
+	tz_civil_from_days(day, &y2, &m2, &d2);
+	if (y2 != y || m2 != m || d2 != d)
+		return -1;
+	if (end)
+		tz_civil_from_days(day + 1, &y, &m, &d);
+	*out = tz_local_midnight(y, m, d);
+	return 0;
+}
+
+/* start_date / end_date into the selection; false after replying 400. */
+static bool dates_or_reply(struct http_ctx *c, const char *start, const char *end, bool bulk)
+{
+	struct nreq *r = c->state;
+	if (start && *start) {
+		if (parse_day(start, false, &r->sel.start)) {
+			http_error(c, 400, "BAD_REQUEST", bulk ? "Invalid date format" : "Invalid start_date");
+			return false;
+		}
+		r->sel.has_start = true;
+	}
+	if (end && *end) {
+		if (parse_day(end, true, &r->sel.end)) {
+			http_error(c, 400, "BAD_REQUEST", bulk ? "Invalid date format" : "Invalid end_date");
+			return false;
+		}
+		r->sel.has_end = true;
+	}
+	return true;
+}
+
+static bool enum_query_or_reply(struct http_ctx *c, const char *name, bool (*valid)(const char *), const char **out)
+{
+	const char *v = http_query(c, name);
+	*out = NULL;
+	if (!v || !*v)
+		return true;
+	if (!valid(v)) {
+		http_invalid(c, name, "unknown value");
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* The list/count filters of the query string (422s, then 400s for dates). */
+static bool list_filters_or_reply(struct http_ctx *c, bool paged)
+{
+	struct nreq *r = c->state;
+	long agent;
+	const char *search = http_query(c, "search");
+	if (!enum_query_or_reply(c, "status", selection_status_valid, &r->sel.status) ||
+	    !enum_query_or_reply(c, "global_status", selection_global_status_valid, &r->sel.global_status) ||
+	    query_long_or_reply(c, "agent_id", 1, 2147483647L, 0, &agent))
+		return false;
+	r->sel.agent_id = agent;
+	if (search && utf8_chars(search) > SELECTION_SEARCH_MAX) {
+		http_invalid(c, "search", "must be at most 100 characters");
+		return false;
+	}
+	r->sel.search = search;
+	if (paged) {
+		if (selection_parse_sort(http_query(c, "sort_by"), NULL, &r->sel.sort, &r->sel.ascending)) {
+			http_invalid(c, "sort_by", "must be one of created_at, last_attempt_at, status");
+			return false;
+		}
+		if (selection_parse_sort(NULL, http_query(c, "sort_order"), &(enum selection_sort){0},
+		                         &r->sel.ascending)) {
+			http_invalid(c, "sort_order", "must be asc or desc");
+			return false;
+		}
+		if (query_long_or_reply(c, "skip", 0, 2147483647L, 0, &r->skip) ||
+		    query_long_or_reply(c, "limit", 1, cfg.list_max, 50, &r->limit))
+			return false;
+	}
+	return dates_or_reply(c, http_query(c, "start_date"), http_query(c, "end_date"), false);
+}
+
+/* Applies the caller's role and target company to the selection. */
+static bool scope_or_reply(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	r->sel.company_id = c->company_id;
+	if (!c->user.is_admin)
+		r->sel.only_agent_id = c->user.id; /* agents see only their own numbers */
+	if (selection_build(&r->sel, &r->q)) {
+		http_invalid(c, "selection", "too many ids or too long a search");
+		return false;
+	}
+	return true;
+}
+
+/* ---- GET /api/numbers, GET /api/numbers/{id} ---- */
+
+static void page_done(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (!r->single) {
+		http_reply_json(c, 200, pgjson_rows(res));
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Number not found");
+		return;
+	}
+	http_reply_json(c, 200, pgjson_row(res, 0));
+}
+
+/* Runs the page query of r->q (built) and replies with NumberOut rows. */
+static void query_page(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	char lim[24], off[24];
+	snprintf(lim, sizeof(lim), "%ld", r->single ? 1 : r->limit);
+	snprintf(off, sizeof(off), "%ld", r->single ? 0 : r->skip);
+	int kl = selection_param(&r->q, lim), ko = selection_param(&r->q, off);
+	char *sql = xasprintf(NUMBER_OUTER "SELECT " NUMBER_INNER "%s %s LIMIT $%d OFFSET $%d) x", r->q.from_where,
+	                      r->q.order_by, kl, ko);
+	http_db(c, sql, r->q.nparams, r->q.params, page_done);
+	free(sql);
+}
+
+static void list_scoped(struct http_ctx *c)
+{
+	if (scope_or_reply(c))
+		query_page(c);
+}
+
+static void list(struct http_ctx *c)
+{
+	nreq_new(c);
+	if (list_filters_or_reply(c, true))
+		resolve_target(c, http_query(c, "company"), list_scoped);
+}
+
+static void count_done(struct http_ctx *c, PGresult *res)
+{
+	if (http_db_ok_or_reply(c, res))
+		http_reply_json(c, 200, json_pack("{s:I}", "total", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+}
+
+static void count_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	if (!scope_or_reply(c))
+		return;
+	char *sql = xasprintf("SELECT count(*) %s", r->q.from_where);
+	http_db(c, sql, r->q.nparams, r->q.params, count_done);
+	free(sql);
+}
+
+static void count(struct http_ctx *c)
+{
+	nreq_new(c);
+	if (list_filters_or_reply(c, false))
+		resolve_target(c, http_query(c, "company"), count_scoped);
+}
+
+/* One number as the selection sees it (agents: only when assigned to them). */
+static void one_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	r->sel.select_all = false;
+	r->sel.ids = r->ids;
+	r->sel.nids = 1;
+	r->single = true;
+	if (scope_or_reply(c))
+		query_page(c);
+}
+
+static bool number_id_or_reply(struct http_ctx *c, struct nreq *r)
+{
+	if (param_id_or_reply(c, 0, "number_id", &r->number_id))
+		return false;
+	r->ids = xmalloc(sizeof(*r->ids));
+	r->ids[0] = r->number_id;
+	return true;
+}
+
+static void get_one(struct http_ctx *c)
+{
+	struct nreq *r = nreq_new(c);
+	if (number_id_or_reply(c, r))
+		resolve_target(c, http_query(c, "company"), one_scoped);
+}
+
+/* ---- GET /api/numbers/{id}/attempts ---- */
+
+static void attempts_done(struct http_ctx *c, PGresult *res)
+{
+	if (http_db_ok_or_reply(c, res))
+		http_reply_json(c, 200, pgjson_rows(res));
+}
+
+static void attempts_visible(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	char id[24], lim[24], off[24];
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Number not found");
+		return;
+	}
+	snprintf(id, sizeof(id), "%ld", r->number_id);
+	snprintf(lim, sizeof(lim), "%ld", r->limit);
+	snprintf(off, sizeof(off), "%ld", r->skip);
+	const char *cid = company_param(c);
+	const char *p[4] = {id, cid, lim, off};
+	http_db(c,
+	        "SELECT id, company_id, number_id, phone_number, status, reason, api_ts(attempted_at) AS attempted_at,"
+	        " agent_id, scenario_id, outbound_line_id, user_message, batch_id, api_ts(created_at) AS created_at"
+	        " FROM call_attempts WHERE number_id = $1 AND ($2::int IS NULL OR company_id = $2::int)"
+	        " ORDER BY attempted_at DESC, id DESC LIMIT $3 OFFSET $4",
+	        4, p, attempts_done);
+	free((void *)cid);
+}
+
+static void attempts_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	r->sel.select_all = false;
+	r->sel.ids = r->ids;
+	r->sel.nids = 1;
+	if (!scope_or_reply(c))
+		return;
+	char *sql = xasprintf("SELECT n.id %s", r->q.from_where);
+	http_db(c, sql, r->q.nparams, r->q.params, attempts_visible);
+	free(sql);
+}
+
+static void attempts(struct http_ctx *c)
+{
+	struct nreq *r = nreq_new(c);
+	if (!number_id_or_reply(c, r) || query_long_or_reply(c, "skip", 0, 2147483647L, 0, &r->skip) ||
+	    query_long_or_reply(c, "limit", 1, cfg.list_max, 50, &r->limit))
+		return;
+	resolve_target(c, http_query(c, "company"), attempts_scoped);
+}
+
+/* ---- PUT /{id}/status, DELETE /{id}, POST /{id}/reset ---- */
+
+static void action_done(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQgetvalue(res, 0, 0)[0] != 't') {
+		http_error(c, 404, "NOT_FOUND", "Number not found"); /* deleted meanwhile */
+		return;
+	}
+	if (strtol(PQgetvalue(res, 0, 2), NULL, 10) == 0) {
+		const char *st = PQgetisnull(res, 0, 1) ? "IN_QUEUE" : PQgetvalue(res, 0, 1);
+		http_error(c, 400, "IMMUTABLE_STATUS", "Status %s cannot be changed by non-superuser", st);
+		return;
+	}
+	log_info("event=number_%s id=%ld company=%ld status=%s", r->act == ACT_DELETE ? "deleted"
+	                                                         : r->act == ACT_RESET ? "reset"
+	                                                                               : "status_set",
+	         r->number_id, c->company_id, r->new_status ? r->new_status : "-");
+	if (r->act == ACT_DELETE) {
+		http_reply_json(c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)r->number_id));
+		return;
+	}
+	one_scoped(c); /* the number as it is now */
+}
+
+static void action_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	char id[24];
+	const char *cid = company_param(c);
+	snprintf(id, sizeof(id), "%ld", r->number_id);
+	const char *p[4] = {id, cid, c->user.is_superuser ? "true" : "false", r->new_status};
+	if (r->act != ACT_DELETE && !cid) {
+		free((void *)cid);
+		http_error(c, 400, "COMPANY_REQUIRED", "company is required to %s a number",
+		           r->act == ACT_RESET ? "reset" : "change the status of");
+		return;
+	}
+	switch (r->act) {
+	case ACT_DELETE:
+		http_db(c, GUARD_ONE "del AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
+		        3, p, action_done);
+		break;
+	case ACT_RESET:
+		http_db(c,
+		        GUARD_ONE "del AS (DELETE FROM number_state WHERE company_id = $2 AND number_id IN (SELECT id FROM ok)"
+		                  " RETURNING 1), unl AS (UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL,"
+		                  " assigned_company_id = NULL WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
+		        3, p, action_done);
+		break;
+	default:
+		/* IN_QUEUE makes the number dialable again, as a reset does (COMPAT preface 5) */
+		http_db(c,
+		        GUARD_ONE
+		        "del AS (DELETE FROM number_state WHERE $4 = 'IN_QUEUE' AND company_id = $2"
+		        " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		        "ups AS (INSERT INTO number_state (company_id, number_id, status) SELECT $2, id, $4 FROM ok"
+		        " WHERE $4 <> 'IN_QUEUE' ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		        " updated_at = now() RETURNING 1), "
+		        "upn AS (UPDATE numbers SET global_status = global_status_for($4),"
+		        " assigned_at = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
+		        " assigned_batch_id = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
+		        " assigned_company_id = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
+		        " WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
+		        4, p, action_done);
+	}
+	free((void *)cid);
+}
+
+static void action_number_found(struct http_ctx *c, PGresult *res)
+{
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Number not found");
+		return;
+	}
+	resolve_target(c, http_query(c, "company"), action_scoped);
+}
+
+/* COMPAT §6 order: 403 Admins only, 404 number, company 404/403, 400 guard. */
+static void action_start(struct http_ctx *c, enum action act)
+{
+	struct nreq *r = nreq_new(c);
+	char id[24];
+	r->act = act;
+	if (!require_admin_or_reply(c) || !number_id_or_reply(c, r))
+		return;
+	if (act == ACT_STATUS) {
+		const char *st;
+		if (field_object_or_reply(c, true) || field_str_or_reply(c, "status", 1, 32, true, &st))
+			return;
+		if (!selection_status_valid(st)) {
+			http_invalid(c, "status", "unknown call status");
+			return;
+		}
+		r->new_status = st;
+	}
+	snprintf(id, sizeof(id), "%ld", r->number_id);
+	const char *p[1] = {id};
+	http_db(c, "SELECT 1 FROM numbers WHERE id = $1", 1, p, action_number_found);
+}
+
+static void set_status(struct http_ctx *c)
+{
+	action_start(c, ACT_STATUS);
+}
+
+static void delete_one(struct http_ctx *c)
+{
+	action_start(c, ACT_DELETE);
+}
+
+static void reset_one(struct http_ctx *c)
+{
+	action_start(c, ACT_RESET);
+}
+
+/* ---- POST /api/numbers ---- */
+
+static int cmp_phone(const void *a, const void *b)
+{
+	return memcmp(a, b, 12);
+}
+
+/* What the insert's reply needs besides the count. */
+struct add_state {
+	long rows, valid, invalid;
+	json_t *samples, *invalid_rows;
+	char *array; /* '{0912...,...}' of the unique valid numbers */
+};
+
+static void add_state_free(void *p)
+{
+	struct add_state *a = p;
+	json_decref(a->samples);
+	json_decref(a->invalid_rows);
+	free(a->array);
+	free(a);
+}
+
+/* ImportResult (COMPAT §2.1) plus rows and invalid_rows; the counts add up:
+ * inserted + duplicates + invalid = rows (a repeat within the request is a
+ * duplicate too). */
+static void add_reply(struct http_ctx *c, long inserted)
+{
+	struct add_state *a = c->state;
+	json_t *out = json_pack("{s:I, s:I, s:I, s:O, s:I, s:O}", "inserted", (json_int_t)inserted, "duplicates",
+	                        (json_int_t)(a->valid - inserted), "invalid", (json_int_t)a->invalid, "invalid_samples",
+	                        a->samples, "rows", (json_int_t)a->rows, "invalid_rows", a->invalid_rows);
+	log_info("event=numbers_added rows=%ld inserted=%ld invalid=%ld", a->rows, inserted, a->invalid);
+	http_reply_json(c, 200, out);
+}
+
+static void added(struct http_ctx *c, PGresult *res)
+{
+	if (http_db_ok_or_reply(c, res))
+		add_reply(c, strtol(PQgetvalue(res, 0, 0), NULL, 10));
+}
+
+static void add(struct http_ctx *c)
+{
+	json_t *arr, *v;
+	size_t i, n, nuniq = 0;
+	char (*phones)[12] = NULL;
+	if (!require_admin_or_reply(c) || field_object_or_reply(c, true))
+		return;
+	arr = json_object_get(c->body, "phone_numbers");
+	if (!json_is_array(arr)) {
+		http_invalid(c, "phone_numbers", json_is_null(arr) || !arr ? "field required" : "must be an array of strings");
+		return;
+	}
+	n = json_array_size(arr);
+	if (n > ADD_MAX) {
+		http_invalid(c, "phone_numbers", "at most 100000 entries per request (upload a file for more)");
+		return;
+	}
+	json_array_foreach(arr, i, v) if (!json_is_string(v))
+	{
+		char field[48];
+		snprintf(field, sizeof(field), "phone_numbers[%zu]", i);
+		http_invalid(c, field, "must be a string");
+		return;
+	}
+	struct add_state *a = xcalloc(1, sizeof(*a));
+	c->state = a;
+	c->state_free = add_state_free;
+	a->samples = json_array();
+	a->invalid_rows = json_array();
+	a->rows = (long)n;
+	phones = xmalloc((n ? n : 1) * sizeof(*phones));
+	json_array_foreach(arr, i, v)
+	{
+		const char *s = json_string_value(v);
+		if (phone_normalize(s, phones[a->valid]) == 0) {
+			a->valid++;
+			continue;
+		}
+		a->invalid++;
+		if (json_array_size(a->samples) < INVALID_SAMPLES)
+			json_array_append_new(a->samples, json_string(s));
+		if (json_array_size(a->invalid_rows) < INVALID_ROWS_MAX)
+			json_array_append_new(a->invalid_rows, json_pack("{s:I, s:s}", "line", (json_int_t)(i + 1), "value", s));
+	}
+	qsort(phones, (size_t)a->valid, sizeof(*phones), cmp_phone);
+	for (long k = 0; k < a->valid; k++)
+		if (k == 0 || memcmp(phones[k], phones[nuniq - 1], 12))
+			memcpy(phones[nuniq++], phones[k], 12);
+	if (nuniq == 0) {
+		free(phones);
+		add_reply(c, 0);
+		return;
+	}
+	a->array = xmalloc(nuniq * 12 + 3);
+	size_t len = 0;
+	a->array[len++] = '{';
+	for (size_t k = 0; k < nuniq; k++) {
+		if (k)
+			a->array[len++] = ',';
+		memcpy(a->array + len, phones[k], 11);
+		len += 11;
+	}
+	a->array[len++] = '}';
+	a->array[len] = '\0';
+	free(phones);
+	const char *p[1] = {a->array};
+	http_db(c,
+	        "WITH ins AS (INSERT INTO numbers (phone_number) SELECT unnest($1::text[])"
+	        " ON CONFLICT (phone_number) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+	        1, p, added);
+}
+
+/* ---- POST /api/numbers/bulk ---- */
+
+static const char *const bulk_actions[] = {"update_status", "reset", "delete", NULL};
+static const char *const call_statuses[] = {
+    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
+    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
+};
+static const char *const global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
+static const char *const sort_fields[] = {"created_at", "last_attempt_at", "status", NULL};
+static const char *const sort_orders[] = {"asc", "desc", NULL};
+
+/* An optional array of ids; *out owned by the caller. */
+static int ids_or_reply(struct http_ctx *c, const char *name, long long **out, size_t *nout)
+{
+	json_t *arr = json_object_get(c->body, name), *v;
+	size_t i;
+	*out = NULL;
+	*nout = 0;
+	if (!arr || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr)) {
+		http_invalid(c, name, "must be an array of integers");
+		return -1;
+	}
+	if (json_array_size(arr) > SELECTION_IDS_MAX) {
+		http_invalid(c, name, "at most 100000 ids (use select_all with filters)");
+		return -1;
+	}
+	json_array_foreach(arr, i, v) if (!json_is_integer(v))
+	{
+		http_invalid(c, name, "must be an array of integers");
+		return -1;
+	}
+	*nout = json_array_size(arr);
+	*out = xmalloc((*nout ? *nout : 1) * sizeof(**out));
+	json_array_foreach(arr, i, v)(*out)[i] = json_integer_value(v);
+	return 0;
+}
+
+static void bulk_done(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	long matched = strtol(PQgetvalue(res, 0, 0), NULL, 10), done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld",
+	         r->act == ACT_DELETE ? "delete" : r->act == ACT_RESET ? "reset" : "update_status", c->company_id,
+	         matched, done);
+	http_reply_json(c, 200,
+	                json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(r->act == ACT_STATUS ? done : 0),
+	                          "reset", (json_int_t)(r->act == ACT_RESET ? done : 0), "deleted",
+	                          (json_int_t)(r->act == ACT_DELETE ? done : 0), "skipped_immutable",
+	                          (json_int_t)(matched - done)));
+}
+
+static void bulk_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	if (r->act != ACT_DELETE && !c->company_id) {
+		http_error(c, 400, "COMPANY_REQUIRED", "company_name is required to %s numbers",
+		           r->act == ACT_RESET ? "reset" : "change the status of");
+		return;
+	}
+	r->sel.company_id = c->company_id;
+	if (selection_build(&r->sel, &r->q)) {
+		http_invalid(c, "selection", "too many ids or too long a search");
+		return;
+	}
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	int ks = selection_param(&r->q, c->user.is_superuser ? "true" : "false");
+	int kc = selection_param(&r->q, cid);
+	int kt = selection_param(&r->q, r->new_status ? r->new_status : "");
+	char *act;
+	switch (r->act) {
+	case ACT_DELETE:
+		act = xasprintf("d AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)");
+		break;
+	case ACT_RESET:
+		act = xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
+		                " (SELECT id FROM ok) RETURNING 1), u AS (UPDATE numbers SET assigned_at = NULL,"
+		                " assigned_batch_id = NULL, assigned_company_id = NULL WHERE id IN (SELECT id FROM ok)"
+		                " AND assigned_at IS NOT NULL RETURNING 1)",
+		                kc);
+		break;
+	default:
+		act = xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
+		                " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		                "i AS (INSERT INTO number_state (company_id, number_id, status)"
+		                " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
+		                " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		                " updated_at = now() RETURNING 1), "
+		                "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
+		                " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
+		                " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
+		                " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
+		                " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
+		                kt, kc, kc, kt, kt, kt, kt, kt, kt);
+	}
+	char *sql = xasprintf("WITH cur AS (SELECT n.id, s.status %s FOR UPDATE OF n), ok AS (SELECT id FROM cur"
+	                      " WHERE $%d::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), %s"
+	                      " SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)",
+	                      r->q.from_where, ks, act);
+	http_db(c, sql, r->q.nparams, r->q.params, bulk_done);
+	free(sql);
+	free(act);
+}
+
+static void bulk(struct http_ctx *c)
+{
+	struct nreq *r = nreq_new(c);
+	const char *action, *sort_by, *sort_order, *company, *start, *end;
+	int select_all;
+	long long agent = 0;
+	if (!require_admin_or_reply(c) || field_object_or_reply(c, true) ||
+	    field_enum_or_reply(c, "action", bulk_actions, &action) ||
+	    field_enum_or_reply(c, "status", call_statuses, &r->new_status) ||
+	    ids_or_reply(c, "ids", &r->ids, &r->sel.nids) ||
+	    ids_or_reply(c, "excluded_ids", &r->excluded, &r->sel.nexcluded) ||
+	    field_bool_or_reply(c, "select_all", &select_all) ||
+	    field_enum_or_reply(c, "filter_status", call_statuses, &r->sel.status) ||
+	    field_enum_or_reply(c, "filter_global_status", global_statuses, &r->sel.global_status) ||
+	    field_str_or_reply(c, "search", 0, SELECTION_SEARCH_MAX, false, &r->sel.search) ||
+	    field_enum_or_reply(c, "sort_by", sort_fields, &sort_by) ||
+	    field_enum_or_reply(c, "sort_order", sort_orders, &sort_order) ||
+	    field_str_or_reply(c, "start_date", 0, 32, false, &start) ||
+	    field_str_or_reply(c, "end_date", 0, 32, false, &end) ||
+	    field_str_or_reply(c, "company_name", 1, 64, false, &company))
+		return;
+	if (!action) {
+		http_invalid(c, "action", "field required");
+		return;
+	}
+	json_t *ag = json_object_get(c->body, "agent_id");
+	if (ag && !json_is_null(ag)) {
+		if (!json_is_integer(ag) || json_integer_value(ag) < 1 || json_integer_value(ag) > 2147483647) {
+			http_invalid(c, "agent_id", "must be a positive integer");
+			return;
+		}
+		agent = json_integer_value(ag);
+	}
+	r->sel.agent_id = (long)agent;
+	r->sel.select_all = select_all == 1;
+	r->sel.ids = r->ids;
+	r->sel.excluded = r->excluded;
+	r->act = !strcmp(action, "delete") ? ACT_DELETE : !strcmp(action, "reset") ? ACT_RESET : ACT_STATUS;
+	if (!r->sel.select_all && r->sel.nids == 0) {
+		http_error(c, 400, "BAD_REQUEST", "No numbers selected");
+		return;
+	}
+	if (r->act == ACT_STATUS && !r->new_status) {
+		http_error(c, 400, "BAD_REQUEST", "Unsupported action");
+		return;
+	}
+	if (r->act != ACT_STATUS)
+		r->new_status = NULL;
+	if (!dates_or_reply(c, start, end, true))
+		return;
+	resolve_target(c, company, bulk_scoped);
+}
+
+static const struct route routes[] = {
+    {"GET", "/api/numbers", list, AUTH_JWT, 0},
+    {"POST", "/api/numbers", add, AUTH_JWT, RF_JSON},
+    {"GET", "/api/numbers/stats", count, AUTH_JWT, 0},
+    {"POST", "/api/numbers/bulk", bulk, AUTH_JWT, RF_JSON},
+    {"GET", "/api/numbers/{number_id}", get_one, AUTH_JWT, 0},
+    {"DELETE", "/api/numbers/{number_id}", delete_one, AUTH_JWT, 0},
+    {"GET", "/api/numbers/{number_id}/attempts", attempts, AUTH_JWT, 0},
+    {"PUT", "/api/numbers/{number_id}/status", set_status, AUTH_JWT, RF_JSON},
+    {"POST", "/api/numbers/{number_id}/reset", reset_one, AUTH_JWT, 0},
+};
 
 void numbers_routes(void)
 {
+	http_routes_add(routes, ARRAY_LEN(routes));
 }

@@ -1,0 +1,279 @@
+/*
+ * The numbers selection builder: filters, id lists and sort order become SQL
+ * text with $n placeholders plus the bound values (see selection.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "selection.h"
+
+static const char *const call_statuses[] = {
+    "IN_QUEUE", "MISSED",  "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
+    "BUSY",     "POWER_OFF", "BANNED",  "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
+};
+static const char *const global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
+static const char *const mutable_statuses[] = {"IN_QUEUE", "MISSED", "BUSY", "POWER_OFF", "BANNED", NULL};
+
+static bool in_list(const char *s, const char *const *list)
+{
+	if (!s)
+		return false;
+	for (; *list; list++)
+		if (!strcmp(s, *list))
+			return true;
+	return false;
+}
+
+bool selection_status_valid(const char *s)
+{
+	return in_list(s, call_statuses);
+}
+
+bool selection_global_status_valid(const char *s)
+{
+	return in_list(s, global_statuses);
+}
+
+bool selection_status_mutable(const char *status)
+{
+	return !status || in_list(status, mutable_statuses);
+}
+
+int selection_parse_sort(const char *sort_by, const char *sort_order, enum selection_sort *sort, bool *ascending)
+{
+	*sort = SELECTION_SORT_CREATED_AT;
+	*ascending = false;
+	if (sort_by) {
+		if (!strcmp(sort_by, "created_at"))
+			*sort = SELECTION_SORT_CREATED_AT;
+		else if (!strcmp(sort_by, "last_attempt_at"))
+			*sort = SELECTION_SORT_LAST_ATTEMPT_AT;
+		else if (!strcmp(sort_by, "status"))
+			*sort = SELECTION_SORT_STATUS;
+		else
+			return -1;
+	}
+	if (sort_order) {
+		if (!strcmp(sort_order, "asc"))
+			*ascending = true;
+		else if (strcmp(sort_order, "desc"))
+			return -1;
+	}
+	return 0;
+}
+
+int selection_param(struct selection_query *q, const char *value)
+{
+	if ((size_t)q->nparams == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 8;
+		q->params = xrealloc(q->params, q->cap * sizeof(*q->params));
+	}
+	q->params[q->nparams++] = value ? xstrdup(value) : NULL;
+	return q->nparams;
+}
+
+static int param_long(struct selection_query *q, long long v)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return selection_param(q, buf);
+}
+
+/* "{1,2,3}", bound as $n::bigint[] so that a list of any length is one parameter. */
+static int param_ids(struct selection_query *q, const long long *ids, size_t n)
+{
+	size_t cap = n * 21 + 3, len = 0;
+	char *buf = xmalloc(cap);
+	buf[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", ids[i]);
+	buf[len++] = '}';
+	buf[len] = '\0';
+	int k = selection_param(q, buf);
+	free(buf);
+	return k;
+}
+
+/* Maps U+06F0..9 and U+0660..9 to ASCII digits; other bytes are copied. */
+static void map_digits(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+	while (*p && n + 1 < outlen) {
+		if (p[0] == 0xDB && p[1] >= 0xB0 && p[1] <= 0xB9) {
+			out[n++] = (char)('0' + (p[1] - 0xB0));
+			p += 2;
+		} else if (p[0] == 0xD9 && p[1] >= 0xA0 && p[1] <= 0xA9) {
+			out[n++] = (char)('0' + (p[1] - 0xA0));
+			p += 2;
+		} else {
+			out[n++] = (char)*p++;
+		}
+	}
+	out[n] = '\0';
+}
+
+/* '%' + s with LIKE's wildcards and escape escaped + '%'. Caller frees. */
+static char *like_pattern(const char *s)
+{
+	size_t n = strlen(s), k = 0;
+	char *p = xmalloc(2 * n + 3);
+	p[k++] = '%';
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%' || s[i] == '_' || s[i] == '\\')
+			p[k++] = '\\';
+		p[k++] = s[i];
+	}
+	p[k++] = '%';
+	p[k] = '\0';
+	return p;
+}
+
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* The search predicate, or nothing when the text is blank. */
+static void add_search(FILE *w, struct selection_query *q, const struct selection *f, int pc)
+{
+	char text[SELECTION_SEARCH_MAX * 4 + 1], digits[sizeof(text)];
+	size_t nd = 0;
+	bool all_digits = true;
+	map_digits(f->search, text, sizeof(text));
+	/* trim */
+	char *t = text;
+	while (*t == ' ' || *t == '\t')
+		t++;
+	size_t len = strlen(t);
+	while (len && (t[len - 1] == ' ' || t[len - 1] == '\t'))
+		t[--len] = '\0';
+	if (!len)
+		return;
+	for (const char *s = t; *s; s++) {
+		if (*s >= '0' && *s <= '9')
+			digits[nd++] = *s;
+		else if (!strchr(" -.()+", *s))
+			all_digits = false;
+	}
+	digits[nd] = '\0';
+	bool phone = all_digits && nd > 0;
+	int kp = 0, kn = 0;
+	if (phone) {
+		char *pat = like_pattern(digits);
+		kp = selection_param(q, pat);
+		free(pat);
+	}
+	if (f->company_id) {
+		char *pat = like_pattern(t);
+		kn = selection_param(q, pat);
+		free(pat);
+	}
+	fputs(" AND (", w);
+	if (phone)
+		fprintf(w, "n.phone_number LIKE $%d", kp);
+	else
+		fputs("false", w);
+	if (f->company_id) {
+		fprintf(w,
+		        " OR s.assigned_agent_id = ANY (ARRAY (SELECT u.id FROM users u WHERE u.company_id = $%d AND ("
+		        "u.username ILIKE $%d OR u.first_name ILIKE $%d OR u.last_name ILIKE $%d"
+		        " OR concat_ws(' ', u.first_name, u.last_name) ILIKE $%d",
+		        pc, kn, kn, kn, kn);
+		if (phone)
+			fprintf(w, " OR u.phone_number LIKE $%d", kp);
+		fputs(")))", w);
+	}
+	fputs(")", w);
+}
+
+int selection_build(const struct selection *f, struct selection_query *q)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int pc = 0;
+	memset(q, 0, sizeof(*q));
+	if ((f->search && utf8_chars(f->search) > SELECTION_SEARCH_MAX) || f->nids > SELECTION_IDS_MAX ||
+	    f->nexcluded > SELECTION_IDS_MAX)
+		return -1;
+	FILE *w = open_memstream(&buf, &len);
+	if (!w)
+		abort();
+	if (f->company_id) {
+		pc = param_long(q, f->company_id);
+		fprintf(w, "FROM numbers n LEFT JOIN number_state s ON s.company_id = $%d AND s.number_id = n.id", pc);
+	} else {
+		/* no target company: the per-company columns are NULL, as in the original */
+		fputs("FROM numbers n LEFT JOIN number_state s ON false", w);
+	}
+	fputs(" WHERE true", w);
+	if (!f->select_all) {
+		if (f->nids == 0)
+			fputs(" AND false", w);
+		else
+			fprintf(w, " AND n.id = ANY ($%d::bigint[])", param_ids(q, f->ids, f->nids));
+	}
+	if (f->nexcluded)
+		fprintf(w, " AND NOT (n.id = ANY ($%d::bigint[]))", param_ids(q, f->excluded, f->nexcluded));
+	if (f->global_status)
+		fprintf(w, " AND n.global_status = $%d", selection_param(q, f->global_status));
+	if (f->status && f->company_id) {
+		if (!strcmp(f->status, "IN_QUEUE"))
+			fputs(" AND s.number_id IS NULL", w);
+		else
+			fprintf(w, " AND s.status = $%d", selection_param(q, f->status));
+	}
+	/* agents are assigned per company: without one, nobody is assigned anything */
+	for (int i = 0; i < 2; i++) {
+		long agent = i ? f->agent_id : f->only_agent_id;
+		if (agent && f->company_id)
+			fprintf(w, " AND s.assigned_agent_id = $%d", param_long(q, agent));
+		else if (agent)
+			fputs(" AND false", w);
+	}
+	if (f->search)
+		add_search(w, q, f, pc);
+	if (f->has_start || f->has_end) {
+		char cond[160] = "";
+		size_t cl = 0;
+		const char *col = f->company_id ? "a.attempted_at" : "n.last_called_at";
+		if (f->has_start)
+			cl += (size_t)snprintf(cond + cl, sizeof(cond) - cl, " AND %s >= to_timestamp($%d)", col,
+			                       param_long(q, (long long)f->start));
+		if (f->has_end)
+			cl += (size_t)snprintf(cond + cl, sizeof(cond) - cl, " AND %s < to_timestamp($%d)", col,
+			                       param_long(q, (long long)f->end));
+		if (f->company_id)
+			fprintf(w,
+			        " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.company_id = $%d AND a.number_id = n.id%s)",
+			        pc, cond);
+		else
+			fputs(cond, w);
+	}
+	fclose(w);
+	q->from_where = buf;
+
+	const char *dir = f->ascending ? "ASC" : "DESC";
+	if (f->company_id && f->sort == SELECTION_SORT_LAST_ATTEMPT_AT)
+		q->order_by = xasprintf("ORDER BY s.last_attempt_at %s NULLS LAST, n.id %s", dir, dir);
+	else if (f->company_id && f->sort == SELECTION_SORT_STATUS)
+		q->order_by = xasprintf("ORDER BY s.status %s NULLS LAST, n.id %s", dir, dir);
+	else
+		q->order_by = xasprintf("ORDER BY n.id %s", dir);
+	return 0;
+}
+
+void selection_query_free(struct selection_query *q)
+{
+	for (int i = 0; i < q->nparams; i++)
+		free((void *)q->params[i]);
+	free(q->params);
+	free(q->from_where);
+	free(q->order_by);
+	memset(q, 0, sizeof(*q));
+}

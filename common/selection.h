@@ -1,0 +1,84 @@
+/*
+ * The numbers selection (COMPAT §2.9, SPEC §4 "Selection semantics"): one
+ * builder of the FROM/WHERE/ORDER BY text and its bound parameters, shared by
+ * the list, count, bulk actions and export. Values never enter the SQL text.
+ */
+#ifndef DIALER_SELECTION_H
+#define DIALER_SELECTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "common.h"
+
+#define SELECTION_SEARCH_MAX 100   /* characters of `search` */
+#define SELECTION_IDS_MAX    100000 /* entries of `ids` / `excluded_ids` */
+
+enum selection_sort {
+	SELECTION_SORT_CREATED_AT = 0, /* numbers.id, as the original */
+	SELECTION_SORT_LAST_ATTEMPT_AT,
+	SELECTION_SORT_STATUS,
+};
+
+struct selection {
+	long company_id;           /* target company, 0 = none (status filter and per-company columns off) */
+	long only_agent_id;        /* AGENT callers: only numbers whose company state names them; 0 = off */
+	long agent_id;             /* `agent_id` filter (needs a company); 0 = off */
+	const char *status;        /* CallStatus or NULL; IN_QUEUE = no state row for the company */
+	const char *global_status; /* or NULL */
+	const char *search;        /* raw user text or NULL (see selection_build) */
+	bool has_start, has_end;
+	time_t start, end;         /* UTC instants: [start, end) */
+	bool select_all;           /* true: every match (lists); false: only `ids` (none when empty) */
+	const long long *ids;
+	size_t nids;
+	const long long *excluded;
+	size_t nexcluded;
+	enum selection_sort sort;
+	bool ascending;
+};
+
+/* The built query. Every string is owned by it; free with selection_query_free. */
+struct selection_query {
+	char *from_where;      /* "FROM numbers n LEFT JOIN number_state s ... WHERE ..." */
+	char *order_by;        /* "ORDER BY ..." */
+	const char **params;   /* nparams bound values ($1..$n), NULL for SQL NULL */
+	int nparams;
+	size_t cap;
+};
+
+/*
+ * Builds the selection. The state of the target company is joined as `s`
+ * (LEFT JOIN; its columns are NULL without a company) and the number as `n`.
+ * `search` is matched as a substring of the phone number (Persian and
+ * Arabic-Indic digits mapped, separators dropped, LIKE wildcards escaped) and,
+ * with a company, of the assigned agent's first/last/full name, username and
+ * phone (case-insensitive). Callers may append more parameters with
+ * selection_param and refer to them as $<nparams>. Returns 0 or -1 (bad
+ * input: a field beyond its limit); q is then empty.
+ */
+int selection_build(const struct selection *f, struct selection_query *q) MUSTCHECK;
+
+/* Appends a bound parameter (copied; NULL = SQL NULL); returns its number ($n). */
+int selection_param(struct selection_query *q, const char *value);
+
+void selection_query_free(struct selection_query *q);
+
+/* Parses sort_by ("created_at", "last_attempt_at", "status") and sort_order
+ * ("asc", "desc"); NULL means the default (created_at, desc). Returns 0 or -1. */
+int selection_parse_sort(const char *sort_by, const char *sort_order, enum selection_sort *sort,
+                         bool *ascending) MUSTCHECK;
+
+/* True when s is one of the 13 call statuses / the 3 global statuses. */
+bool selection_status_valid(const char *s);
+bool selection_global_status_valid(const char *s);
+
+/* True when a non-superuser may change a number whose company status is
+ * status (NULL = IN_QUEUE): IN_QUEUE, MISSED, BUSY, POWER_OFF, BANNED. */
+bool selection_status_mutable(const char *status);
+
+/* SQL list of the mutable statuses, for guards inside statements. */
+#define SELECTION_MUTABLE_SQL "('IN_QUEUE', 'MISSED', 'BUSY', 'POWER_OFF', 'BANNED')"
+
+#endif
