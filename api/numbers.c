@@ -15,32 +15,32 @@
 #include "tz.h"
 #include "util.h"
 
-#define ADD_MAX            100000 /* entries of one POST /api/numbers */
-#define INVALID_SAMPLES    5      /* ImportResult.invalid_samples, as the original */
-#define INVALID_ROWS_MAX   100    /* our invalid_rows */
+#define ADD_MAX          100000 /* entries of one POST /api/numbers */
+#define INVALID_SAMPLES  5      /* ImportResult.invalid_samples, as the original */
+#define INVALID_ROWS_MAX 100    /* our invalid_rows */
 
 /* NumberOut (COMPAT §2.1) from the page subquery x: the assigned agent is
  * looked up only for the rows of the page. */
-#define NUMBER_INNER                                                                                          \
-	"n.id, n.phone_number, n.global_status, n.last_called_at, n.last_called_company_id, n.assigned_at, "  \
+#define NUMBER_INNER                                                                                         \
+	"n.id, n.phone_number, n.global_status, n.last_called_at, n.last_called_company_id, n.assigned_at, " \
 	"n.assigned_batch_id, n.created_at, s.status, s.total_attempts, s.last_attempt_at, s.updated_at AS " \
 	"status_changed_at, s.last_user_message, s.assigned_agent_id "
-#define NUMBER_OUTER                                                                                               \
-	"SELECT x.id, x.phone_number, x.global_status, api_ts(x.last_called_at) AS last_called_at, "               \
-	"x.last_called_company_id, api_ts(x.assigned_at) AS assigned_at, x.assigned_batch_id, x.status, "          \
-	"COALESCE(x.total_attempts, 0) AS total_attempts, api_ts(x.last_attempt_at) AS last_attempt_at, "          \
-	"api_ts(x.status_changed_at) AS last_status_change_at, x.last_user_message, x.assigned_agent_id, "         \
-	"(SELECT json_build_object('id', ag.id, 'username', ag.username, 'first_name', ag.first_name, "            \
-	"'last_name', ag.last_name, 'phone_number', ag.phone_number, 'agent_type', ag.agent_type, 'is_active', "   \
+#define NUMBER_OUTER                                                                                              \
+	"SELECT x.id, x.phone_number, x.global_status, api_ts(x.last_called_at) AS last_called_at, "              \
+	"x.last_called_company_id, api_ts(x.assigned_at) AS assigned_at, x.assigned_batch_id, x.status, "         \
+	"COALESCE(x.total_attempts, 0) AS total_attempts, api_ts(x.last_attempt_at) AS last_attempt_at, "         \
+	"api_ts(x.status_changed_at) AS last_status_change_at, x.last_user_message, x.assigned_agent_id, "        \
+	"(SELECT json_build_object('id', ag.id, 'username', ag.username, 'first_name', ag.first_name, "           \
+	"'last_name', ag.last_name, 'phone_number', ag.phone_number, 'agent_type', ag.agent_type, 'is_active', "  \
 	"ag.is_active) FROM users ag WHERE ag.id = x.assigned_agent_id) AS assigned_agent, api_ts(x.created_at) " \
 	"AS created_at FROM ("
 
 /* The guard of COMPAT §2.9 on one number: cur = the number (locked) and its
  * status for company $2 (NULL = none); ok = it, when $3 (superuser) or the
  * status is mutable. */
-#define GUARD_ONE                                                                                       \
+#define GUARD_ONE                                                                                         \
 	"WITH cur AS (SELECT n.id, s.status FROM numbers n LEFT JOIN number_state s ON s.company_id = $2" \
-	" AND s.number_id = n.id WHERE n.id = $1 FOR UPDATE OF n), "                                     \
+	" AND s.number_id = n.id WHERE n.id = $1 FOR UPDATE OF n), "                                      \
 	"ok AS (SELECT id FROM cur WHERE $3::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), "
 #define GUARD_TAIL " SELECT EXISTS (SELECT 1 FROM cur), (SELECT status FROM cur), (SELECT count(*) FROM ok)"
 
@@ -301,7 +301,8 @@ static void list(struct http_ctx *c)
 static void count_done(struct http_ctx *c, PGresult *res)
 {
 	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, json_pack("{s:I}", "total", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+		http_reply_json(c, 200,
+		                json_pack("{s:I}", "total", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
 }
 
 static void count_scoped(struct http_ctx *c)
@@ -419,9 +420,10 @@ static void action_done(struct http_ctx *c, PGresult *res)
 		http_error(c, 400, "IMMUTABLE_STATUS", "Status %s cannot be changed by non-superuser", st);
 		return;
 	}
-	log_info("event=number_%s id=%ld company=%ld status=%s", r->act == ACT_DELETE ? "deleted"
-	                                                         : r->act == ACT_RESET ? "reset"
-	                                                                               : "status_set",
+	log_info("event=number_%s id=%ld company=%ld status=%s",
+	         r->act == ACT_DELETE  ? "deleted"
+	         : r->act == ACT_RESET ? "reset"
+	                               : "status_set",
 	         r->number_id, c->company_id, r->new_status ? r->new_status : "-");
 	if (r->act == ACT_DELETE) {
 		http_reply_json(c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)r->number_id));
@@ -445,14 +447,16 @@ static void action_scoped(struct http_ctx *c)
 	}
 	switch (r->act) {
 	case ACT_DELETE:
-		http_db(c, GUARD_ONE "del AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
+		http_db(c,
+		        GUARD_ONE "del AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
 		        3, p, action_done);
 		break;
 	case ACT_RESET:
 		http_db(c,
-		        GUARD_ONE "del AS (DELETE FROM number_state WHERE company_id = $2 AND number_id IN (SELECT id FROM ok)"
-		                  " RETURNING 1), unl AS (UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL,"
-		                  " assigned_company_id = NULL WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
+		        GUARD_ONE
+		        "del AS (DELETE FROM number_state WHERE company_id = $2 AND number_id IN (SELECT id FROM ok)"
+		        " RETURNING 1), unl AS (UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL,"
+		        " assigned_company_id = NULL WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
 		        3, p, action_done);
 		break;
 	default:
@@ -462,7 +466,8 @@ static void action_scoped(struct http_ctx *c)
 		        "del AS (DELETE FROM number_state WHERE $4 = 'IN_QUEUE' AND company_id = $2"
 		        " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
 		        "ups AS (INSERT INTO number_state (company_id, number_id, status) SELECT $2, id, $4 FROM ok"
-		        " WHERE $4 <> 'IN_QUEUE' ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		        " WHERE $4 <> 'IN_QUEUE' ON CONFLICT (company_id, number_id) DO UPDATE SET status = "
+		        "EXCLUDED.status,"
 		        " updated_at = now() RETURNING 1), "
 		        "upn AS (UPDATE numbers SET global_status = global_status_for($4),"
 		        " assigned_at = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
@@ -569,12 +574,13 @@ static void add(struct http_ctx *c)
 {
 	json_t *arr, *v;
 	size_t i, n, nuniq = 0;
-	char (*phones)[12] = NULL;
+	char(*phones)[12] = NULL;
 	if (!require_admin_or_reply(c) || field_object_or_reply(c, true))
 		return;
 	arr = json_object_get(c->body, "phone_numbers");
 	if (!json_is_array(arr)) {
-		http_invalid(c, "phone_numbers", json_is_null(arr) || !arr ? "field required" : "must be an array of strings");
+		http_invalid(c, "phone_numbers",
+		             json_is_null(arr) || !arr ? "field required" : "must be an array of strings");
 		return;
 	}
 	n = json_array_size(arr);
@@ -607,7 +613,8 @@ static void add(struct http_ctx *c)
 		if (json_array_size(a->samples) < INVALID_SAMPLES)
 			json_array_append_new(a->samples, json_string(s));
 		if (json_array_size(a->invalid_rows) < INVALID_ROWS_MAX)
-			json_array_append_new(a->invalid_rows, json_pack("{s:I, s:s}", "line", (json_int_t)(i + 1), "value", s));
+			json_array_append_new(a->invalid_rows,
+			                      json_pack("{s:I, s:s}", "line", (json_int_t)(i + 1), "value", s));
 	}
 	qsort(phones, (size_t)a->valid, sizeof(*phones), cmp_phone);
 	for (long k = 0; k < a->valid; k++)
@@ -683,8 +690,10 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 		return;
 	long matched = strtol(PQgetvalue(res, 0, 0), NULL, 10), done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld",
-	         r->act == ACT_DELETE ? "delete" : r->act == ACT_RESET ? "reset" : "update_status", c->company_id,
-	         matched, done);
+	         r->act == ACT_DELETE  ? "delete"
+	         : r->act == ACT_RESET ? "reset"
+	                               : "update_status",
+	         c->company_id, matched, done);
 	http_reply_json(c, 200,
 	                json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(r->act == ACT_STATUS ? done : 0),
 	                          "reset", (json_int_t)(r->act == ACT_RESET ? done : 0), "deleted",
@@ -707,9 +716,10 @@ static void bulk_scoped(struct http_ctx *c)
 	}
 	char cid[24];
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	/* only parameters the statement uses: PostgreSQL counts them from the text */
 	int ks = selection_param(&r->q, c->user.is_superuser ? "true" : "false");
-	int kc = selection_param(&r->q, cid);
-	int kt = selection_param(&r->q, r->new_status ? r->new_status : "");
+	int kc = r->act == ACT_DELETE ? 0 : selection_param(&r->q, cid);
+	int kt = r->act == ACT_STATUS ? selection_param(&r->q, r->new_status) : 0;
 	char *act;
 	switch (r->act) {
 	case ACT_DELETE:
@@ -723,18 +733,19 @@ static void bulk_scoped(struct http_ctx *c)
 		                kc);
 		break;
 	default:
-		act = xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
-		                " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
-		                "i AS (INSERT INTO number_state (company_id, number_id, status)"
-		                " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
-		                " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
-		                " updated_at = now() RETURNING 1), "
-		                "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
-		                " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
-		                " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
-		                " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
-		                " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
-		                kt, kc, kc, kt, kt, kt, kt, kt, kt);
+		act =
+		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
+		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
+		              " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
+		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		              " updated_at = now() RETURNING 1), "
+		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
+		              " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
+		              " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
+		              " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
+		              " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
+		              kt, kc, kc, kt, kt, kt, kt, kt, kt);
 	}
 	char *sql = xasprintf("WITH cur AS (SELECT n.id, s.status %s FOR UPDATE OF n), ok AS (SELECT id FROM cur"
 	                      " WHERE $%d::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), %s"

@@ -9,8 +9,8 @@
 #include "selection.h"
 
 static const char *const call_statuses[] = {
-    "IN_QUEUE", "MISSED",  "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
-    "BUSY",     "POWER_OFF", "BANNED",  "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
+    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
+    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
 };
 static const char *const global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
 static const char *const mutable_statuses[] = {"IN_QUEUE", "MISSED", "BUSY", "POWER_OFF", "BANNED", NULL};
@@ -250,7 +250,8 @@ int selection_build(const struct selection *f, struct selection_query *q)
 			                       param_long(q, (long long)f->end));
 		if (f->company_id)
 			fprintf(w,
-			        " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.company_id = $%d AND a.number_id = n.id%s)",
+			        " AND EXISTS (SELECT 1 FROM call_attempts a WHERE a.company_id = $%d AND a.number_id = "
+			        "n.id%s)",
 			        pc, cond);
 		else
 			fputs(cond, w);

@@ -12,7 +12,7 @@
 
 #include "common.h"
 
-#define SELECTION_SEARCH_MAX 100   /* characters of `search` */
+#define SELECTION_SEARCH_MAX 100    /* characters of `search` */
 #define SELECTION_IDS_MAX    100000 /* entries of `ids` / `excluded_ids` */
 
 enum selection_sort {
@@ -29,8 +29,8 @@ struct selection {
 	const char *global_status; /* or NULL */
 	const char *search;        /* raw user text or NULL (see selection_build) */
 	bool has_start, has_end;
-	time_t start, end;         /* UTC instants: [start, end) */
-	bool select_all;           /* true: every match (lists); false: only `ids` (none when empty) */
+	time_t start, end; /* UTC instants: [start, end) */
+	bool select_all;   /* true: every match (lists); false: only `ids` (none when empty) */
 	const long long *ids;
 	size_t nids;
 	const long long *excluded;
@@ -41,9 +41,9 @@ struct selection {
 
 /* The built query. Every string is owned by it; free with selection_query_free. */
 struct selection_query {
-	char *from_where;      /* "FROM numbers n LEFT JOIN number_state s ... WHERE ..." */
-	char *order_by;        /* "ORDER BY ..." */
-	const char **params;   /* nparams bound values ($1..$n), NULL for SQL NULL */
+	char *from_where;    /* "FROM numbers n LEFT JOIN number_state s ... WHERE ..." */
+	char *order_by;      /* "ORDER BY ..." */
+	const char **params; /* nparams bound values ($1..$n), NULL for SQL NULL */
 	int nparams;
 	size_t cap;
 };

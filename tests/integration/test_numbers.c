@@ -214,7 +214,8 @@ static void test_add(void **state)
 	assert_int_equal(sql_int("SELECT count(*) FROM numbers WHERE phone_number LIKE '0912100000_'"), 7);
 
 	/* again: everything is a duplicate now; the trailing slash form answers too */
-	r = th_call(&api, "POST", "/api/numbers/", admin_token, "{\"phone_numbers\": [\"09121000001\", \"09121000007\"]}");
+	r = th_call(&api, "POST", "/api/numbers/", admin_token,
+	            "{\"phone_numbers\": [\"09121000001\", \"09121000007\"]}");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_INT(r->json, "inserted", 0);
 	TH_EXPECT_INT(r->json, "duplicates", 2);
@@ -241,7 +242,8 @@ static void test_add(void **state)
 	r = th_call(&api, "POST", "/api/numbers", admin_token, "{\"phone_numbers\": [");
 	TH_EXPECT_ERROR(r, 422, NULL);
 	th_resp_free(r);
-	assert_int_equal(sql_int("SELECT count(*) FROM numbers WHERE phone_number IN ('09121000099', '09121000098')"), 0);
+	assert_int_equal(sql_int("SELECT count(*) FROM numbers WHERE phone_number IN ('09121000099', '09121000098')"),
+	                 0);
 }
 
 /* The fixture the list tests read: 09122000001..09122000006 with acme history. */
@@ -280,10 +282,21 @@ static void test_list_shape(void **state)
 	TH_EXPECT_STATUS(r, 200);
 	assert_int_equal(json_array_size(r->json), 1);
 	n = json_array_get(r->json, 0);
-	static const char *const keys[] = {"id", "phone_number", "global_status", "last_called_at",
-	                                   "last_called_company_id", "assigned_at", "assigned_batch_id", "status",
-	                                   "total_attempts", "last_attempt_at", "last_status_change_at",
-	                                   "last_user_message", "assigned_agent_id", "assigned_agent", "created_at"};
+	static const char *const keys[] = {"id",
+	                                   "phone_number",
+	                                   "global_status",
+	                                   "last_called_at",
+	                                   "last_called_company_id",
+	                                   "assigned_at",
+	                                   "assigned_batch_id",
+	                                   "status",
+	                                   "total_attempts",
+	                                   "last_attempt_at",
+	                                   "last_status_change_at",
+	                                   "last_user_message",
+	                                   "assigned_agent_id",
+	                                   "assigned_agent",
+	                                   "created_at"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (!json_object_get(n, keys[i]))
 			fail_msg("NumberOut lacks %s", keys[i]);
@@ -365,8 +378,7 @@ static void test_list_filters(void **state)
 	/* dates: Tehran calendar days, inclusive; Persian digits as the panel's date picker sends them */
 	expect_list(admin_token, "search=0912200000&start_date=2026-02-18&end_date=2026-02-18", "09122000001");
 	expect_list(admin_token, "search=0912200000&start_date=2026-02-17&end_date=2026-02-17", "09122000002");
-	expect_list(admin_token,
-	            "search=0912200000&start_date=%DB%B2%DB%B0%DB%B2%DB%B6-%DB%B0%DB%B2-%DB%B1%DB%B9",
+	expect_list(admin_token, "search=0912200000&start_date=%DB%B2%DB%B0%DB%B2%DB%B6-%DB%B0%DB%B2-%DB%B1%DB%B9",
 	            "09122000003");
 	expect_list(admin_token, "search=0912200000&end_date=2026-02-10", "09122000001");
 	/* without a company (superuser): last_called_at */
@@ -415,7 +427,8 @@ static void test_list_bad_input(void **state)
 	    {"start_date=2026-13-01", 400, "Invalid start_date"},
 	    {"start_date=2026-02-30", 400, "Invalid start_date"},
 	    {"end_date=yesterday", 400, "Invalid end_date"},
-	    {"search=0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	    {"search="
+	     "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
 	     "X",
 	     422, "search"},
 	};
@@ -425,7 +438,8 @@ static void test_list_bad_input(void **state)
 
 		TH_EXPECT_ERROR(r, cases[i].status, NULL);
 		if (!strstr(th_json_str(r->json, "detail"), cases[i].field))
-			fail_msg("%s: detail %s lacks %s", cases[i].query, th_json_str(r->json, "detail"), cases[i].field);
+			fail_msg("%s: detail %s lacks %s", cases[i].query, th_json_str(r->json, "detail"),
+			         cases[i].field);
 		th_resp_free(r);
 	}
 	/* 400 on dates comes before the company check (COMPAT §6) */
@@ -533,7 +547,8 @@ static void test_status(void **state)
 	long long id;
 
 	(void)state;
-	r = th_call(&api, "POST", "/api/numbers", admin_token, "{\"phone_numbers\": [\"09123000001\", \"09123000002\"]}");
+	r = th_call(&api, "POST", "/api/numbers", admin_token,
+	            "{\"phone_numbers\": [\"09123000001\", \"09123000002\"]}");
 	th_resp_free(r);
 	id = number_id("09123000001");
 
@@ -602,11 +617,13 @@ static void test_reset_delete(void **state)
 	char path[96];
 
 	(void)state;
-	r = th_call(&api, "POST", "/api/numbers", admin_token, "{\"phone_numbers\": [\"09124000001\", \"09124000002\"]}");
+	r = th_call(&api, "POST", "/api/numbers", admin_token,
+	            "{\"phone_numbers\": [\"09124000001\", \"09124000002\"]}");
 	th_resp_free(r);
 	attempt(acme_id, "09124000001", "MISSED", agent_id, "now()");
 	attempt(acme_id, "09124000002", "CONNECTED", 0, "now()");
-	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'b1' WHERE phone_number = '09124000001'"));
+	free(
+	    sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'b1' WHERE phone_number = '09124000001'"));
 
 	id = number_id("09124000001");
 	snprintf(path, sizeof(path), "/api/numbers/%lld/reset", id);
@@ -712,19 +729,22 @@ static void test_bulk_rules(void **state)
 	b = number_id("09125000003");
 
 	/* ids: the immutable one is skipped for a company admin and counted */
-	snprintf(body, sizeof(body), "{\"action\": \"update_status\", \"status\": \"BUSY\", \"ids\": [%lld, %lld]}", a, b);
+	snprintf(body, sizeof(body), "{\"action\": \"update_status\", \"status\": \"BUSY\", \"ids\": [%lld, %lld]}", a,
+	         b);
 	expect_bulk(bulk(admin_token, body), 1, 0, 0, 1);
 	expect_list(admin_token, "search=0912500000&status=BUSY", "09125000001");
 	/* select_all + filters + excluded_ids; ids ignored with select_all */
-	snprintf(body, sizeof(body),
-	         "{\"action\": \"update_status\", \"status\": \"MISSED\", \"select_all\": true, \"search\": \"0912500000\","
-	         " \"excluded_ids\": [%lld], \"ids\": [1]}",
-	         a);
+	snprintf(
+	    body, sizeof(body),
+	    "{\"action\": \"update_status\", \"status\": \"MISSED\", \"select_all\": true, \"search\": \"0912500000\","
+	    " \"excluded_ids\": [%lld], \"ids\": [1]}",
+	    a);
 	expect_bulk(bulk(admin_token, body), 2, 0, 0, 1);
 	expect_list(admin_token, "search=0912500000&status=MISSED", "09125000004,09125000002");
 	/* the superuser is not guarded */
-	snprintf(body, sizeof(body),
-	         "{\"action\": \"reset\", \"select_all\": true, \"search\": \"0912500000\", \"company_name\": \"acme\"}");
+	snprintf(
+	    body, sizeof(body),
+	    "{\"action\": \"reset\", \"select_all\": true, \"search\": \"0912500000\", \"company_name\": \"acme\"}");
 	expect_bulk(bulk(root_token, body), 0, 4, 0, 0);
 	expect_list(admin_token, "search=0912500000&status=IN_QUEUE",
 	            "09125000004,09125000003,09125000002,09125000001");
@@ -753,7 +773,7 @@ static void test_bulk_100k(void **state)
 	/* ten of them CONNECTED for acme: a company admin skips exactly those */
 	free(sql("INSERT INTO call_attempts (company_id, number_id, phone_number, status, attempted_at)"
 	         " SELECT (SELECT id FROM companies WHERE name = 'acme'), id, phone_number, 'CONNECTED', now()"
-	         " FROM numbers WHERE phone_number LIKE '0936' || '%' ORDER BY id LIMIT 10"));
+	         " FROM numbers WHERE phone_number LIKE '0936' || '%' ORDER BY numbers.id LIMIT 10"));
 	assert_int_equal(total(admin_token, "search=0936"), 100000);
 	r = bulk(admin_token, "{\"action\": \"update_status\", \"status\": \"MISSED\", \"select_all\": true,"
 	                      " \"search\": \"0936\", \"company_name\": \"acme\"}");
