@@ -49,7 +49,7 @@ enum action { ACT_NONE, ACT_STATUS, ACT_DELETE, ACT_RESET };
 struct nreq {
 	struct selection sel;
 	struct selection_query q;
-	long long *ids, *excluded;
+	long long *ids, *excluded, *agents;
 	long number_id;
 	long skip, limit;
 	enum action act;
@@ -65,6 +65,7 @@ static void nreq_free(void *p)
 	selection_query_free(&r->q);
 	free(r->ids);
 	free(r->excluded);
+	free(r->agents);
 	free(r);
 }
 
@@ -88,9 +89,43 @@ static const char *company_param(struct http_ctx *c)
 
 /* ---- target company (COMPAT §2.9 _resolve_company_id) ---- */
 
-static void target_loaded(struct http_ctx *c, PGresult *res)
+static void search_agents_found(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	int n = PQntuples(res);
+	r->agents = xmalloc((size_t)(n ? n : 1) * sizeof(*r->agents));
+	for (int i = 0; i < n; i++)
+		r->agents[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	r->sel.search_agents = r->agents;
+	r->sel.nsearch_agents = (size_t)n;
+	r->next(c);
+}
+
+/* With a search and a company, finds the company's users the search names
+ * (selection.h explains why this is a separate step), then r->next(c). */
+static void search_agents_then_next(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	char *phone, *name, cid[24];
+	if (!c->company_id || selection_search_patterns(r->sel.search, &phone, &name)) {
+		r->next(c);
+		return;
+	}
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[3] = {cid, name, phone};
+	http_db(c,
+	        "SELECT id FROM users WHERE company_id = $1 AND (username ILIKE $2 OR first_name ILIKE $2"
+	        " OR last_name ILIKE $2 OR concat_ws(' ', first_name, last_name) ILIKE $2"
+	        " OR ($3::text IS NOT NULL AND phone_number LIKE $3)) LIMIT 1000",
+	        3, p, search_agents_found);
+	free(phone);
+	free(name);
+}
+
+static void target_loaded(struct http_ctx *c, PGresult *res)
+{
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	if (PQntuples(res) != 1) {
@@ -103,7 +138,7 @@ static void target_loaded(struct http_ctx *c, PGresult *res)
 		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
 		return;
 	}
-	r->next(c);
+	search_agents_then_next(c);
 }
 
 /* Resolves the named company (active or not, as the original) or the user's
@@ -124,7 +159,7 @@ static void resolve_target(struct http_ctx *c, const char *name, void (*next)(st
 	c->company_id = c->user.company_id;
 	if (c->user.company_name)
 		c->company = xstrdup(c->user.company_name);
-	next(c);
+	search_agents_then_next(c);
 }
 
 /* ---- query-string and body parsing ---- */

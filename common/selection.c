@@ -139,22 +139,23 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
-/* The search predicate, or nothing when the text is blank. */
-static void add_search(FILE *w, struct selection_query *q, const struct selection *f, int pc)
+int selection_search_patterns(const char *search, char **phone_like, char **name_like)
 {
 	char text[SELECTION_SEARCH_MAX * 4 + 1], digits[sizeof(text)];
-	size_t nd = 0;
+	size_t nd = 0, len;
 	bool all_digits = true;
-	map_digits(f->search, text, sizeof(text));
-	/* trim */
+	*phone_like = *name_like = NULL;
+	if (!search || utf8_chars(search) > SELECTION_SEARCH_MAX)
+		return -1;
+	map_digits(search, text, sizeof(text));
 	char *t = text;
 	while (*t == ' ' || *t == '\t')
 		t++;
-	size_t len = strlen(t);
+	len = strlen(t);
 	while (len && (t[len - 1] == ' ' || t[len - 1] == '\t'))
 		t[--len] = '\0';
 	if (!len)
-		return;
+		return -1;
 	for (const char *s = t; *s; s++) {
 		if (*s >= '0' && *s <= '9')
 			digits[nd++] = *s;
@@ -162,34 +163,30 @@ static void add_search(FILE *w, struct selection_query *q, const struct selectio
 			all_digits = false;
 	}
 	digits[nd] = '\0';
-	bool phone = all_digits && nd > 0;
-	int kp = 0, kn = 0;
-	if (phone) {
-		char *pat = like_pattern(digits);
-		kp = selection_param(q, pat);
-		free(pat);
-	}
-	if (f->company_id) {
-		char *pat = like_pattern(t);
-		kn = selection_param(q, pat);
-		free(pat);
-	}
+	if (all_digits && nd > 0)
+		*phone_like = like_pattern(digits);
+	*name_like = like_pattern(t);
+	return 0;
+}
+
+/* The search predicate, or nothing when the text is blank. Phone numbers
+ * hold only digits, so a search with letters can match only agents. */
+static void add_search(FILE *w, struct selection_query *q, const struct selection *f)
+{
+	char *phone, *name;
+	if (selection_search_patterns(f->search, &phone, &name))
+		return;
 	fputs(" AND (", w);
 	if (phone)
-		fprintf(w, "n.phone_number LIKE $%d", kp);
-	else
+		fprintf(w, "n.phone_number LIKE $%d", selection_param(q, phone));
+	if (f->company_id && f->nsearch_agents)
+		fprintf(w, "%ss.assigned_agent_id = ANY ($%d::bigint[])", phone ? " OR " : "",
+		        param_ids(q, f->search_agents, f->nsearch_agents));
+	else if (!phone)
 		fputs("false", w);
-	if (f->company_id) {
-		fprintf(w,
-		        " OR s.assigned_agent_id = ANY (ARRAY (SELECT u.id FROM users u WHERE u.company_id = $%d AND ("
-		        "u.username ILIKE $%d OR u.first_name ILIKE $%d OR u.last_name ILIKE $%d"
-		        " OR concat_ws(' ', u.first_name, u.last_name) ILIKE $%d",
-		        pc, kn, kn, kn, kn);
-		if (phone)
-			fprintf(w, " OR u.phone_number LIKE $%d", kp);
-		fputs(")))", w);
-	}
 	fputs(")", w);
+	free(phone);
+	free(name);
 }
 
 int selection_build(const struct selection *f, struct selection_query *q)
@@ -237,7 +234,7 @@ int selection_build(const struct selection *f, struct selection_query *q)
 			fputs(" AND false", w);
 	}
 	if (f->search)
-		add_search(w, q, f, pc);
+		add_search(w, q, f);
 	if (f->has_start || f->has_end) {
 		char cond[160] = "";
 		size_t cl = 0;

@@ -22,12 +22,14 @@ enum selection_sort {
 };
 
 struct selection {
-	long company_id;           /* target company, 0 = none (status filter and per-company columns off) */
-	long only_agent_id;        /* AGENT callers: only numbers whose company state names them; 0 = off */
-	long agent_id;             /* `agent_id` filter (needs a company); 0 = off */
-	const char *status;        /* CallStatus or NULL; IN_QUEUE = no state row for the company */
-	const char *global_status; /* or NULL */
-	const char *search;        /* raw user text or NULL (see selection_build) */
+	long company_id;                /* target company, 0 = none (status filter and per-company columns off) */
+	long only_agent_id;             /* AGENT callers: only numbers whose company state names them; 0 = off */
+	long agent_id;                  /* `agent_id` filter (needs a company); 0 = off */
+	const char *status;             /* CallStatus or NULL; IN_QUEUE = no state row for the company */
+	const char *global_status;      /* or NULL */
+	const char *search;             /* raw user text or NULL (see selection_build) */
+	const long long *search_agents; /* the company's users matching search (selection_search_patterns) */
+	size_t nsearch_agents;
 	bool has_start, has_end;
 	time_t start, end; /* UTC instants: [start, end) */
 	bool select_all;   /* true: every match (lists); false: only `ids` (none when empty) */
@@ -52,13 +54,23 @@ struct selection_query {
  * Builds the selection. The state of the target company is joined as `s`
  * (LEFT JOIN; its columns are NULL without a company) and the number as `n`.
  * `search` is matched as a substring of the phone number (Persian and
- * Arabic-Indic digits mapped, separators dropped, LIKE wildcards escaped) and,
- * with a company, of the assigned agent's first/last/full name, username and
- * phone (case-insensitive). Callers may append more parameters with
+ * Arabic-Indic digits mapped, separators dropped, LIKE wildcards escaped) or,
+ * with a company, as a number assigned to one of search_agents: the caller
+ * finds those first (users of the company whose first/last/full name or
+ * username matches name_like case-insensitively, or whose phone matches
+ * phone_like), which keeps the phone predicate alone so that the trigram
+ * index serves it. Callers may append more parameters with
  * selection_param and refer to them as $<nparams>. Returns 0 or -1 (bad
  * input: a field beyond its limit); q is then empty.
  */
 int selection_build(const struct selection *f, struct selection_query *q) MUSTCHECK;
+
+/*
+ * The LIKE patterns of a search ('%...%', wildcards escaped): phone_like only
+ * when the text is digits and separators, name_like always. Returns -1 (both
+ * NULL) when the search is blank or too long. Caller frees both.
+ */
+int selection_search_patterns(const char *search, char **phone_like, char **name_like) MUSTCHECK;
 
 /* Appends a bound parameter (copied; NULL = SQL NULL); returns its number ($n). */
 int selection_param(struct selection_query *q, const char *value);
