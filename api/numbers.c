@@ -310,12 +310,36 @@ static void page_done(struct http_ctx *c, PGresult *res)
 static void query_page(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
-	char lim[24], off[24];
+	char lim[24], off[24], top[24];
+	char *sql;
 	snprintf(lim, sizeof(lim), "%ld", r->single ? 1 : r->limit);
 	snprintf(off, sizeof(off), "%ld", r->single ? 0 : r->skip);
 	int kl = selection_param(&r->q, lim), ko = selection_param(&r->q, off);
-	char *sql = xasprintf(NUMBER_OUTER "SELECT " NUMBER_INNER "%s %s LIMIT $%d OFFSET $%d) x", r->q.from_where,
-	                      r->q.order_by, kl, ko);
+	if (r->single || !c->company_id || r->sel.sort == SELECTION_SORT_CREATED_AT) {
+		sql = xasprintf(NUMBER_OUTER "SELECT " NUMBER_INNER "%s %s LIMIT $%d OFFSET $%d) x", r->q.from_where,
+		                r->q.order_by, kl, ko);
+	} else {
+		/*
+		 * Sorting by a per-company column over a LEFT JOIN would sort every
+		 * number. Instead: the numbers that have the column (walked in order
+		 * on number_state's index) and those that don't (by id; NOT EXISTS,
+		 * which the planner estimates well where "s.col IS NULL" on the outer
+		 * join it estimates as nearly nothing), each cut to
+		 * skip + limit rows, then merged: NULLS LAST, as the original.
+		 */
+		const char *col = r->sel.sort == SELECTION_SORT_STATUS ? "status" : "last_attempt_at";
+		const char *dir = r->sel.ascending ? "ASC" : "DESC";
+		snprintf(top, sizeof(top), "%ld", r->skip + r->limit);
+		int kt = selection_param(&r->q, top);
+		sql = xasprintf(
+		    NUMBER_OUTER
+		    "(SELECT " NUMBER_INNER "%s AND s.%s IS NOT NULL ORDER BY s.%s %s, s.number_id %s"
+		    " LIMIT $%d) UNION ALL (SELECT " NUMBER_INNER "%s AND NOT EXISTS (SELECT 1 FROM number_state z"
+		    " WHERE z.company_id = $%d AND z.number_id = n.id AND z.%s IS NOT NULL)"
+		    " ORDER BY n.id %s LIMIT $%d) ORDER BY %s %s NULLS LAST, id %s LIMIT $%d OFFSET $%d) x",
+		    r->q.from_where, col, col, dir, dir, kt, r->q.from_where, r->q.company_param, col, dir, kt,
+		    r->sel.sort == SELECTION_SORT_STATUS ? "status" : "last_attempt_at", dir, dir, kl, ko);
+	}
 	http_db(c, sql, r->q.nparams, r->q.params, page_done);
 	free(sql);
 }

@@ -203,6 +203,7 @@ int selection_build(const struct selection *f, struct selection_query *q)
 		abort();
 	if (f->company_id) {
 		pc = param_long(q, f->company_id);
+		q->company_param = pc;
 		fprintf(w, "FROM numbers n LEFT JOIN number_state s ON s.company_id = $%d AND s.number_id = n.id", pc);
 	} else {
 		/* no target company: the per-company columns are NULL, as in the original */

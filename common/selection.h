@@ -48,6 +48,7 @@ struct selection_query {
 	const char **params; /* nparams bound values ($1..$n), NULL for SQL NULL */
 	int nparams;
 	size_t cap;
+	int company_param; /* $n of the target company id, 0 without one */
 };
 
 /*

@@ -54,7 +54,7 @@ CREATE TABLE number_state (
 );
 CREATE INDEX number_state_number_idx ON number_state (number_id);
 CREATE INDEX number_state_status_idx ON number_state (company_id, status, number_id);
-CREATE INDEX number_state_last_attempt_idx ON number_state (company_id, last_attempt_at);
+CREATE INDEX number_state_last_attempt_idx ON number_state (company_id, last_attempt_at, number_id);
 CREATE INDEX number_state_agent_idx ON number_state (assigned_agent_id, number_id) WHERE assigned_agent_id IS NOT NULL;
 
 CREATE TABLE scenarios (
