@@ -12,9 +12,9 @@
 #include "common.h"
 
 struct holiday {
-	long day;         /* civil day number (tz.h) */
-	int gy, gm, gd;   /* Gregorian */
-	int jy, jm, jd;   /* Jalali */
+	long day;          /* civil day number (tz.h) */
+	int gy, gm, gd;    /* Gregorian */
+	int jy, jm, jd;    /* Jalali */
 	const char *title; /* static Persian title */
 };
 
@@ -24,20 +24,26 @@ struct holiday {
 const char *holidays_fixed_title(int jm, int jd);
 
 /* Writes the official solar holidays of Jalali year jy (sorted by date, at
- * most max) into out; returns how many, or -1 when jy is out of range. */
+ * most max: HOLIDAYS_FIXED_MAX is always enough) into out; returns how many,
+ * or -1 when jy is out of range. Titles are static. */
 int holidays_fixed_year(int jy, struct holiday *out, size_t max) MUSTCHECK;
 
 /* Rows of the holidays table over some range of days. Owned by the caller;
- * holidays_set_free releases what holidays_set_add allocated. */
+ * holidays_set_free releases what holidays_set_add allocated. Start from
+ * {0}; fill only through holidays_set_add, which keeps rows sorted by day. */
 struct holiday_set {
 	struct holiday_row {
 		long day;
 		bool removed; /* a tombstone: the computed holiday on this day is off */
-	} *rows;
+	} * rows;
 	size_t n, cap;
 };
 
+/* Adds the row for civil day (any order; a second row for the same day
+ * replaces the first). Keeps rows sorted by day: appending in date order
+ * (ORDER BY date) is amortized O(1), an out-of-order row costs a memmove. */
 void holidays_set_add(struct holiday_set *s, long day, bool removed);
+/* Frees the rows; s is empty and reusable afterwards. */
 void holidays_set_free(struct holiday_set *s);
 
 /* Whether civil day is a holiday: a table row decides when there is one

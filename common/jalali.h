@@ -33,9 +33,11 @@ int jalali_to_days(int jy, int jm, int jd, long *day) MUSTCHECK;
 
 /*
  * Parses "YYYY-MM-DD" written with ASCII, Persian (U+06F0..9) or
- * Arabic-Indic (U+0660..9) digits; months and days may have one digit.
- * Checks only the shape and ranges 1..12 / 1..31 (not the calendar).
- * Returns 0 or -1.
+ * Arabic-Indic (U+0660..9) digits; months and days may have one digit, the
+ * year 1..4 digits; "YYYY/MM/DD" (same separator twice) is accepted too.
+ * Nothing else around it (no spaces). Checks only the shape and ranges
+ * year >= 1, 1..12, 1..31 (not the calendar: use jalali_to_days for that).
+ * Returns 0, or -1 (outputs untouched); s may be NULL (-1).
  */
 int jalali_parse_ymd(const char *s, int *y, int *m, int *d) MUSTCHECK;
 
