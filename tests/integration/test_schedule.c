@@ -630,7 +630,7 @@ static void test_status_allowed_and_funds(void **state)
 	snprintf(j1, sizeof(j1), "%04d-%02d-%02d", jy, jm, jd);
 	assert_true(strcmp(th_json_str(st, "jalali_date"), j0) == 0 || strcmp(th_json_str(st, "jalali_date"), j1) == 0);
 	assert_true(json_is_null(json_object_get(st, "holiday")) || json_is_string(json_object_get(st, "holiday")));
-	assert_int_equal(json_object_size(st), 11);
+	assert_int_equal(json_object_size(st), 10);
 	json_decref(st);
 
 	/* wallet 0: insufficient_funds, and the status itself changes nothing */
