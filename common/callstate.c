@@ -37,10 +37,10 @@ static int parse_windows(const char *s, struct callstate *out)
 			if (k < 2 && *p++ != ' ')
 				return -1;
 		}
-		if (*p == ',')
+		if (*p == ',' && p[1])
 			p++;
 		else if (*p)
-			return -1;
+			return -1; /* anything else, or a trailing comma */
 		if (v[0] < 0 || v[0] > 6 || v[1] < 0 || v[1] >= v[2] || v[2] > 86399 || out->nwindows >= cap)
 			return -1;
 		out->windows[out->nwindows++] = (struct callrule_window){(int)v[0], (int)v[1], (int)v[2]};
