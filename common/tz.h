@@ -18,11 +18,11 @@ int tz_init(const char *zone) MUSTCHECK;
 const char *tz_name(void);
 
 struct tz_local {
-	int y, m, d;     /* local civil date */
-	int hh, mm, ss;  /* local wall time */
-	long day;        /* civil day number of y-m-d */
-	int sec;         /* seconds since local midnight, 0..86399 */
-	int utc_offset;  /* seconds east of UTC */
+	int y, m, d;    /* local civil date */
+	int hh, mm, ss; /* local wall time */
+	long day;       /* civil day number of y-m-d */
+	int sec;        /* seconds since local midnight, 0..86399 */
+	int utc_offset; /* seconds east of UTC */
 };
 
 /* Breaks t down in the local zone. */
