@@ -49,7 +49,7 @@ int field_bool_or_reply(struct http_ctx *c, const char *name, int *out) MUSTCHEC
 /*
  * Integer in min..max; a JSON number without a fraction (1000.0, as JavaScript
  * sends it) counts as one, strings and booleans do not. *given false when
- * absent or null (then 422 if required).
+ * absent or null (then 422 if required). min and max within ±2^53.
  */
 int field_int_or_reply(struct http_ctx *c, const char *name, long long min, long long max, bool required, bool *given,
                        long long *out) MUSTCHECK;
