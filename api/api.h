@@ -46,6 +46,13 @@ int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t 
                        const char **out) MUSTCHECK;
 /* Boolean; *out = -1 when absent or null, else 0/1. */
 int field_bool_or_reply(struct http_ctx *c, const char *name, int *out) MUSTCHECK;
+/*
+ * Integer in min..max; a JSON number without a fraction (1000.0, as JavaScript
+ * sends it) counts as one, strings and booleans do not. *given false when
+ * absent or null (then 422 if required). min and max within ±2^53.
+ */
+int field_int_or_reply(struct http_ctx *c, const char *name, long long min, long long max, bool required, bool *given,
+                       long long *out) MUSTCHECK;
 /* One of a NULL-terminated list; *out NULL when absent or null. */
 int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out) MUSTCHECK;
 /*

@@ -3,6 +3,7 @@
  * sizes checked, a 422 naming the field otherwise. Also company resolution and
  * role checks, which every company-scoped route begins with.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,47 @@ int field_bool_or_reply(struct http_ctx *c, const char *name, int *out)
 	}
 	*out = json_is_true(v);
 	return 0;
+}
+
+int field_int_or_reply(struct http_ctx *c, const char *name, long long min, long long max, bool required, bool *given,
+                       long long *out)
+{
+	json_t *v = json_object_get(c->body, name);
+	char msg[96];
+	*given = false;
+	*out = 0;
+	if (!v || json_is_null(v)) {
+		if (required) {
+			http_invalid(c, name, "field required");
+			return -1;
+		}
+		return 0;
+	}
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+	} else if (json_is_real(v)) {
+		double d = json_real_value(v);
+		/* range first, so that the cast below is defined */
+		if (!isfinite(d) || d < (double)min || d > (double)max)
+			goto range;
+		if ((double)(long long)d != d) {
+			http_invalid(c, name, "must be an integer");
+			return -1;
+		}
+		*out = (long long)d;
+	} else {
+		http_invalid(c, name, "must be an integer");
+		return -1;
+	}
+	if (*out < min || *out > max)
+		goto range;
+	*given = true;
+	return 0;
+range:
+	*out = 0;
+	snprintf(msg, sizeof(msg), "must be between %lld and %lld", min, max);
+	http_invalid(c, name, msg);
+	return -1;
 }
 
 int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out)
