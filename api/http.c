@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -862,6 +863,14 @@ int http_thread_init(struct api_thread *t, int idx)
 		log_error("event=bind_failed addr=%s error=\"%s\"", addr, strerror(errno));
 		return -1;
 	}
+	/*
+	 * No Nagle: a response larger than one segment would otherwise wait for
+	 * the client's delayed ACK (40 ms) before its last segment goes out.
+	 * Accepted sockets inherit the option from the listener on Linux.
+	 */
+	int one = 1;
+	if (setsockopt(evconnlistener_get_fd(t->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		log_warn("event=setsockopt_failed option=TCP_NODELAY error=\"%s\"", strerror(errno));
 	t->http = evhttp_new(t->base);
 	evhttp_set_max_body_size(t->http, cfg.http_max_body_bytes);
 	evhttp_set_max_headers_size(t->http, cfg.http_max_header_bytes);

@@ -2,14 +2,15 @@
 # Benchmark: GET /api/numbers (list) and /api/numbers/stats over 1,000,000 numbers, one third of
 # them dialed by the company (SPEC §6: list with `search`, p50 < 20 ms).
 # Starts its own PostgreSQL, Redis and release dialer-api on free ports in a temp dir, seeds the
-# data, runs wrk per query (keep-alive, CONNS connections, DURATION seconds) and prints a Markdown
-# table. Usage: bench/numbers-list.sh   (env: ROWS=1000000 CONNS=8 DURATION=10)
+# data, runs wrk per query (keep-alive; one connection for latency, then CONNS connections for
+# throughput; DURATION seconds each) and prints a Markdown table.
+# Usage: bench/numbers-list.sh   (env: ROWS=1000000 CONNS=8 DURATION=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 ROWS="${ROWS:-1000000}"
 CONNS="${CONNS:-8}"
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-5}"
 
 scripts/deps.sh
 command -v wrk >/dev/null || { echo "bench: wrk is required (apt-get install wrk)" >&2; exit 1; }
@@ -76,15 +77,18 @@ queries=(
     "/api/numbers/stats?company=bench&status=MISSED"
     "/api/numbers/stats?company=bench&search=1234567"
 )
-echo "| query | req/s | p50 | p99 |"
-echo "|---|---|---|---|"
-for q in "${queries[@]}"; do
-    out="$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
-        "http://127.0.0.1:$API_PORT$q")"
-    rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
-    p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
-    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+# wrk_row URL CONNS -> "req/s p50 p99"
+wrk_row() {
+    local out non2xx
+    out="$(wrk -t"$(( $2 < 2 ? 1 : 2 ))" -c"$2" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "$1")"
     non2xx="$(awk '/Non-2xx/ {print $5}' <<<"$out")"
-    [[ -z "$non2xx" ]] || { echo "bench: $q answered non-2xx: $non2xx" >&2; exit 1; }
-    echo "| \`${q#/api/numbers}\` | $rps | $p50 | $p99 |"
+    [[ -z "$non2xx" ]] || { echo "bench: $1 answered non-2xx: $non2xx" >&2; exit 1; }
+    echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
+}
+echo "| query | 1 conn: p50 | p99 | req/s | $CONNS conns: p50 | p99 | req/s |"
+echo "|---|---|---|---|---|---|---|"
+for q in "${queries[@]}"; do
+    read -r r1 p501 p991 <<<"$(wrk_row "http://127.0.0.1:$API_PORT$q" 1)"
+    read -r rn p50n p99n <<<"$(wrk_row "http://127.0.0.1:$API_PORT$q" "$CONNS")"
+    echo "| \`${q#/api/numbers}\` | $p501 | $p991 | $r1 | $p50n | $p99n | $rn |"
 done
