@@ -54,20 +54,22 @@ port_in_use() {
     fi
 }
 
-# free_port: print a random TCP port in 20000-60000 that nothing listens on.
+# free_port: print a random TCP port in 20000-32000 that nothing listens on.
 # Ports already handed out by this shell are not handed out again.
 _DIALER_PORTS_GIVEN=" "
 free_port() {
     local port i
     for ((i = 0; i < 200; i++)); do
-        port=$(( ((RANDOM << 15) | RANDOM) % 40001 + 20000 ))
+        # below Linux's ephemeral range (32768-60999 by default), where a client
+        # connection's local port could take the port between check and bind
+        port=$(( ((RANDOM << 15) | RANDOM) % 12001 + 20000 ))
         [[ "$_DIALER_PORTS_GIVEN" == *" $port "* ]] && continue
         port_in_use "$port" && continue
         _DIALER_PORTS_GIVEN+="$port "
         echo "$port"
         return 0
     done
-    echo "free_port: no free port found in 20000-60000" >&2
+    echo "free_port: no free port found in 20000-32000" >&2
     return 1
 }
 
