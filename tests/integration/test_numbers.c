@@ -404,6 +404,20 @@ static void test_list_filters(void **state)
 	assert_int_equal(total(admin_token, "search=0912200000"), 6);
 	assert_int_equal(total(admin_token, "search=0912200000&status=IN_QUEUE"), 2);
 	assert_int_equal(total(admin_token, "search=0912200000&start_date=2026-02-15&end_date=2026-02-18"), 3);
+	/* a bare status count (the panel's tabs) reads number_state alone; agents still see only theirs */
+	assert_int_equal(total(admin_token, "status=MISSED"), 1);
+	assert_int_equal(total(admin_token, "status=CONNECTED"), 1);
+	assert_int_equal(total(globex_token, "status=CONNECTED"), 1);
+	assert_int_equal(total(agent2_token, "status=MISSED"), 1);
+	assert_int_equal(total(agent_token, "status=MISSED"), 0);
+	{
+		char q[96];
+
+		snprintf(q, sizeof(q), "status=MISSED&agent_id=%lld", agent_id);
+		assert_int_equal(total(admin_token, q), 0);
+		snprintf(q, sizeof(q), "status=CONNECTED&agent_id=%lld", agent_id);
+		assert_int_equal(total(admin_token, q), 1);
+	}
 	assert_int_equal(total(root_token, "search=0912200000&status=MISSED"), 6); /* status needs a company */
 	assert_int_equal(total(root_token, "search=0912200000&status=MISSED&company=acme"), 1);
 }
