@@ -32,6 +32,7 @@ void billing_routes(void);   /* api/billing.c: /api/{company}/billing[/transacti
 void scenarios_routes(void); /* api/scenarios.c: /api/{company}/scenarios */
 void lines_routes(void);     /* api/lines.c: /api/{company}/outbound-lines */
 void numbers_routes(void);   /* api/numbers.c: /api/numbers */
+void dialer_routes(void);    /* api/dialer.c: /api/dialer */
 
 /* Prepares login (dummy hash for unknown users); call once at start. */
 void auth_init(void);

@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 	scenarios_routes();
 	lines_routes();
 	numbers_routes();
+	dialer_routes();
 	auth_init();
 	workq_start(2, 512);
 

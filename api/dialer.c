@@ -1,0 +1,219 @@
+/*
+ * The dialer's API (/api/dialer, COMPAT §2.10): so far the registration of
+ * scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN, or a per-company
+ * dialer token that implies the company.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+
+/* ---- which company (SPEC §4, COMPAT preface 1) ---- */
+
+static void dialer_company_loaded(struct http_ctx *c, PGresult *res)
+{
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1) {
+		http_error(c, 404, "NOT_FOUND", "Company not found");
+		return;
+	}
+	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	c->company = xstrdup(PQgetvalue(res, 0, 1));
+	if (c->dialer_company_id && c->dialer_company_id != c->company_id) {
+		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
+		return;
+	}
+	c->next(c);
+}
+
+/*
+ * Resolves the dialer's company: `name` when given (an active company, else
+ * 404; a company token naming another company gets 403), else the company of
+ * a per-company token, else DEFAULT_COMPANY under the global token. Sets
+ * c->company_id / c->company, then calls next(c).
+ */
+static void dialer_company(struct http_ctx *c, const char *name, void (*next)(struct http_ctx *c))
+{
+	c->next = next;
+	if (!name || !*name)
+		name = c->dialer_company_id ? c->dialer_company : cfg.default_company;
+	const char *p[1] = {name};
+	http_db(c, "SELECT id, name FROM companies WHERE name = $1 AND is_active", 1, p, dialer_company_loaded);
+}
+
+/* ---- register-scenarios, register-outbound-lines (COMPAT §3.7) ---- */
+
+struct reg_kind {
+	const char *list;      /* body key of the items */
+	const char *key;       /* the item's identity */
+	size_t key_max;        /* its length limit */
+	const char *sql;       /* $1 company, $2 jsonb [{key, display_name}] */
+	const char *log_event; /* for the log line */
+};
+
+/*
+ * One statement: the distinct incoming keys (the last duplicate wins), their
+ * display names updated where they differ, the missing ones created active,
+ * and every active row the payload leaves out deactivated. Inactive rows
+ * that are present stay inactive: the panel owns the flag.
+ */
+#define REG_SQL(table, key)                                                                                            \
+	"WITH inp AS (SELECT DISTINCT ON (" key ") " key                                                               \
+	", display_name FROM ROWS FROM (jsonb_to_recordset($2::jsonb)"                                                 \
+	" AS (" key " text, display_name text)) WITH ORDINALITY AS t(" key ", display_name, ord)"                      \
+	" ORDER BY " key ", ord DESC), "                                                                               \
+	"upd AS (UPDATE " table " x SET display_name = inp.display_name, updated_at = now() FROM inp"                  \
+	" WHERE x.company_id = $1 AND x." key " = inp." key " AND x.display_name <> inp.display_name RETURNING 1), "   \
+	"ins AS (INSERT INTO " table " (company_id, " key ", display_name) SELECT $1, " key ", display_name FROM inp"  \
+	" ON CONFLICT (company_id, " key ") DO NOTHING RETURNING 1), "                                                 \
+	"off AS (UPDATE " table " x SET is_active = false, updated_at = now() WHERE x.company_id = $1 AND x.is_active" \
+	" AND x." key " NOT IN (SELECT " key " FROM inp) RETURNING 1) "                                                \
+	"SELECT (SELECT count(*) FROM inp), (SELECT count(*) FROM ins), (SELECT count(*) FROM upd),"                   \
+	" (SELECT count(*) FROM off)"
+
+static const struct reg_kind reg_scenarios = {
+    "scenarios", "name", 128, REG_SQL("scenarios", "name"), "scenarios_registered",
+};
+static const struct reg_kind reg_lines = {
+    "outbound_lines", "phone_number", 32, REG_SQL("outbound_lines", "phone_number"), "outbound_lines_registered",
+};
+
+#define REG_ITEMS_MAX 10000
+
+struct reg_state {
+	const struct reg_kind *kind;
+	char *items; /* the validated items as JSON */
+};
+
+static void reg_state_free(void *p)
+{
+	struct reg_state *s = p;
+	free(s->items);
+	free(s);
+}
+
+static long col(PGresult *res, int i)
+{
+	return strtol(PQgetvalue(res, 0, i), NULL, 10);
+}
+
+static void registered(struct http_ctx *c, PGresult *res)
+{
+	struct reg_state *s = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	log_info("event=%s company=%s registered=%ld created=%ld updated=%ld deactivated=%ld", s->kind->log_event,
+	         c->company, col(res, 0), col(res, 1), col(res, 2), col(res, 3));
+	http_reply_json(c, 200,
+	                json_pack("{s:I, s:I, s:I, s:I}", "registered", (json_int_t)col(res, 0), "created",
+	                          (json_int_t)col(res, 1), "updated", (json_int_t)col(res, 2), "deactivated",
+	                          (json_int_t)col(res, 3)));
+}
+
+static void reg_company(struct http_ctx *c)
+{
+	struct reg_state *s = c->state;
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[2] = {cid, s->items};
+	http_db(c, s->kind->sql, 2, p, registered);
+}
+
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* A string of min..max characters at item[key]; 422 naming "list[i].key". */
+static int item_str_or_reply(struct http_ctx *c, json_t *item, const char *list, size_t i, const char *key, size_t max)
+{
+	json_t *v = json_object_get(item, key);
+	char field[96], msg[64];
+	snprintf(field, sizeof(field), "%s[%zu].%s", list, i, key);
+	if (!v || json_is_null(v)) {
+		http_invalid(c, field, "field required");
+		return -1;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		http_invalid(c, field, "must be a string");
+		return -1;
+	}
+	size_t n = utf8_chars(json_string_value(v));
+	if (n < 1 || n > max) {
+		snprintf(msg, sizeof(msg), "must be 1 to %zu characters", max);
+		http_invalid(c, field, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void reg_start(struct http_ctx *c, const struct reg_kind *kind)
+{
+	const char *company;
+	json_t *list, *item;
+	size_t i;
+	if (field_object_or_reply(c, true) || field_str_or_reply(c, "company", 1, 64, false, &company))
+		return;
+	list = json_object_get(c->body, kind->list);
+	if (!json_is_array(list)) {
+		http_invalid(c, kind->list, !list || json_is_null(list) ? "field required" : "must be an array");
+		return;
+	}
+	if (json_array_size(list) > REG_ITEMS_MAX) {
+		http_invalid(c, kind->list, "at most 10000 items");
+		return;
+	}
+	json_array_foreach(list, i, item)
+	{
+		const char *k;
+		json_t *v;
+		char field[96];
+		if (!json_is_object(item)) {
+			snprintf(field, sizeof(field), "%s[%zu]", kind->list, i);
+			http_invalid(c, field, "must be an object");
+			return;
+		}
+		/* extra=forbid, as the original's item models */
+		json_object_foreach(item, k, v) if (strcmp(k, kind->key) && strcmp(k, "display_name"))
+		{
+			snprintf(field, sizeof(field), "%s[%zu].%s", kind->list, i, k);
+			http_invalid(c, field, "extra fields not permitted");
+			return;
+		}
+		if (item_str_or_reply(c, item, kind->list, i, kind->key, kind->key_max) ||
+		    item_str_or_reply(c, item, kind->list, i, "display_name", 255))
+			return;
+	}
+	struct reg_state *s = xcalloc(1, sizeof(*s));
+	s->kind = kind;
+	s->items = json_dumps(list, JSON_COMPACT);
+	c->state = s;
+	c->state_free = reg_state_free;
+	dialer_company(c, company, reg_company);
+}
+
+static void register_scenarios(struct http_ctx *c)
+{
+	reg_start(c, &reg_scenarios);
+}
+
+static void register_lines(struct http_ctx *c)
+{
+	reg_start(c, &reg_lines);
+}
+
+static const struct route routes[] = {
+    {"POST", "/api/dialer/register-scenarios", register_scenarios, AUTH_DIALER, RF_JSON},
+    {"POST", "/api/dialer/register-outbound-lines", register_lines, AUTH_DIALER, RF_JSON},
+};
+
+void dialer_routes(void)
+{
+	http_routes_add(routes, ARRAY_LEN(routes));
+}
