@@ -98,3 +98,69 @@ void tz_format_local(time_t t, char *buf, size_t len)
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
 	         tm.tm_hour, tm.tm_min, tm.tm_sec > 59 ? 59 : tm.tm_sec, sign, off / 3600, (off % 3600) / 60);
 }
+
+/* n decimal digits at *p into *out; advances *p. */
+static int digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		char ch = (*p)[i];
+		if (ch < '0' || ch > '9')
+			return -1;
+		v = v * 10 + (ch - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+int tz_parse_instant(const char *s, int64_t *usec)
+{
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, y2, m2, d2;
+	int64_t frac = 0;
+	const char *p = s;
+	if (!s || digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
+		return -1;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -1;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &sec))
+		return -1;
+	if (*p == '.' || *p == ',') {
+		int n = 0;
+		p++;
+		for (; *p >= '0' && *p <= '9'; p++, n++) {
+			if (n >= 9)
+				return -1;
+			if (n < 6)
+				frac = frac * 10 + (*p - '0');
+		}
+		if (n == 0)
+			return -1;
+		for (; n < 6; n++)
+			frac *= 10;
+	}
+	int sign = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p++ == '-' ? -1 : 1;
+		if (digits(&p, 2, &oh))
+			return -1;
+		if (*p == ':')
+			p++;
+		if (digits(&p, 2, &om))
+			return -1;
+	} else {
+		return -1; /* no offset: the instant is unknown */
+	}
+	if (*p || y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 || oh > 23 || om > 59)
+		return -1;
+	long day = tz_days_from_civil(y, mo, d);
+	tz_civil_from_days(day, &y2, &m2, &d2);
+	if (y2 != y || m2 != mo || d2 != d)
+		return -1;
+	int64_t secs = (int64_t)day * 86400 + h * 3600 + mi * 60 + sec - (int64_t)sign * (oh * 3600 + om * 60);
+	*usec = secs * 1000000 + frac;
+	return 0;
+}

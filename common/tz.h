@@ -6,6 +6,7 @@
 #ifndef DIALER_TZ_H
 #define DIALER_TZ_H
 
+#include <stdint.h>
 #include <time.h>
 
 #include "common.h"
@@ -33,6 +34,15 @@ time_t tz_local_midnight(int y, int m, int d);
 
 /* Formats t in the local zone as "YYYY-MM-DDTHH:MM:SS+03:30" (len >= 32). */
 void tz_format_local(time_t t, char *buf, size_t len);
+
+/*
+ * Parses an ISO 8601 instant with an explicit offset, as the dialer agents
+ * send it: "YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH:MM|-HH:MM|+HHMM)" ('T' or ' '
+ * between date and time). A value without an offset, an impossible date or
+ * time, or trailing text is refused. Gives microseconds since the epoch.
+ * Returns 0 or -1.
+ */
+int tz_parse_instant(const char *s, int64_t *usec) MUSTCHECK;
 
 /* Civil day number of a proleptic Gregorian date, and back. */
 long tz_days_from_civil(int y, int m, int d);

@@ -1,0 +1,90 @@
+/*
+ * Table-driven tests of tz.c: ISO 8601 instants as the dialer agents send
+ * them, and local time in Asia/Tehran.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "tz.h"
+
+static void test_parse_instant(void **state)
+{
+	static const struct {
+		const char *in;
+		int ok;
+		int64_t usec;
+	} cases[] = {
+	    {"2026-02-18T10:00:00.123456+00:00", 1, 1771408800123456LL},
+	    {"2026-02-18T10:00:00Z", 1, 1771408800000000LL},
+	    {"2026-02-18t10:00:00z", 1, 1771408800000000LL},
+	    {"2026-02-18 13:30:00+03:30", 1, 1771408800000000LL},
+	    {"2026-02-18T13:30:00+0330", 1, 1771408800000000LL},
+	    {"2026-02-18T05:00:00-05:00", 1, 1771408800000000LL},
+	    {"2026-02-18T10:00:00.5Z", 1, 1771408800500000LL},
+	    {"2026-02-18T10:00:00.123456789Z", 1, 1771408800123456LL},
+	    {"1970-01-01T00:00:00Z", 1, 0},
+	    {"2024-02-29T00:00:00Z", 1, 1709164800000000LL},
+	    {"2026-02-18T10:00:00", 0, 0},  /* naive */
+	    {"2026-02-18", 0, 0},           /* a date */
+	    {"2026-02-30T10:00:00Z", 0, 0}, /* no such day */
+	    {"2025-02-29T10:00:00Z", 0, 0}, /* not a leap year */
+	    {"2026-13-01T10:00:00Z", 0, 0},
+	    {"2026-02-18T24:00:00Z", 0, 0},
+	    {"2026-02-18T10:60:00Z", 0, 0},
+	    {"2026-02-18T10:00:00.Z", 0, 0},
+	    {"2026-02-18T10:00:00.1234567890Z", 0, 0},
+	    {"2026-02-18T10:00:00+24:00", 0, 0},
+	    {"2026-02-18T10:00:00+3:30", 0, 0},
+	    {"2026-02-18T10:00:00Z trailing", 0, 0},
+	    {"2026-2-18T10:00:00Z", 0, 0},
+	    {"yesterday", 0, 0},
+	    {"", 0, 0},
+	    {"1771408800", 0, 0},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t us = -1;
+		int rc = tz_parse_instant(cases[i].in, &us);
+		if (rc != (cases[i].ok ? 0 : -1))
+			fail_msg("%s: rc %d", cases[i].in, rc);
+		if (cases[i].ok && us != cases[i].usec)
+			fail_msg("%s: %lld, expected %lld", cases[i].in, (long long)us, (long long)cases[i].usec);
+	}
+	int64_t us;
+	assert_int_equal(tz_parse_instant(NULL, &us), -1);
+}
+
+static void test_tehran(void **state)
+{
+	struct tz_local l;
+	char buf[40];
+	(void)state;
+	assert_int_equal(tz_init("Asia/Tehran"), 0);
+	tz_local_from_utc(1771408800, &l); /* 2026-02-18T10:00Z = 13:30 in Tehran */
+	assert_int_equal(l.y, 2026);
+	assert_int_equal(l.m, 2);
+	assert_int_equal(l.d, 18);
+	assert_int_equal(l.sec, 13 * 3600 + 30 * 60);
+	assert_int_equal(l.utc_offset, 12600);
+	assert_int_equal(tz_weekday_iran(l.day), 4); /* a Wednesday */
+	tz_format_local(1771408800, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-02-18T13:30:00+03:30");
+	assert_int_equal(tz_local_midnight(2026, 2, 18), 1771360200); /* 2026-02-17T20:30Z */
+	assert_int_equal(tz_init("Nowhere/Atlantis"), -1);
+	assert_int_equal(tz_init("../etc/passwd"), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_instant),
+	    cmocka_unit_test(test_tehran),
+	};
+	return cmocka_run_group_tests_name("tz", tests, NULL, NULL);
+}
