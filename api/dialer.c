@@ -1,13 +1,19 @@
 /*
- * The dialer's API (/api/dialer, COMPAT §2.10): so far the registration of
- * scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN, or a per-company
- * dialer token that implies the company.
+ * The dialer's API (/api/dialer, COMPAT §2.10): report-result (validated,
+ * appended to the results stream, answered 202 once Redis has it) and the
+ * registration of scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN,
+ * or a per-company dialer token that implies the company.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "config.h"
+#include "metrics.h"
+#include "phone.h"
+#include "tz.h"
+#include "worker.h"
 
 /* ---- which company (SPEC §4, COMPAT preface 1) ---- */
 
@@ -208,7 +214,180 @@ static void register_lines(struct http_ctx *c)
 	reg_start(c, &reg_lines);
 }
 
+/* ---- report-result (COMPAT §2.10, §3.5; issue 5 item 2) ---- */
+
+#define REPORT_FIELDS_MAX 40
+
+/* The validated report, as the stream entry's field/value pairs. */
+struct report {
+	const char *argv[2 + 2 * REPORT_FIELDS_MAX + 1];
+	int argc;
+	char *owned[REPORT_FIELDS_MAX];
+	int nowned;
+	int call_allowed; /* -1 absent */
+};
+
+static void report_free(void *p)
+{
+	struct report *r = p;
+	for (int i = 0; i < r->nowned; i++)
+		free(r->owned[i]);
+	free(r);
+}
+
+/* Appends a field; value copied (NULL or "" are skipped: absent). */
+static void report_add(struct report *r, const char *name, const char *value)
+{
+	if (!value || !*value)
+		return;
+	char *v = xstrdup(value);
+	r->owned[r->nowned++] = v;
+	r->argv[r->argc++] = name;
+	r->argv[r->argc++] = v;
+}
+
+static void report_add_int(struct report *r, const char *name, bool given, long long v)
+{
+	char buf[24];
+	if (!given)
+		return;
+	snprintf(buf, sizeof(buf), "%lld", v);
+	report_add(r, name, buf);
+}
+
+static void report_queued(struct http_ctx *c, redisReply *reply)
+{
+	if (!reply || reply->type != REDIS_REPLY_STRING) {
+		metrics_count("report_result_redis_failed", 1);
+		http_error(c, 503, "UNAVAILABLE", "Result store unavailable, retry later");
+		return;
+	}
+	metrics_count("report_result_accepted", 1);
+	http_reply_json(c, 202, json_pack("{s:b, s:s#}", "accepted", 1, "stream_id", reply->str, (int)reply->len));
+}
+
+static void report_enqueue(struct http_ctx *c)
+{
+	struct report *r = c->state;
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	report_add(r, "company_id", cid);
+	report_add(r, "company", c->company);
+	/* No MAXLEN here: trimming would drop entries nobody has applied yet; the
+	 * results worker trims what every group has acknowledged. */
+	r->argv[0] = "XADD";
+	r->argv[1] = STREAM_RESULTS;
+	/* argv[2] is "*" (placed by report_start) */
+	http_redis(c, report_queued, r->argc, r->argv, NULL);
+}
+
+static void callstate_dropped(struct http_ctx *c, redisReply *reply)
+{
+	UNUSED(reply); /* best effort: the state is republished within a second anyway */
+	report_enqueue(c);
+}
+
+static void switch_set(struct http_ctx *c, PGresult *res)
+{
+	char key[48];
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	log_info("event=dialer_switch company=%s call_allowed=%d version=%s", c->company,
+	         ((struct report *)c->state)->call_allowed, PQgetvalue(res, 0, 0));
+	snprintf(key, sizeof(key), "dialer:callstate:%ld", c->company_id);
+	const char *argv[2] = {"DEL", key};
+	http_redis(c, callstate_dropped, 2, argv, NULL);
+}
+
+static void report_company(struct http_ctx *c)
+{
+	struct report *r = c->state;
+	if (r->call_allowed < 0) {
+		report_enqueue(c);
+		return;
+	}
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[3] = {cid, r->call_allowed ? "true" : "false", cfg.skip_holidays ? "true" : "false"};
+	http_db(c, "SELECT company_call_allowed_set($1, $2, $3)", 3, p, switch_set);
+}
+
+static const char *const call_statuses[] = {
+    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
+    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
+};
+
+static void report_result(struct http_ctx *c)
+{
+	const char *company, *phone, *status, *attempted, *reason, *agent_phone, *message, *batch;
+	bool has_number, has_scenario, has_line, has_agent;
+	long long number_id, scenario_id, line_id, agent_id;
+	int call_allowed;
+	int64_t at_us;
+	char norm[12] = "", agent_norm[12] = "", at[24], now[24];
+
+	if (field_object_or_reply(c, true) || field_str_or_reply(c, "company", 1, 64, false, &company) ||
+	    field_str_or_reply(c, "phone_number", 0, PHONE_INPUT_MAX, true, &phone) ||
+	    field_enum_or_reply(c, "status", call_statuses, &status) ||
+	    field_str_or_reply(c, "attempted_at", 1, 64, true, &attempted) ||
+	    field_int_or_reply(c, "number_id", 1, 9007199254740991LL, false, &has_number, &number_id) ||
+	    field_int_or_reply(c, "scenario_id", 1, 2147483647LL, false, &has_scenario, &scenario_id) ||
+	    field_int_or_reply(c, "outbound_line_id", 1, 2147483647LL, false, &has_line, &line_id) ||
+	    field_int_or_reply(c, "agent_id", 1, 2147483647LL, false, &has_agent, &agent_id) ||
+	    field_str_or_reply(c, "reason", 0, 1024, false, &reason) ||
+	    field_str_or_reply(c, "agent_phone", 0, PHONE_INPUT_MAX, false, &agent_phone) ||
+	    field_str_or_reply(c, "user_message", 0, 4096, false, &message) ||
+	    field_str_or_reply(c, "batch_id", 0, 64, false, &batch) ||
+	    field_bool_or_reply(c, "call_allowed", &call_allowed))
+		return;
+	if (!status) {
+		http_invalid(c, "status", "field required");
+		return;
+	}
+	if (tz_parse_instant(attempted, &at_us)) {
+		http_invalid(c, "attempted_at",
+		             "must be an ISO 8601 datetime with an offset, e.g. 2026-02-18T10:00:00+03:30");
+		return;
+	}
+	if (phone_normalize(phone, norm) && !has_number) {
+		http_error(c, 400, "BAD_REQUEST", "phone_number or number_id is required");
+		return;
+	}
+	if (agent_phone && phone_normalize(agent_phone, agent_norm))
+		agent_norm[0] = '\0'; /* as the original: an unusable agent phone names no agent */
+
+	struct report *r = xcalloc(1, sizeof(*r));
+	c->state = r;
+	c->state_free = report_free;
+	r->call_allowed = call_allowed;
+	r->argc = 3;
+	r->argv[2] = "*";
+	snprintf(at, sizeof(at), "%lld", (long long)at_us);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(now, sizeof(now), "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	report_add(r, "v", "1");
+	report_add(r, "phone", norm);
+	report_add(r, "phone_raw", phone);
+	report_add_int(r, "number_id", has_number, number_id);
+	report_add(r, "status", status);
+	report_add(r, "attempted_at", at);
+	report_add_int(r, "scenario_id", has_scenario, scenario_id);
+	report_add_int(r, "outbound_line_id", has_line, line_id);
+	report_add_int(r, "agent_id", has_agent, agent_id);
+	report_add(r, "agent_phone", agent_norm);
+	report_add(r, "reason", reason);
+	report_add(r, "user_message", message);
+	report_add(r, "batch_id", batch);
+	if (call_allowed >= 0)
+		report_add(r, "call_allowed", call_allowed ? "1" : "0");
+	report_add(r, "rid", c->rid);
+	report_add(r, "accepted_at", now); /* wall clock, µs: the worker measures ingestion lag from it */
+	dialer_company(c, company, report_company);
+}
+
 static const struct route routes[] = {
+    {"POST", "/api/dialer/report-result", report_result, AUTH_DIALER, RF_JSON},
     {"POST", "/api/dialer/register-scenarios", register_scenarios, AUTH_DIALER, RF_JSON},
     {"POST", "/api/dialer/register-outbound-lines", register_lines, AUTH_DIALER, RF_JSON},
 };
