@@ -3,6 +3,7 @@
  * instant with what the status endpoint shows beside it (today's dates, the
  * holiday's title, when the next window opens).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,4 +204,48 @@ void callstate_decide(const struct callstate *cs, time_t now, int short_retry, i
 	default:
 		break;
 	}
+}
+
+char *callstate_published_json(const struct callstate *cs, const struct callstate_result *r, long long computed_at_ms)
+{
+	const char *reason = callrule_reason_str(r->decision.reason);
+	json_t *o =
+	    json_pack("{s:b, s:s?, s:o, s:I, s:s, s:I}", "allowed", r->decision.allowed, "reason",
+	              r->decision.allowed ? NULL : reason, "retry_after",
+	              r->decision.allowed ? json_null() : json_integer(r->decision.retry_after), "schedule_version",
+	              (json_int_t)cs->version, "timezone", tz_name(), "computed_at", (json_int_t)computed_at_ms);
+	char *out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!out)
+		abort();
+	return out;
+}
+
+int callstate_published_parse(const char *text, long long now_ms, struct callstate_published *out)
+{
+	json_error_t e;
+	json_t *o = text ? json_loads(text, 0, &e) : NULL;
+	json_t *allowed = json_object_get(o, "allowed"), *reason = json_object_get(o, "reason");
+	json_t *retry = json_object_get(o, "retry_after"), *ver = json_object_get(o, "schedule_version");
+	json_t *at = json_object_get(o, "computed_at");
+	int rc = -1;
+	memset(out, 0, sizeof(*out));
+	if (!json_is_boolean(allowed) || !json_is_integer(ver) || !json_is_integer(at))
+		goto out;
+	out->allowed = json_is_true(allowed);
+	out->version = (long)json_integer_value(ver);
+	out->computed_at_ms = json_integer_value(at);
+	if (now_ms - out->computed_at_ms > CALLSTATE_FRESH_MS || out->computed_at_ms - now_ms > 1000)
+		goto out;
+	if (!out->allowed) {
+		if (!json_is_string(reason) || !json_is_integer(retry) ||
+		    json_string_length(reason) >= sizeof(out->reason))
+			goto out;
+		snprintf(out->reason, sizeof(out->reason), "%s", json_string_value(reason));
+		out->retry_after = (int)json_integer_value(retry);
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
 }

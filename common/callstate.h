@@ -105,4 +105,32 @@ void callstate_decide(const struct callstate *cs, time_t now, int short_retry, i
  * solar one unless a tombstone took it out), or NULL. Borrowed. */
 const char *callstate_holiday_title(const struct callstate *cs, long day);
 
+/*
+ * The decision the scheduler publishes each second for next-batch: Redis key
+ * CALLSTATE_KEY_FMT (company id), a JSON object {"allowed", "reason",
+ * "retry_after", "schedule_version", "timezone", "computed_at" (epoch ms)}
+ * set with PX CALLSTATE_TTL_MS. Whatever changes the inputs (schedule or
+ * billing PUT, a report's call_allowed) deletes the key; a reader treats a
+ * missing value, or one older than CALLSTATE_FRESH_MS, as unknown and decides
+ * itself from the database (it never dispatches when it cannot tell).
+ */
+#define CALLSTATE_KEY_FMT  "dialer:callstate:%ld"
+#define CALLSTATE_TTL_MS   5000
+#define CALLSTATE_FRESH_MS 3000
+
+struct callstate_published {
+	bool allowed;
+	char reason[40]; /* "" when allowed */
+	int retry_after; /* 0 when allowed */
+	long version;
+	long long computed_at_ms;
+};
+
+/* The JSON to publish for a decision (caller frees). */
+char *callstate_published_json(const struct callstate *cs, const struct callstate_result *r, long long computed_at_ms);
+
+/* Parses a published value; -1 when malformed or older than CALLSTATE_FRESH_MS at now_ms
+ * (or from more than a second in the future). */
+int callstate_published_parse(const char *json, long long now_ms, struct callstate_published *out) MUSTCHECK;
+
 #endif

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "callstate.h"
@@ -253,13 +254,59 @@ static void test_holiday_title_in_result(void **state)
 	PQclear(res);
 }
 
+/* The value the scheduler publishes and next-batch reads back. */
+static void test_published(void **state)
+{
+	struct callstate cs = {0};
+	struct callstate_result r = {0};
+	struct callstate_published p;
+	char *json;
+	(void)state;
+	cs.version = 7;
+	r.decision.allowed = false;
+	r.decision.reason = CALLRULE_OUTSIDE_WINDOW;
+	r.decision.retry_after = 120;
+	json = callstate_published_json(&cs, &r, 1000000);
+	assert_int_equal(callstate_published_parse(json, 1000500, &p), 0);
+	assert_false(p.allowed);
+	assert_string_equal(p.reason, "outside_allowed_time_window");
+	assert_int_equal(p.retry_after, 120);
+	assert_int_equal(p.version, 7);
+	/* stale, or from the future */
+	assert_int_equal(callstate_published_parse(json, 1000000 + CALLSTATE_FRESH_MS + 1, &p), -1);
+	assert_int_equal(callstate_published_parse(json, 1000000 - 1001, &p), -1);
+	free(json);
+	r.decision.allowed = true;
+	r.decision.reason = CALLRULE_ALLOWED;
+	r.decision.retry_after = 0;
+	json = callstate_published_json(&cs, &r, 5000);
+	assert_non_null(strstr(json, "\"reason\":null"));
+	assert_non_null(strstr(json, "\"retry_after\":null"));
+	assert_int_equal(callstate_published_parse(json, 5000, &p), 0);
+	assert_true(p.allowed);
+	assert_string_equal(p.reason, "");
+	free(json);
+	/* malformed */
+	static const char *const bad[] = {
+	    NULL,
+	    "",
+	    "[]",
+	    "{}",
+	    "{\"allowed\": true}",
+	    "{\"allowed\": false, \"reason\": null, \"retry_after\": 5, \"schedule_version\": 1, \"computed_at\": "
+	    "5000}",
+	    "{\"allowed\": \"yes\", \"schedule_version\": 1, \"computed_at\": 5000}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(callstate_published_parse(bad[i], 5000, &p), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse),
-	    cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_decide),
-	    cmocka_unit_test(test_holiday_title_in_result),
+	    cmocka_unit_test(test_parse),     cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_decide),    cmocka_unit_test(test_holiday_title_in_result),
+	    cmocka_unit_test(test_published),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
