@@ -179,8 +179,16 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 		}
 		log_warn("event=batch_failed size=%d attempt=%d rc=%d error=\"%s\"", n, attempt + 1, rc, s.error);
 	}
-	if (rc == APPLY_LOST)
+	if (rc == APPLY_LOST) {
+		/* a connection that is up but not idle (a protocol state we did not expect) is reset: the
+		 * skeleton only replaces connections that are down; prepare() runs again either way */
+		if (PQstatus(w->db) == CONNECTION_OK && PQtransactionStatus(w->db) != PQTRANS_IDLE) {
+			log_warn("event=db_reset error=\"connection not idle\"");
+			PQreset(w->db);
+		}
+		rs.epoch = 0;
 		return -1;
+	}
 	if (n == 1) {
 		metrics_count("results_failed", 1);
 		log_warn("event=result_failed stream_id=%s deliveries=%d error=\"%s\"", e->id, e->deliveries, s.error);
