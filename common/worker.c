@@ -34,7 +34,9 @@ static void on_signal_early(int sig)
 
 static bool ensure_group(struct wstate *s)
 {
-	if (s->group_ready || !s->def->stream)
+	if (!s->def->stream)
+		s->group_ready = true; /* nothing to join: ready once connected */
+	if (s->group_ready)
 		return true;
 	redisReply *r = redisCommand(s->w.redis, "XGROUP CREATE %s %s $ MKSTREAM", s->def->stream, s->def->group);
 	bool ok = r && (r->type == REDIS_REPLY_STATUS || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "BUSYGROUP")));
