@@ -21,6 +21,42 @@
 
 /* ---- which company (SPEC §4, COMPAT preface 1) ---- */
 
+/*
+ * Active companies by name, per loop thread, for DIALER_COMPANY_TTL_MS: the
+ * hot paths (report-result, next-batch) would otherwise spend a database
+ * round trip per request on a lookup that changes a few times a year. A
+ * company deactivated or renamed is seen within that time.
+ */
+#define DIALER_COMPANY_TTL_MS 5000
+#define DIALER_COMPANY_SLOTS  64
+
+static __thread struct company_slot {
+	char name[65];
+	long id;
+	uint64_t expires_ns;
+} company_cache[DIALER_COMPANY_SLOTS];
+
+static struct company_slot *company_slot(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &company_cache[h % DIALER_COMPANY_SLOTS];
+}
+
+/* Sets the company, checks the token's company, continues. */
+static void dialer_company_set(struct http_ctx *c, long id, const char *name)
+{
+	c->company_id = id;
+	free(c->company);
+	c->company = xstrdup(name);
+	if (c->dialer_company_id && c->dialer_company_id != c->company_id) {
+		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
+		return;
+	}
+	c->next(c);
+}
+
 static void dialer_company_loaded(struct http_ctx *c, PGresult *res)
 {
 	if (!http_db_ok_or_reply(c, res))
@@ -29,13 +65,15 @@ static void dialer_company_loaded(struct http_ctx *c, PGresult *res)
 		http_error(c, 404, "NOT_FOUND", "Company not found");
 		return;
 	}
-	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	c->company = xstrdup(PQgetvalue(res, 0, 1));
-	if (c->dialer_company_id && c->dialer_company_id != c->company_id) {
-		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
-		return;
+	const char *name = PQgetvalue(res, 0, 1);
+	long id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (strlen(name) < sizeof(company_cache[0].name)) {
+		struct company_slot *slot = company_slot(name);
+		snprintf(slot->name, sizeof(slot->name), "%s", name);
+		slot->id = id;
+		slot->expires_ns = util_now_ns() + (uint64_t)DIALER_COMPANY_TTL_MS * 1000000u;
 	}
-	c->next(c);
+	dialer_company_set(c, id, name);
 }
 
 /*
@@ -49,6 +87,11 @@ static void dialer_company(struct http_ctx *c, const char *name, void (*next)(st
 	c->next = next;
 	if (!name || !*name)
 		name = c->dialer_company_id ? c->dialer_company : cfg.default_company;
+	struct company_slot *slot = company_slot(name);
+	if (slot->id && !strcmp(slot->name, name) && util_now_ns() < slot->expires_ns) {
+		dialer_company_set(c, slot->id, slot->name);
+		return;
+	}
 	const char *p[1] = {name};
 	http_db(c, "SELECT id, name FROM companies WHERE name = $1 AND is_active", 1, p, dialer_company_loaded);
 }
