@@ -318,12 +318,56 @@ static json_t *json_col(PGresult *res, int col)
 	return j ? j : json_array();
 }
 
+/*
+ * Where each company's last batch ended, per loop thread. Without it every
+ * batch scans from the lowest id past every number earlier batches locked
+ * (and their dead index entries, until vacuum): the cost grows with the
+ * numbers handed out. With it a batch starts after the previous one and
+ * wraps around to the start when it runs out; the cursor is forgotten after
+ * NEXT_BATCH_CURSOR_TTL_MS so that numbers made dialable again below it (a
+ * reset, an expired lock or cooldown) are served oldest first within that
+ * time.
+ */
+#define NEXT_BATCH_CURSOR_TTL_MS 30000
+#define NEXT_BATCH_CURSORS       64
+
+static __thread struct batch_cursor {
+	long company_id;
+	long long last_id;
+	uint64_t expires_ns;
+} batch_cursors[NEXT_BATCH_CURSORS];
+
+static struct batch_cursor *batch_cursor(long company_id)
+{
+	return &batch_cursors[(unsigned long)company_id % NEXT_BATCH_CURSORS];
+}
+
+static long long batch_cursor_get(long company_id)
+{
+	struct batch_cursor *bc = batch_cursor(company_id);
+	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns)
+		return 0;
+	return bc->last_id;
+}
+
+static void batch_cursor_set(long company_id, long long last_id)
+{
+	struct batch_cursor *bc = batch_cursor(company_id);
+	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns) {
+		bc->company_id = company_id;
+		bc->expires_ns = util_now_ns() + (uint64_t)NEXT_BATCH_CURSOR_TTL_MS * 1000000u;
+	}
+	bc->last_id = last_id;
+}
+
 static void batch_picked(struct http_ctx *c, PGresult *res)
 {
 	struct next_batch *nb = c->state;
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	long returned = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (!PQgetisnull(res, 0, 7))
+		batch_cursor_set(c->company_id, strtoll(PQgetvalue(res, 0, 7), NULL, 10));
 	json_t *out = next_batch_head(c);
 	json_object_set_new(out, "batch",
 	                    json_pack("{s:s, s:I, s:I, s:o}", "batch_id", nb->batch_id, "size_requested",
@@ -340,17 +384,24 @@ static void batch_picked(struct http_ctx *c, PGresult *res)
 	http_reply_json(c, 200, out);
 }
 
+/* COMPAT §3.3 step 4: ACTIVE, not locked, outside the cooldown, never
+ * dialed by this company since its last reset. */
+#define CANDIDATE                                                                                      \
+	"SELECT n.id FROM numbers n WHERE n.global_status = 'ACTIVE' AND n.assigned_at IS NULL"        \
+	" AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $4::int))" \
+	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id)"
+
 /*
- * One statement: candidates (COMPAT §3.3 step 4: ACTIVE, not locked, never
- * dialed by this company since its last reset, outside the cooldown) in id
- * order, locked with SKIP LOCKED so concurrent dialers never wait for nor
- * share a number; marked with the batch; the batch recorded (even empty);
- * and the company's active scenarios, lines and agents, as JSON.
+ * One statement: candidates after the cursor, then from the start if those
+ * were too few, in id order, locked with SKIP LOCKED so concurrent dialers
+ * never wait for nor share a number; marked with the batch; the batch
+ * recorded (even empty); and the company's active scenarios, lines and
+ * agents, as JSON; and where the batch ended, for the cursor.
  */
 static void pick_batch(struct http_ctx *c)
 {
 	struct next_batch *nb = c->state;
-	char cid[24], size[24], cooldown[24];
+	char cid[24], size[24], cooldown[24], cursor[24];
 	if (util_random_hex(nb->batch_id, 16)) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot generate a batch id");
 		return;
@@ -358,17 +409,17 @@ static void pick_batch(struct http_ctx *c)
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	snprintf(size, sizeof(size), "%ld", nb->size);
 	snprintf(cooldown, sizeof(cooldown), "%d", cfg.call_cooldown_days);
-	const char *p[4] = {cid, size, nb->batch_id, cooldown};
+	snprintf(cursor, sizeof(cursor), "%lld", batch_cursor_get(c->company_id));
+	const char *p[5] = {cid, size, nb->batch_id, cooldown, cursor};
 	http_db(
 	    c,
-	    "WITH cand AS (SELECT n.id FROM numbers n WHERE n.global_status = 'ACTIVE' AND n.assigned_at IS NULL"
-	    "  AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $4::int))"
-	    "  AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id)"
-	    "  ORDER BY n.id LIMIT $2::int FOR UPDATE OF n SKIP LOCKED),"
+	    "WITH hi AS (" CANDIDATE " AND n.id > $5::bigint ORDER BY n.id LIMIT $2::int FOR UPDATE OF n SKIP LOCKED),"
+	    " lo AS (" CANDIDATE " AND n.id <= $5::bigint ORDER BY n.id"
+	    "  LIMIT ($2::int - (SELECT count(*) FROM hi)) FOR UPDATE OF n SKIP LOCKED),"
 	    " upd AS (UPDATE numbers n SET assigned_at = now(), assigned_batch_id = $3, assigned_company_id = $1::int"
-	    "  FROM cand WHERE n.id = cand.id RETURNING n.id, n.phone_number),"
-	    " bat AS (INSERT INTO dialer_batches (id, company_id, requested_size, returned_size)"
-	    "  SELECT $3, $1::int, $2::int, count(*) FROM upd RETURNING returned_size),"
+	    "  WHERE n.id IN (SELECT id FROM hi UNION ALL SELECT id FROM lo) RETURNING n.id, n.phone_number),"
+	    " bat AS (INSERT INTO dialer_batches (id, company_id, requested_size, returned_size, number_ids)"
+	    "  SELECT $3, $1::int, $2::int, count(*), COALESCE(array_agg(id), '{}') FROM upd RETURNING returned_size),"
 	    " ag AS (SELECT id, COALESCE(NULLIF(btrim(concat_ws(' ', first_name, last_name)), ''), username)"
 	    "  AS full_name, phone_number, agent_type FROM users"
 	    "  WHERE company_id = $1::int AND role = 'AGENT' AND is_active)"
@@ -384,8 +435,9 @@ static void pick_batch(struct http_ctx *c)
 	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
 	    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('OUTBOUND', 'BOTH')), '[]'),"
 	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
-	    "  phone_number) ORDER BY id) FROM ag), '[]')",
-	    4, p, batch_picked);
+	    "  phone_number) ORDER BY id) FROM ag), '[]'),"
+	    " COALESCE((SELECT max(id) FROM lo), (SELECT max(id) FROM hi))",
+	    5, p, batch_picked);
 }
 
 static void decided(struct http_ctx *c)
