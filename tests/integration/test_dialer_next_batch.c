@@ -224,12 +224,15 @@ static void test_batch(void **state)
 	expect_sql("SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL AND assigned_at IS NOT NULL",
 	           "10");
 	{
-		char q[160];
+		char q[320];
 
-		snprintf(q, sizeof(q),
-		         "SELECT requested_size || '/' || returned_size FROM dialer_batches WHERE id = '%s'",
-		         th_json_str(b, "batch_id"));
-		expect_sql(q, "10/10");
+		snprintf(
+		    q, sizeof(q),
+		    "SELECT requested_size || '/' || returned_size || '/' || cardinality(number_ids) || '/' ||"
+		    " (SELECT count(*) FROM numbers n WHERE n.id = ANY (b.number_ids) AND n.assigned_batch_id = b.id)"
+		    " FROM dialer_batches b WHERE id = '%s'",
+		    th_json_str(b, "batch_id"));
+		expect_sql(q, "10/10/10/10");
 	}
 	th_resp_free(r);
 
