@@ -58,10 +58,11 @@ static void tick(struct worker_ctx *w)
 		log_warn("event=callstate_pass_failed");
 	uint64_t now = util_now_ns();
 	if (now >= next_sweep_ns && w->db) {
-		long long n = 0;
-		int rc = sched_return_locks(w, &n);
-		/* a full batch means more are waiting: go on at the next tick */
-		next_sweep_ns = now + (rc == 0 && n >= SCHED_SWEEP_BATCH ? 1 : SCHED_SWEEP_SECONDS) * 1000000000ull;
+		long long n = 0, batches = 0;
+		int rc = sched_return_locks(w, &n, &batches);
+		/* a full pass means more are waiting: go on at the next tick */
+		next_sweep_ns =
+		    now + (rc == 0 && batches >= SCHED_SWEEP_BATCHES ? 1 : SCHED_SWEEP_SECONDS) * 1000000000ull;
 	}
 }
 

@@ -10,11 +10,12 @@
 #include "common.h"
 #include "worker.h"
 
-/* How often the leader returns expired locks, and at most how many numbers
- * one pass returns (a bigger backlog is drained on the following ticks, so
- * that one statement never holds the tick, and the lease renewal, for long). */
+/* How often the leader returns expired locks, and at most how many batches
+ * one pass releases (a bigger backlog is drained on the following ticks, so
+ * that one statement never holds the tick, and the lease renewal, for long:
+ * a batch holds at most MAX_BATCH_SIZE numbers). */
 #define SCHED_SWEEP_SECONDS 30
-#define SCHED_SWEEP_BATCH   50000
+#define SCHED_SWEEP_BATCHES 1000
 
 /*
  * One publishing pass: reads every active company's config, windows and the
@@ -35,11 +36,12 @@ int sched_publish(struct worker_ctx *w) MUSTCHECK;
 void sched_publish_reset(void);
 
 /*
- * Returns locks older than ASSIGNMENT_TIMEOUT_MINUTES to the queue: at most
- * SCHED_SWEEP_BATCH numbers in one UPDATE (rows another transaction holds
- * are skipped: it is clearing them or will). *returned gets the count.
- * Counted in the metrics and logged. Returns 0 or -1.
+ * Returns locks older than ASSIGNMENT_TIMEOUT_MINUTES to the queue, found
+ * through the open batches older than that (at most SCHED_SWEEP_BATCHES, in
+ * one statement): each one's numbers still locked by it are unlocked and the
+ * batch is marked released. *returned gets the numbers unlocked, *batches the
+ * batches released. Counted in the metrics and logged. Returns 0 or -1.
  */
-int sched_return_locks(struct worker_ctx *w, long long *returned) MUSTCHECK;
+int sched_return_locks(struct worker_ctx *w, long long *returned, long long *batches) MUSTCHECK;
 
 #endif

@@ -386,18 +386,50 @@ static bool log_has(const char *path, const char *needle)
 	return found;
 }
 
-/* A lock two hours old returns to the queue (all three columns cleared); one five minutes old
- * stays. A new leader sweeps at once, so the scheduler is restarted after the locks are made. */
+/* The id of a batch of `size` numbers that next-batch gives acme (caller frees). */
+static char *take_batch(int size)
+{
+	char path[96];
+	struct th_resp *r;
+	char *id = NULL;
+
+	snprintf(path, sizeof(path), "/api/dialer/next-batch?company=acme&size=%d", size);
+	r = th_call(&api, "GET", path, TH_DIALER_TOKEN, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	json_t *batch = json_object_get(r->json, "batch");
+	if (!json_is_true(json_object_get(r->json, "call_allowed")) || !json_is_object(batch))
+		fail_msg("next-batch did not dispatch: %s", r->body);
+	TH_EXPECT_INT(batch, "size_returned", size);
+	id = strdup(th_json_str(batch, "batch_id"));
+	th_resp_free(r);
+	return id;
+}
+
+/* Locks taken by next-batch two hours ago return to the queue (all three columns cleared, the
+ * batch marked released); a number of that old batch that a newer batch holds now stays with
+ * the newer one; a fresh batch keeps its lock. A new leader sweeps at once, so the scheduler is
+ * restarted after the locks are aged. */
 static void test_expired_locks_returned(void **state)
 {
-	char *v;
+	char *old_batch, *fresh_batch, *v, q[600];
 	long long deadline;
 
 	(void)state;
-	free(sql("INSERT INTO numbers (phone_number, assigned_at, assigned_batch_id, assigned_company_id) VALUES"
-	         " ('09120000001', now() - interval '2 hours', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 1),"
-	         " ('09120000002', now() - interval '5 minutes', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 1),"
-	         " ('09120000003', NULL, NULL, NULL)"));
+	free(sql("INSERT INTO numbers (phone_number) VALUES ('09120000001'), ('09120000002'), ('09120000003'),"
+	         " ('09120000004')"));
+	old_batch = take_batch(2);   /* 09120000001, 09120000002 */
+	fresh_batch = take_batch(1); /* 09120000003 */
+	snprintf(q, sizeof(q),
+	         "WITH b AS (UPDATE dialer_batches SET created_at = now() - interval '2 hours' WHERE id = '%s'"
+	         "  RETURNING id)"
+	         " UPDATE numbers SET assigned_at = now() - interval '2 hours' WHERE assigned_batch_id IN (SELECT id "
+	         "FROM b)",
+	         old_batch);
+	free(sql(q));
+	/* 09120000002 was reported meanwhile and is now in a newer batch */
+	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'cccccccccccccccccccccccccccccccc'"
+	         " WHERE phone_number = '09120000002'"));
+
 	assert_int_equal(th_proc_stop(sched1), 0);
 	sched1 = sched_start(sched1_log);
 	assert_non_null(sched1);
@@ -414,9 +446,23 @@ static void test_expired_locks_returned(void **state)
 	}
 	v = sql("SELECT string_agg(phone_number || ':' || coalesce(assigned_batch_id, '-') || ':' ||"
 	        " coalesce(assigned_company_id::text, '-'), ' ' ORDER BY phone_number) FROM numbers");
-	assert_string_equal(v, "09120000001:-:- 09120000002:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb:1 09120000003:-:-");
+	snprintf(
+	    q, sizeof(q),
+	    "09120000001:-:- 09120000002:cccccccccccccccccccccccccccccccc:%lld 09120000003:%s:%lld 09120000004:-:-",
+	    acme_id, fresh_batch, acme_id);
+	if (strcmp(v, q) != 0)
+		fail_msg("locks are\n  %s\nnot\n  %s", v, q);
 	free(v);
-	assert_true(log_has(sched1_log, "event=locks_returned count=1 "));
+	snprintf(q, sizeof(q),
+	         "SELECT string_agg(released::text, ' ' ORDER BY id = '%s' DESC) FROM dialer_batches"
+	         " WHERE id IN ('%s', '%s')",
+	         old_batch, old_batch, fresh_batch);
+	v = sql(q);
+	assert_string_equal(v, "true false");
+	free(v);
+	assert_true(log_has(sched1_log, "event=locks_returned count=1 batches=1 "));
+	free(old_batch);
+	free(fresh_batch);
 }
 
 /* The pid in the lease's value ("<host>-<pid>"), or 0 when nobody holds it. */
