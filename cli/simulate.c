@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -92,6 +93,7 @@ struct req {
 	char *resp; /* answer (owned) */
 	size_t len;
 	struct req *next; /* free list */
+	struct req *all;  /* every request ever made, for teardown */
 };
 
 struct sim {
@@ -104,7 +106,7 @@ struct sim {
 	CURLM *multi;
 	struct curl_slist *hdr_get, *hdr_post;
 	char *batch_url, *report_url;
-	struct req *free_reqs;
+	struct req *free_reqs, *all_reqs;
 	int inflight[EP_N];
 	int max_fetch;
 	bool tty;
@@ -127,6 +129,7 @@ struct sim {
 	/* outcome */
 	bool fatal;
 	bool answered; /* next-batch answered 200 at least once */
+	bool allowed;  /* the latest next-batch allowed dialing: fetch in parallel */
 	uint64_t batches, empty_batches, numbers, blocked_times, results_by[ARRAY_LEN(outcomes)];
 	uint64_t window_batches, window_results;
 	struct ep_stats st[EP_N];
@@ -243,6 +246,8 @@ static void req_start(struct sim *s, int ep, const char *url, char *body)
 			fprintf(stderr, "simulate: cannot create a curl handle\n");
 			abort();
 		}
+		r->all = s->all_reqs;
+		s->all_reqs = r;
 	}
 	r->ep = ep;
 	r->body = body;
@@ -339,10 +344,11 @@ static struct call calls_pop(struct sim *s)
 static void fetch(struct sim *s, double now)
 {
 	int low;
-	if (now < s->blocked_until || now < s->fetch_after || s->inflight[EP_BATCH] >= s->max_fetch)
+	/* one request at a time until dialing is known to be allowed */
+	if (now < s->blocked_until || now < s->fetch_after || s->inflight[EP_BATCH] >= (s->allowed ? s->max_fetch : 1))
 		return;
-	/* keep about a second of dialing queued */
-	low = (int)s->rate > s->size_guess ? (int)s->rate : s->size_guess;
+	/* keep about half a second of dialing queued, a batch at least */
+	low = (int)(s->rate / 2) > s->size_guess ? (int)(s->rate / 2) : s->size_guess;
 	if ((long)s->qlen + (long)s->inflight[EP_BATCH] * s->size_guess >= low)
 		return;
 	req_start(s, EP_BATCH, s->batch_url, NULL);
@@ -412,12 +418,14 @@ static void batch_done(struct sim *s, struct req *r, long status, double now)
 			wait = 1;
 		if (now >= s->blocked_until)
 			s->blocked_times++;
+		s->allowed = false;
 		s->blocked_until = now + wait;
 		snprintf(s->block_reason, sizeof(s->block_reason), "%s", reason ? reason : "unknown");
 		json_decref(o);
 		return;
 	}
 	s->block_reason[0] = '\0';
+	s->allowed = true;
 	batch = json_object_get(o, "batch");
 	numbers = json_object_get(batch, "numbers");
 	batch_id = json_string_value(json_object_get(batch, "batch_id"));
@@ -614,9 +622,13 @@ static void status_line(struct sim *s, double elapsed, double window)
 	if (s->block_reason[0] && n > 0 && (size_t)n < sizeof(line))
 		snprintf(line + n, sizeof(line) - (size_t)n, "  blocked: %s, retry in %.0fs", s->block_reason,
 		         s->blocked_until - mono_s() > 0 ? s->blocked_until - mono_s() : 0);
-	if (s->tty)
+	if (s->tty) {
+		/* one screen line, or \r cannot take it back */
+		struct winsize ws;
+		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_col <= sizeof(line))
+			line[ws.ws_col - 1] = '\0';
 		printf("\r\033[K%s", line);
-	else
+	} else
 		printf("%s\n", line);
 	fflush(stdout);
 	memset(&s->st[EP_BATCH].window, 0, sizeof(struct hist));
@@ -635,7 +647,8 @@ static void summary(const struct sim *s, double ran, double finishing)
 	       (unsigned long long)s->empty_batches, (unsigned long long)s->blocked_times,
 	       s->block_reason[0] ? ", last: " : "", s->block_reason);
 	printf("results: %llu reported (%.1f/s), %llu accepted\n", (unsigned long long)s->st[EP_REPORT].requests,
-	       ran > 0 ? (double)s->st[EP_REPORT].requests / ran : 0, (unsigned long long)s->st[EP_REPORT].ok);
+	       ran + finishing > 0 ? (double)s->st[EP_REPORT].requests / (ran + finishing) : 0,
+	       (unsigned long long)s->st[EP_REPORT].ok);
 	for (int e = 0; e < EP_N; e++) {
 		const struct ep_stats *st = &s->st[e];
 		char p50[16], p90[16], p99[16], mx[16];
@@ -763,9 +776,12 @@ static int setup(struct sim *s, const char *url, const char *token)
 static void teardown(struct sim *s)
 {
 	struct req *r;
-	while ((r = s->free_reqs)) {
-		s->free_reqs = r->next;
+	while ((r = s->all_reqs)) {
+		s->all_reqs = r->all;
+		if (s->multi)
+			curl_multi_remove_handle(s->multi, r->easy); /* harmless when not added */
 		curl_easy_cleanup(r->easy);
+		free(r->body);
 		free(r->resp);
 		free(r);
 	}
@@ -809,15 +825,15 @@ static void run(struct sim *s)
 		}
 		/* stopped for good: a fatal answer, a second Ctrl-C, or too long finishing */
 		bool stop = s->fatal || interrupted > 1 || (ended > 0 && now >= drain_deadline);
-		int inflight = s->inflight[EP_BATCH] + s->inflight[EP_REPORT];
-		if (stop && inflight == 0)
+		if (stop && s->inflight[EP_BATCH] + s->inflight[EP_REPORT] == 0)
 			break;
 		if (!stop) {
 			if (fetching)
 				fetch(s, now);
 			dial(s, now);
 			report_due(s, now);
-			if (!fetching && s->qlen == 0 && s->ncalls == 0 && inflight == 0)
+			if (!fetching && s->qlen == 0 && s->ncalls == 0 &&
+			    s->inflight[EP_BATCH] + s->inflight[EP_REPORT] == 0)
 				break;
 		}
 		if (now >= next_line) {
@@ -879,7 +895,10 @@ int simulate_main(int argc, char **argv)
 			token = argv[++i];
 		else if (!strcmp(a, "--company") && val)
 			s.company = argv[++i];
-		else {
+		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage();
+			return 0;
+		} else {
 			fprintf(stderr, "simulate: bad or incomplete option %s\n", a);
 			return usage();
 		}
