@@ -25,6 +25,9 @@
 #include "rds.h"
 
 #define LEASE_KEY "dialer:scheduler:leader"
+#define BETA_STATE                                                                               \
+	"SELECT enabled || ' ' || disabled_by_dialer || ' ' || version || ' ' || wallet_balance" \
+	" FROM company_config WHERE company_id = $1::integer"
 
 static struct th_api api;
 static char *db_url;
@@ -94,6 +97,17 @@ static char *sql(const char *q)
 	char *v = NULL;
 
 	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
+	return v;
+}
+
+/* q with $1 = company id `id` (and $2, $3 = a, b when not NULL): the first value (caller frees). */
+static char *sqlp(const char *q, long long id, const char *a, const char *b)
+{
+	char ids[24], *v = NULL;
+	const char *p[3] = {ids, a, b};
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	assert_int_equal(th_sql(db_url, q, b ? 3 : a ? 2 : 1, p, &v), 0);
 	return v;
 }
 
@@ -258,15 +272,14 @@ static void test_published_allowed(void **state)
 /* gamma is inactive: nothing published, and no config row created for it. */
 static void test_inactive_absent(void **state)
 {
-	char key[48], q[160], *v;
+	char key[48], *v;
 
 	(void)state;
 	th_sleep_ms(1500); /* at least one more pass */
 	snprintf(key, sizeof(key), "dialer:callstate:%lld", gamma_id);
 	v = rget(key);
 	assert_null(v);
-	snprintf(q, sizeof(q), "SELECT count(*) FROM company_config WHERE company_id = %lld", gamma_id);
-	v = sql(q);
+	v = sqlp("SELECT count(*) FROM company_config WHERE company_id = $1::integer", gamma_id, NULL, NULL);
 	assert_string_equal(v, "0");
 	free(v);
 }
@@ -277,7 +290,7 @@ static void test_inactive_absent(void **state)
 static void test_new_company_auto_disabled(void **state)
 {
 	json_t *o;
-	char q[200], *v;
+	char *v;
 
 	(void)state;
 	o = wait_state(beta_id, 2, 0, 5000);
@@ -286,16 +299,12 @@ static void test_new_company_auto_disabled(void **state)
 	TH_EXPECT_STR(o, "reason", "insufficient_funds");
 	TH_EXPECT_INT(o, "retry_after", 300);
 	json_decref(o);
-	snprintf(q, sizeof(q),
-	         "SELECT enabled || ' ' || disabled_by_dialer || ' ' || version || ' ' || wallet_balance"
-	         " FROM company_config WHERE company_id = %lld",
-	         beta_id);
-	v = sql(q);
+	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
 	assert_string_equal(v, "false true 2 0");
 	free(v);
 	/* once disabled it stays so, with no further version bump */
 	th_sleep_ms(1500);
-	v = sql(q);
+	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
 	assert_string_equal(v, "false true 2 0");
 	free(v);
 }
@@ -306,7 +315,7 @@ static void test_wallet_zero_auto_disabled(void **state)
 {
 	struct th_resp *r;
 	json_t *o;
-	char q[200], *v, *ver;
+	char *v, *ver;
 	long long version;
 
 	(void)state;
@@ -318,8 +327,7 @@ static void test_wallet_zero_auto_disabled(void **state)
 	r = th_call(&api, "PUT", "/api/delta/billing", root_token, "{\"wallet_balance\": 0}");
 	TH_EXPECT_STATUS(r, 200);
 	th_resp_free(r);
-	snprintf(q, sizeof(q), "SELECT version FROM company_config WHERE company_id = %lld", delta_id);
-	ver = sql(q);
+	ver = sqlp("SELECT version FROM company_config WHERE company_id = $1::integer", delta_id, NULL, NULL);
 	version = strtoll(ver, NULL, 10);
 	free(ver);
 
@@ -329,23 +337,23 @@ static void test_wallet_zero_auto_disabled(void **state)
 	TH_EXPECT_STR(o, "reason", "insufficient_funds");
 	TH_EXPECT_INT(o, "retry_after", 300);
 	json_decref(o);
-	snprintf(q, sizeof(q),
-	         "SELECT enabled || ' ' || disabled_by_dialer || ' ' || version FROM company_config"
-	         " WHERE company_id = %lld",
-	         delta_id);
-	v = sql(q);
+	v = sqlp("SELECT enabled || ' ' || disabled_by_dialer || ' ' || version FROM company_config"
+	         " WHERE company_id = $1::integer",
+	         delta_id, NULL, NULL);
 	char want[64];
 	snprintf(want, sizeof(want), "false true %lld", version + 1);
 	assert_string_equal(v, want);
 	free(v);
 }
 
-/* A schedule change (no windows at all) shows up with its version: no_window, long retry. */
+/* A schedule change (no windows at all) shows up with its version: no_window, long retry; and
+ * once the PUT has answered, the old decision never comes back (the publish is a compare-and-set
+ * against the API's delete). */
 static void test_schedule_change(void **state)
 {
 	struct th_resp *r;
 	json_t *o;
-	long long v = -1, t0;
+	long long v = -1, t0, first_new = -1;
 
 	(void)state;
 	r = th_call(&api, "PUT", "/api/acme/schedule", root_token, "{\"intervals\": []}");
@@ -354,9 +362,29 @@ static void test_schedule_change(void **state)
 	th_resp_free(r);
 	assert_int_equal(v, acme_version + 1);
 	t0 = th_now_ms();
+	/* from the 200 on, the key never holds the old decision: absent, a marker, or the new one */
+	{
+		char key[48];
+
+		snprintf(key, sizeof(key), "dialer:callstate:%lld", acme_id);
+		while (th_now_ms() - t0 < 1500) {
+			char *val = rget(key);
+			json_t *seen = val ? json_loads(val, 0, NULL) : NULL;
+			long long ver = -1;
+
+			if (th_json_int(seen, "schedule_version", &ver) == 0 && ver < v)
+				fail_msg("old decision after the schedule PUT: %s", val);
+			if (ver == v && first_new < 0)
+				first_new = th_now_ms() - t0;
+			json_decref(seen);
+			free(val);
+			th_sleep_ms(2);
+		}
+	}
 	o = wait_state(acme_id, v, 0, 3000);
 	assert_non_null(o);
-	print_message("new version published after %lld ms\n", th_now_ms() - t0);
+	print_message("new version published %lld ms after the PUT's answer\n",
+	              first_new >= 0 ? first_new : th_now_ms() - t0);
 	assert_true(json_is_false(json_object_get(o, "allowed")));
 	TH_EXPECT_STR(o, "reason", "no_window");
 	TH_EXPECT_INT(o, "retry_after", 900);
@@ -411,7 +439,7 @@ static char *take_batch(int size)
  * restarted after the locks are aged. */
 static void test_expired_locks_returned(void **state)
 {
-	char *old_batch, *fresh_batch, *v, q[600];
+	char *old_batch, *fresh_batch, *v, want[600];
 	long long deadline;
 
 	(void)state;
@@ -419,13 +447,11 @@ static void test_expired_locks_returned(void **state)
 	         " ('09120000004')"));
 	old_batch = take_batch(2);   /* 09120000001, 09120000002 */
 	fresh_batch = take_batch(1); /* 09120000003 */
-	snprintf(q, sizeof(q),
-	         "WITH b AS (UPDATE dialer_batches SET created_at = now() - interval '2 hours' WHERE id = '%s'"
-	         "  RETURNING id)"
-	         " UPDATE numbers SET assigned_at = now() - interval '2 hours' WHERE assigned_batch_id IN (SELECT id "
-	         "FROM b)",
-	         old_batch);
-	free(sql(q));
+	free(sqlp("WITH b AS (UPDATE dialer_batches SET created_at = now() - interval '2 hours' WHERE id = $2"
+	          "  AND company_id = $1::integer RETURNING id)"
+	          " UPDATE numbers SET assigned_at = now() - interval '2 hours'"
+	          " WHERE assigned_batch_id IN (SELECT id FROM b)",
+	          acme_id, old_batch, NULL));
 	/* 09120000002 was reported meanwhile and is now in a newer batch */
 	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'cccccccccccccccccccccccccccccccc'"
 	         " WHERE phone_number = '09120000002'"));
@@ -447,17 +473,15 @@ static void test_expired_locks_returned(void **state)
 	v = sql("SELECT string_agg(phone_number || ':' || coalesce(assigned_batch_id, '-') || ':' ||"
 	        " coalesce(assigned_company_id::text, '-'), ' ' ORDER BY phone_number) FROM numbers");
 	snprintf(
-	    q, sizeof(q),
+	    want, sizeof(want),
 	    "09120000001:-:- 09120000002:cccccccccccccccccccccccccccccccc:%lld 09120000003:%s:%lld 09120000004:-:-",
 	    acme_id, fresh_batch, acme_id);
-	if (strcmp(v, q) != 0)
-		fail_msg("locks are\n  %s\nnot\n  %s", v, q);
+	if (strcmp(v, want) != 0)
+		fail_msg("locks are\n  %s\nnot\n  %s", v, want);
 	free(v);
-	snprintf(q, sizeof(q),
-	         "SELECT string_agg(released::text, ' ' ORDER BY id = '%s' DESC) FROM dialer_batches"
-	         " WHERE id IN ('%s', '%s')",
-	         old_batch, old_batch, fresh_batch);
-	v = sql(q);
+	v = sqlp("SELECT string_agg(released::text, ' ' ORDER BY id = $2 DESC) FROM dialer_batches"
+	         " WHERE company_id = $1::integer AND id IN ($2, $3)",
+	         acme_id, old_batch, fresh_batch);
 	assert_string_equal(v, "true false");
 	free(v);
 	assert_true(log_has(sched1_log, "event=locks_returned count=1 batches=1 "));
