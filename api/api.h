@@ -33,6 +33,8 @@ void scenarios_routes(void); /* api/scenarios.c: /api/{company}/scenarios */
 void lines_routes(void);     /* api/lines.c: /api/{company}/outbound-lines */
 void numbers_routes(void);   /* api/numbers.c: /api/numbers */
 void dialer_routes(void);    /* api/dialer.c: /api/dialer */
+/* api/deadletters.c: /api/{company}/dead-letters */
+void deadletters_routes(void);
 
 /* Prepares login (dummy hash for unknown users); call once at start. */
 void auth_init(void);

@@ -138,6 +138,9 @@ static const struct centry table[] = {
     {"LONG_RETRY_SECONDS", CT_INT, S(long_retry_seconds), "900", 1, 86400, false, 0, NULL},
     {"LIST_MAX", CT_INT, S(list_max), "1000", 1, 1000000, false, 0, NULL},
     {"METRICS_PUSH_SECONDS", CT_INT, S(metrics_push_seconds), "5", 1, 3600, false, 0, NULL},
+    {"CLAIM_IDLE_MS", CT_INT, S(claim_idle_ms), "30000", 100, 86400000, false, 0, NULL},
+    {"MAX_DELIVERIES", CT_INT, S(max_deliveries), "5", 1, 1000, false, 0, NULL},
+    {"RESULTS_BATCH_SIZE", CT_INT, S(results_batch_size), "1000", 1, 10000, false, 0, NULL},
 };
 #undef S
 

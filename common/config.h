@@ -43,6 +43,9 @@ struct config {
 	int long_retry_seconds;
 	int list_max;
 	int metrics_push_seconds;
+	int claim_idle_ms;      /* results worker: claim entries pending this long on a dead consumer */
+	int max_deliveries;     /* results worker: dead-letter an entry delivered more often than this */
+	int results_batch_size; /* results worker: entries read and applied per transaction */
 };
 
 extern struct config cfg;

@@ -1,7 +1,8 @@
 /*
  * Worker skeleton: connect (with backoff, never exit on a down server), create
  * the consumer group (MKSTREAM; BUSYGROUP means it exists), then run a libevent
- * loop with a 1 s tick and a metrics push timer until SIGTERM/SIGINT.
+ * loop with a 1 s tick, a metrics push timer and, for workers that consume
+ * continuously, a run event re-armed every loop turn, until SIGTERM/SIGINT.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ struct wstate {
 	const struct worker_def *def;
 	struct worker_ctx w;
 	struct event_base *base;
+	struct event *run_ev;
 	bool group_ready;
 	int since_push;
 };
@@ -38,7 +40,9 @@ static bool ensure_group(struct wstate *s)
 		s->group_ready = true; /* nothing to join: ready once connected */
 	if (s->group_ready)
 		return true;
-	redisReply *r = redisCommand(s->w.redis, "XGROUP CREATE %s %s $ MKSTREAM", s->def->stream, s->def->group);
+	const char *start = s->def->group_start ? s->def->group_start : "$";
+	redisReply *r =
+	    redisCommand(s->w.redis, "XGROUP CREATE %s %s %s MKSTREAM", s->def->stream, s->def->group, start);
 	bool ok = r && (r->type == REDIS_REPLY_STATUS || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "BUSYGROUP")));
 	if (ok) {
 		log_info("event=group_joined stream=%s group=%s consumer=%s", s->def->stream, s->def->group,
@@ -59,8 +63,11 @@ static void ensure_connections(struct wstate *s)
 		s->w.redis = NULL;
 		s->group_ready = false;
 	}
-	if (!s->w.redis)
+	if (!s->w.redis) {
 		s->w.redis = rds_connect_sync(cfg.redis_url, NULL);
+		if (s->w.redis)
+			s->w.epoch++;
+	}
 	if (s->w.redis)
 		ensure_group(s);
 	if (s->def->needs_db) {
@@ -68,9 +75,28 @@ static void ensure_connections(struct wstate *s)
 			PQfinish(s->w.db);
 			s->w.db = NULL;
 		}
-		if (!s->w.db)
+		if (!s->w.db) {
 			s->w.db = db_connect(cfg.database_url, NULL);
+			if (s->w.db)
+				s->w.epoch++;
+		}
 	}
+}
+
+static bool ready(const struct wstate *s)
+{
+	return s->w.redis && !s->w.redis->err && s->group_ready && (!s->def->needs_db || s->w.db);
+}
+
+static void run(evutil_socket_t fd, short what, void *arg)
+{
+	struct wstate *s = arg;
+	static const struct timeval now = {0, 0}, later = {1, 0};
+	UNUSED(fd);
+	UNUSED(what);
+	int rc = ready(s) ? s->def->run(&s->w) : -1;
+	/* a zero timeout: the next call comes after the loop has polled signals and timers */
+	event_add(s->run_ev, rc == 0 ? &now : &later);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)
@@ -84,8 +110,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		if (metrics_push(s->w.redis, s->def->type, cfg.metrics_push_seconds))
 			log_warn("event=metrics_push_failed");
 	}
-	bool ready = s->w.redis && s->group_ready && (!s->def->needs_db || s->w.db);
-	if (ready && s->def->tick)
+	if (ready(s) && s->def->tick)
 		s->def->tick(&s->w);
 }
 
@@ -122,6 +147,7 @@ int worker_main(const struct worker_def *def)
 		ensure_group(&s);
 	if (def->needs_db && !stopping)
 		s.w.db = db_connect(cfg.database_url, &stopping);
+	s.w.epoch = 1;
 	if (stopping)
 		goto out;
 
@@ -133,12 +159,19 @@ int worker_main(const struct worker_def *def)
 	event_add(t, &one);
 	event_add(st, NULL);
 	event_add(si, NULL);
+	if (def->run) {
+		static const struct timeval zero = {0, 0};
+		s.run_ev = evtimer_new(s.base, run, &s);
+		event_add(s.run_ev, &zero);
+	}
 	log_info("event=started stream=%s group=%s consumer=%s work=%s", def->stream ? def->stream : "-",
-	         def->group ? def->group : "-", consumer, def->tick ? "yes" : "idle");
+	         def->group ? def->group : "-", consumer, def->tick || def->run ? "yes" : "idle");
 	event_base_dispatch(s.base);
 out:
 	if (def->stop)
 		def->stop(&s.w);
+	if (s.run_ev)
+		event_free(s.run_ev);
 	if (t)
 		event_free(t);
 	if (st)

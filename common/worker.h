@@ -21,6 +21,7 @@ struct worker_ctx {
 	redisContext *redis;  /* NULL while disconnected; the skeleton reconnects */
 	PGconn *db;           /* NULL while disconnected; the skeleton reconnects */
 	const char *consumer; /* this process's consumer name: <host>-<pid> */
+	unsigned epoch;       /* bumped whenever redis or db is (re)connected: per-connection setup */
 	void *user;
 };
 
@@ -28,9 +29,22 @@ struct worker_def {
 	const char *type;   /* process type, as in the Procfile: "results" */
 	const char *stream; /* stream to join, or NULL */
 	const char *group;  /* consumer group on stream */
+	/* Where a newly created group starts: NULL = "$" (entries added from now on);
+	 * "0" = every entry still in the stream (no entry appended before the group
+	 * existed is missed). */
+	const char *group_start;
 	bool needs_db;
 	/* Called once a second with live connections; may be NULL (the process idles). */
 	void (*tick)(struct worker_ctx *w);
+	/*
+	 * Called again and again with live connections, one call per loop turn, so
+	 * signals and the tick still run between calls; it may block briefly (e.g.
+	 * XREADGROUP BLOCK 100) and should do one bounded unit of work. Returns 0,
+	 * or -1 after a failure: the skeleton then waits for the next tick (which
+	 * re-opens broken connections) before calling it again. May be NULL. A
+	 * SIGTERM lets the call in progress finish, then the process stops.
+	 */
+	int (*run)(struct worker_ctx *w);
 	/* Called once before exit with whatever connections are up; may be NULL. */
 	void (*stop)(struct worker_ctx *w);
 };
