@@ -1,5 +1,7 @@
 /*
- * The dialer's API (/api/dialer, COMPAT §2.10): report-result (validated,
+ * The dialer's API (/api/dialer, COMPAT §2.10): next-batch (the call-allowed
+ * state, then one statement that picks, locks and records a batch),
+ * report-result (validated,
  * appended to the results stream, answered 202 once Redis has it) and the
  * registration of scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN,
  * or a per-company dialer token that implies the company.
@@ -9,13 +11,51 @@
 #include <time.h>
 
 #include "api.h"
+#include "callstate.h"
 #include "config.h"
 #include "metrics.h"
 #include "phone.h"
 #include "tz.h"
+#include "util.h"
 #include "worker.h"
 
 /* ---- which company (SPEC §4, COMPAT preface 1) ---- */
+
+/*
+ * Active companies by name, per loop thread, for DIALER_COMPANY_TTL_MS: the
+ * hot paths (report-result, next-batch) would otherwise spend a database
+ * round trip per request on a lookup that changes a few times a year. A
+ * company deactivated or renamed is seen within that time.
+ */
+#define DIALER_COMPANY_TTL_MS 5000
+#define DIALER_COMPANY_SLOTS  64
+
+static __thread struct company_slot {
+	char name[65];
+	long id;
+	uint64_t expires_ns;
+} company_cache[DIALER_COMPANY_SLOTS];
+
+static struct company_slot *company_slot(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &company_cache[h % DIALER_COMPANY_SLOTS];
+}
+
+/* Sets the company, checks the token's company, continues. */
+static void dialer_company_set(struct http_ctx *c, long id, const char *name)
+{
+	c->company_id = id;
+	free(c->company);
+	c->company = xstrdup(name);
+	if (c->dialer_company_id && c->dialer_company_id != c->company_id) {
+		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
+		return;
+	}
+	c->next(c);
+}
 
 static void dialer_company_loaded(struct http_ctx *c, PGresult *res)
 {
@@ -25,13 +65,15 @@ static void dialer_company_loaded(struct http_ctx *c, PGresult *res)
 		http_error(c, 404, "NOT_FOUND", "Company not found");
 		return;
 	}
-	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	c->company = xstrdup(PQgetvalue(res, 0, 1));
-	if (c->dialer_company_id && c->dialer_company_id != c->company_id) {
-		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
-		return;
+	const char *name = PQgetvalue(res, 0, 1);
+	long id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (strlen(name) < sizeof(company_cache[0].name)) {
+		struct company_slot *slot = company_slot(name);
+		snprintf(slot->name, sizeof(slot->name), "%s", name);
+		slot->id = id;
+		slot->expires_ns = util_now_ns() + (uint64_t)DIALER_COMPANY_TTL_MS * 1000000u;
 	}
-	c->next(c);
+	dialer_company_set(c, id, name);
 }
 
 /*
@@ -45,6 +87,11 @@ static void dialer_company(struct http_ctx *c, const char *name, void (*next)(st
 	c->next = next;
 	if (!name || !*name)
 		name = c->dialer_company_id ? c->dialer_company : cfg.default_company;
+	struct company_slot *slot = company_slot(name);
+	if (slot->id && !strcmp(slot->name, name) && util_now_ns() < slot->expires_ns) {
+		dialer_company_set(c, slot->id, slot->name);
+		return;
+	}
 	const char *p[1] = {name};
 	http_db(c, "SELECT id, name FROM companies WHERE name = $1 AND is_active", 1, p, dialer_company_loaded);
 }
@@ -212,6 +259,291 @@ static void register_scenarios(struct http_ctx *c)
 static void register_lines(struct http_ctx *c)
 {
 	reg_start(c, &reg_lines);
+}
+
+/* ---- next-batch (COMPAT §2.10, §3.3; issue 5 item 1) ---- */
+
+/* size: COMPAT validates 1..500; MAX_BATCH_SIZE caps what is returned. */
+#define NEXT_BATCH_SIZE_MAX 500
+
+struct next_batch {
+	long size;
+	char batch_id[33];
+	time_t now;
+	bool allowed;
+	char reason[40];
+	int retry;
+	long version;
+	struct callstate cs;
+	bool cs_loaded;
+};
+
+static void next_batch_free(void *p)
+{
+	struct next_batch *nb = p;
+	if (nb->cs_loaded)
+		callstate_free(&nb->cs);
+	free(nb);
+}
+
+/* The response's header keys (COMPAT §2.10), every one always present. */
+static json_t *next_batch_head(struct http_ctx *c)
+{
+	struct next_batch *nb = c->state;
+	char now[40];
+	tz_format_local(nb->now, now, sizeof(now));
+	return json_pack("{s:b, s:s, s:s, s:I, s:o, s:o}", "call_allowed", nb->allowed, "timezone", tz_name(),
+	                 "server_time", now, "schedule_version", (json_int_t)nb->version, "reason",
+	                 nb->allowed ? json_null() : json_string(nb->reason), "retry_after_seconds",
+	                 nb->allowed ? json_null() : json_integer(nb->retry));
+}
+
+static void next_batch_blocked(struct http_ctx *c)
+{
+	struct next_batch *nb = c->state;
+	json_t *out = next_batch_head(c);
+	json_object_set_new(out, "batch", json_null());
+	static const char *const lists[] = {"active_scenarios", "outbound_lines", "inbound_agents", "outbound_agents",
+	                                    "active_agents"};
+	for (size_t i = 0; i < ARRAY_LEN(lists); i++)
+		json_object_set_new(out, lists[i], json_array());
+	metrics_count("next_batch_blocked", 1);
+	log_debug("event=next_batch_blocked company=%s reason=%s", c->company, nb->reason);
+	http_reply_json(c, 200, out);
+}
+
+static json_t *json_col(PGresult *res, int col)
+{
+	json_t *j = json_loads(PQgetvalue(res, 0, col), 0, NULL);
+	return j ? j : json_array();
+}
+
+/*
+ * Where each company's last batch ended, per loop thread. Without it every
+ * batch scans from the lowest id past every number earlier batches locked
+ * (and their dead index entries, until vacuum): the cost grows with the
+ * numbers handed out. With it a batch starts after the previous one and
+ * wraps around to the start when it runs out; the cursor is forgotten after
+ * NEXT_BATCH_CURSOR_TTL_MS so that numbers made dialable again below it (a
+ * reset, an expired lock or cooldown) are served oldest first within that
+ * time.
+ */
+#define NEXT_BATCH_CURSOR_TTL_MS 30000
+#define NEXT_BATCH_CURSORS       64
+
+static __thread struct batch_cursor {
+	long company_id;
+	long long last_id;
+	uint64_t expires_ns;
+} batch_cursors[NEXT_BATCH_CURSORS];
+
+static struct batch_cursor *batch_cursor(long company_id)
+{
+	return &batch_cursors[(unsigned long)company_id % NEXT_BATCH_CURSORS];
+}
+
+static long long batch_cursor_get(long company_id)
+{
+	struct batch_cursor *bc = batch_cursor(company_id);
+	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns)
+		return 0;
+	return bc->last_id;
+}
+
+static void batch_cursor_set(long company_id, long long last_id)
+{
+	struct batch_cursor *bc = batch_cursor(company_id);
+	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns) {
+		bc->company_id = company_id;
+		bc->expires_ns = util_now_ns() + (uint64_t)NEXT_BATCH_CURSOR_TTL_MS * 1000000u;
+	}
+	bc->last_id = last_id;
+}
+
+static void batch_picked(struct http_ctx *c, PGresult *res)
+{
+	struct next_batch *nb = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	long returned = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (!PQgetisnull(res, 0, 7))
+		batch_cursor_set(c->company_id, strtoll(PQgetvalue(res, 0, 7), NULL, 10));
+	json_t *out = next_batch_head(c);
+	json_object_set_new(out, "batch",
+	                    json_pack("{s:s, s:I, s:I, s:o}", "batch_id", nb->batch_id, "size_requested",
+	                              (json_int_t)nb->size, "size_returned", (json_int_t)returned, "numbers",
+	                              json_col(res, 1)));
+	json_object_set_new(out, "active_scenarios", json_col(res, 2));
+	json_object_set_new(out, "outbound_lines", json_col(res, 3));
+	json_object_set_new(out, "inbound_agents", json_col(res, 4));
+	json_object_set_new(out, "outbound_agents", json_col(res, 5));
+	json_object_set_new(out, "active_agents", json_col(res, 6));
+	metrics_count("next_batch_numbers", returned);
+	log_info("event=next_batch company=%s batch=%s requested=%ld returned=%ld", c->company, nb->batch_id, nb->size,
+	         returned);
+	http_reply_json(c, 200, out);
+}
+
+/* COMPAT §3.3 step 4: ACTIVE, not locked, outside the cooldown, never
+ * dialed by this company since its last reset. */
+#define CANDIDATE                                                                                      \
+	"SELECT n.id FROM numbers n WHERE n.global_status = 'ACTIVE' AND n.assigned_at IS NULL"        \
+	" AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $4::int))" \
+	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id)"
+
+/*
+ * One statement: candidates after the cursor, then from the start if those
+ * were too few, in id order, locked with SKIP LOCKED so concurrent dialers
+ * never wait for nor share a number; marked with the batch; the batch
+ * recorded (even empty); and the company's active scenarios, lines and
+ * agents, as JSON; and where the batch ended, for the cursor.
+ */
+static void pick_batch(struct http_ctx *c)
+{
+	struct next_batch *nb = c->state;
+	char cid[24], size[24], cooldown[24], cursor[24];
+	if (util_random_hex(nb->batch_id, 16)) {
+		http_error(c, 500, "INTERNAL_ERROR", "cannot generate a batch id");
+		return;
+	}
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	snprintf(size, sizeof(size), "%ld", nb->size);
+	snprintf(cooldown, sizeof(cooldown), "%d", cfg.call_cooldown_days);
+	snprintf(cursor, sizeof(cursor), "%lld", batch_cursor_get(c->company_id));
+	const char *p[5] = {cid, size, nb->batch_id, cooldown, cursor};
+	http_db(
+	    c,
+	    "WITH hi AS (" CANDIDATE " AND n.id > $5::bigint ORDER BY n.id LIMIT $2::int FOR UPDATE OF n SKIP LOCKED),"
+	    " lo AS (" CANDIDATE " AND n.id <= $5::bigint ORDER BY n.id"
+	    "  LIMIT ($2::int - (SELECT count(*) FROM hi)) FOR UPDATE OF n SKIP LOCKED),"
+	    " upd AS (UPDATE numbers n SET assigned_at = now(), assigned_batch_id = $3, assigned_company_id = $1::int"
+	    "  WHERE n.id IN (SELECT id FROM hi UNION ALL SELECT id FROM lo) RETURNING n.id, n.phone_number),"
+	    " bat AS (INSERT INTO dialer_batches (id, company_id, requested_size, returned_size, number_ids)"
+	    "  SELECT $3, $1::int, $2::int, count(*), COALESCE(array_agg(id), '{}') FROM upd RETURNING returned_size),"
+	    " ag AS (SELECT id, COALESCE(NULLIF(btrim(concat_ws(' ', first_name, last_name)), ''), username)"
+	    "  AS full_name, phone_number, agent_type FROM users"
+	    "  WHERE company_id = $1::int AND role = 'AGENT' AND is_active)"
+	    " SELECT (SELECT returned_size FROM bat),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'phone_number', phone_number) ORDER BY id)"
+	    "  FROM upd), '[]'),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'name', name, 'display_name', display_name)"
+	    "  ORDER BY id) FROM scenarios WHERE company_id = $1::int AND is_active), '[]'),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'phone_number', phone_number, 'display_name',"
+	    "  display_name) ORDER BY id) FROM outbound_lines WHERE company_id = $1::int AND is_active), '[]'),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+	    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('INBOUND', 'BOTH')), '[]'),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+	    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('OUTBOUND', 'BOTH')), '[]'),"
+	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+	    "  phone_number) ORDER BY id) FROM ag), '[]'),"
+	    " COALESCE((SELECT max(id) FROM lo), (SELECT max(id) FROM hi))",
+	    5, p, batch_picked);
+}
+
+static void decided(struct http_ctx *c)
+{
+	struct next_batch *nb = c->state;
+	if (nb->allowed)
+		pick_batch(c);
+	else
+		next_batch_blocked(c);
+}
+
+static void auto_disabled(struct http_ctx *c, PGresult *res)
+{
+	struct next_batch *nb = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) == 1) {
+		nb->version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		log_info("event=company_auto_disabled company=%s reason=insufficient_funds version=%ld", c->company,
+		         nb->version);
+	}
+	decided(c);
+}
+
+/* The database's answer (the published state was missing or stale). */
+static void callstate_loaded(struct http_ctx *c, PGresult *res)
+{
+	struct next_batch *nb = c->state;
+	struct callstate_result r;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (PQntuples(res) != 1 || callstate_from_result(res, 0, &nb->cs)) {
+		http_error(c, 500, "INTERNAL_ERROR", "cannot read the company's schedule");
+		return;
+	}
+	nb->cs_loaded = true;
+	callstate_decide(&nb->cs, nb->now, cfg.short_retry_seconds, cfg.long_retry_seconds, &r);
+	nb->allowed = r.decision.allowed;
+	nb->retry = r.decision.retry_after;
+	nb->version = nb->cs.version;
+	snprintf(nb->reason, sizeof(nb->reason), "%s", nb->allowed ? "" : callrule_reason_str(r.decision.reason));
+	metrics_count("next_batch_state_from_db", 1);
+	if (r.decision.reason == CALLRULE_INSUFFICIENT_FUNDS && nb->cs.enabled) {
+		/* COMPAT §3.6 step 1: persisted, as the original's next-batch does */
+		char cid[24];
+		snprintf(cid, sizeof(cid), "%ld", c->company_id);
+		const char *p[1] = {cid};
+		http_db(
+		    c,
+		    "UPDATE company_config SET enabled = false, disabled_by_dialer = true, version = version + 1,"
+		    " updated_at = now() WHERE company_id = $1 AND enabled AND wallet_balance <= 0 RETURNING version",
+		    1, p, auto_disabled);
+		return;
+	}
+	decided(c);
+}
+
+static void published_read(struct http_ctx *c, redisReply *reply)
+{
+	struct next_batch *nb = c->state;
+	struct callstate_published pub;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (reply && reply->type == REDIS_REPLY_STRING && callstate_published_parse(reply->str, now_ms, &pub) == 0) {
+		nb->allowed = pub.allowed;
+		nb->retry = pub.retry_after;
+		nb->version = pub.version;
+		snprintf(nb->reason, sizeof(nb->reason), "%s", pub.reason);
+		metrics_count("next_batch_state_from_redis", 1);
+		decided(c);
+		return;
+	}
+	/* missing, stale or Redis unavailable: decide from the database */
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[2] = {cid, cfg.skip_holidays ? "true" : "false"};
+	http_db(c, CALLSTATE_SQL, 2, p, callstate_loaded);
+}
+
+static void next_batch_company(struct http_ctx *c)
+{
+	char key[48];
+	snprintf(key, sizeof(key), CALLSTATE_KEY_FMT, c->company_id);
+	const char *argv[2] = {"GET", key};
+	http_redis(c, published_read, 2, argv, NULL);
+}
+
+static void next_batch(struct http_ctx *c)
+{
+	const char *v = http_query(c, "size");
+	long size = cfg.default_batch_size;
+	if (v && *v &&
+	    util_parse_long(v, 1, NEXT_BATCH_SIZE_MAX > cfg.max_batch_size ? NEXT_BATCH_SIZE_MAX : cfg.max_batch_size,
+	                    &size)) {
+		http_invalid(c, "size", "must be an integer from 1 to 500");
+		return;
+	}
+	if (size > cfg.max_batch_size)
+		size = cfg.max_batch_size;
+	struct next_batch *nb = xcalloc(1, sizeof(*nb));
+	nb->size = size;
+	nb->now = time(NULL);
+	c->state = nb;
+	c->state_free = next_batch_free;
+	dialer_company(c, http_query(c, "company"), next_batch_company);
 }
 
 /* ---- report-result (COMPAT §2.10, §3.5; issue 5 item 2) ---- */
@@ -387,6 +719,7 @@ static void report_result(struct http_ctx *c)
 }
 
 static const struct route routes[] = {
+    {"GET", "/api/dialer/next-batch", next_batch, AUTH_DIALER, 0},
     {"POST", "/api/dialer/report-result", report_result, AUTH_DIALER, RF_JSON},
     {"POST", "/api/dialer/register-scenarios", register_scenarios, AUTH_DIALER, RF_JSON},
     {"POST", "/api/dialer/register-outbound-lines", register_lines, AUTH_DIALER, RF_JSON},

@@ -45,6 +45,33 @@
 	    CALLSTATE_HORIZON_DAYS) ") AS holidays"                                                                   \
 	                            " FROM company_config_get($1::integer, $2::boolean) c"
 
+/*
+ * CALLSTATE_SQL for every active company at once (the scheduler's pass):
+ * $1 the SKIP_HOLIDAYS default. Creates the missing config rows with
+ * COMPAT §3.6's defaults (one INSERT, in a CTE), locks nothing. One row per
+ * active company, ordered by company_id, with CALLSTATE_SQL's columns plus
+ * company_id; `holidays` is read once and given on the first row only (NULL
+ * on the others: it is the same for every company).
+ */
+#define CALLSTATE_ALL_SQL                                                                                      \
+	"WITH live AS (SELECT id FROM companies WHERE is_active),"                                             \
+	" created AS (INSERT INTO company_config (company_id, skip_holidays)"                                  \
+	"  SELECT l.id, $1::boolean FROM live l"                                                               \
+	"   WHERE NOT EXISTS (SELECT 1 FROM company_config k WHERE k.company_id = l.id)"                       \
+	"  ON CONFLICT (company_id) DO NOTHING RETURNING *),"                                                  \
+	" conf AS (SELECT k.* FROM company_config k JOIN live l ON l.id = k.company_id"                        \
+	"  UNION ALL SELECT * FROM created)"                                                                   \
+	" SELECT c.company_id, c.enabled, c.wallet_balance, c.version, c.skip_holidays, c.disabled_by_dialer," \
+	" c.cost_per_connected,"                                                                               \
+	" (SELECT string_agg(i.day_of_week || ' ' || extract(epoch FROM i.start_time)::integer || ' ' ||"      \
+	"   extract(epoch FROM i.end_time)::integer, ',' ORDER BY i.day_of_week, i.start_time)"                \
+	"  FROM schedule_intervals i WHERE i.company_id = c.company_id) AS windows,"                           \
+	" CASE WHEN row_number() OVER (ORDER BY c.company_id) = 1 THEN"                                        \
+	" (SELECT json_agg(json_build_array(h.date - DATE '1970-01-01', h.removed, h.title) ORDER BY h.date)"  \
+	"  FROM holidays h WHERE h.date BETWEEN current_date - 2 AND current_date + " CALLSTATE_STR(           \
+	    CALLSTATE_HORIZON_DAYS) ") END AS holidays"                                                        \
+	                            " FROM conf c ORDER BY c.company_id"
+
 /* Table rows that are holidays (not tombstones), for their titles. */
 struct callstate_title {
 	long day;

@@ -36,7 +36,9 @@ static void on_signal_early(int sig)
 
 static bool ensure_group(struct wstate *s)
 {
-	if (s->group_ready || !s->def->stream)
+	if (!s->def->stream)
+		s->group_ready = true; /* nothing to join: ready once connected */
+	if (s->group_ready)
 		return true;
 	const char *start = s->def->group_start ? s->def->group_start : "$";
 	redisReply *r =

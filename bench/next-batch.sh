@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmark: GET /api/dialer/next-batch?size=100 from 1,000,000 queued numbers with 16 concurrent
+# dialers (SPEC §6: >= 1,000 batches/s, no number in two batches), beside a bare evhttp reply.
+# Usage: bench/next-batch.sh   (env: ROWS=1000000 CONNS=16 DURATION=10)
+source "$(dirname "$0")/lib.sh"
+ROWS="${ROWS:-1000000}"
+CONNS="${CONNS:-16}"
+export DURATION="${DURATION:-10}"
+
+bench_start
+echo "bench: seeding $ROWS numbers ..." >&2
+psql -q "$DATABASE_URL" <<SQL
+INSERT INTO companies (name, display_name) VALUES ('bench', 'Bench');
+SELECT company_config_get((SELECT id FROM companies WHERE name = 'bench'), false);
+UPDATE company_config SET wallet_balance = 1000000000, skip_holidays = false
+ WHERE company_id = (SELECT id FROM companies WHERE name = 'bench');
+INSERT INTO schedule_intervals (company_id, day_of_week, start_time, end_time)
+SELECT (SELECT id FROM companies WHERE name = 'bench'), d, '00:00:00', '23:59:59' FROM generate_series(0, 6) d;
+INSERT INTO numbers (phone_number)
+SELECT '09' || lpad(((g::bigint * 7919) % 900000000 + 100000000)::text, 9, '0')
+  FROM generate_series(1, $ROWS) g ON CONFLICT DO NOTHING;
+VACUUM ANALYZE;
+SQL
+bench_api
+BARE_PORT="$(free_port)"
+bench_bare "$BARE_PORT"
+export DIALER_TOKEN
+
+read -r rps p50 p99 bad <<<"$(wrk_row "$API_URL" "$CONNS" -s bench/next-batch.lua)"
+read -r brps bp50 bp99 bbad <<<"$(wrk_row "http://127.0.0.1:$BARE_PORT/" "$CONNS")"
+check="$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) || ' batches, ' || sum(returned_size) || ' numbers handed out, '
+  || (SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL) || ' numbers locked' FROM dialer_batches")"
+echo "| server ($CONNS connections, ${DURATION}s, size=100) | req/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+echo "| next-batch (dialer-api) | $rps | $p50 | $p99 | ${bad:-0} |"
+echo "| bare evhttp reply (reference) | $brps | $bp50 | $bp99 | ${bbad:-0} |"
+echo
+echo "check: $check (equal counts = no number in two batches)"

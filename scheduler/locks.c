@@ -1,0 +1,59 @@
+/*
+ * Batch locks older than ASSIGNMENT_TIMEOUT_MINUTES go back to the queue
+ * (SPEC §3 Locks): the dialer that took them never reported. Found through
+ * the batches, not the numbers: dialer_batches records each batch's numbers
+ * and its open ones are indexed by time (schema 007), while numbers has no
+ * index on its lock columns so that next-batch's lock stays a HOT update.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "db.h"
+#include "metrics.h"
+#include "scheduler.h"
+
+/* The oldest open batches past the timeout (dialer_batches_open_idx); their
+ * numbers still held by that very batch are unlocked (a number reported and
+ * locked again by a newer batch is left alone); the batches are marked
+ * released so that the next pass skips them. A batch another transaction
+ * holds is skipped. */
+static const char RETURN_SQL[] =
+    "WITH old AS (SELECT id, number_ids FROM dialer_batches"
+    "  WHERE NOT released AND returned_size > 0 AND created_at < now() - make_interval(mins => $1::integer)"
+    "  ORDER BY created_at LIMIT $2::integer FOR UPDATE SKIP LOCKED),"
+    " held AS (SELECT o.id AS batch_id, unnest(o.number_ids) AS number_id FROM old o),"
+    " freed AS (UPDATE numbers n SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"
+    "  FROM held h WHERE n.id = h.number_id AND n.assigned_batch_id = h.batch_id"
+    "  AND n.assigned_at < now() - make_interval(mins => $1::integer) RETURNING n.id),"
+    " rel AS (UPDATE dialer_batches b SET released = true FROM old o WHERE b.id = o.id RETURNING b.id)"
+    " SELECT (SELECT count(*) FROM freed), (SELECT count(*) FROM rel)";
+
+int sched_return_locks(struct worker_ctx *w, long long *returned, long long *batches)
+{
+	char mins[16], limit[16];
+	PGresult *res;
+
+	*returned = *batches = 0;
+	snprintf(mins, sizeof(mins), "%d", cfg.assignment_timeout_minutes);
+	snprintf(limit, sizeof(limit), "%d", SCHED_SWEEP_BATCHES);
+	const char *p[2] = {mins, limit};
+	res = db_exec(w->db, RETURN_SQL, 2, p);
+	if (!res) {
+		metrics_count("scheduler_lock_sweeps_failed", 1);
+		return -1;
+	}
+	*returned = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	*batches = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	metrics_count("scheduler_lock_sweeps", 1);
+	metrics_count("scheduler_locks_returned", (uint64_t)*returned);
+	metrics_count("scheduler_batches_released", (uint64_t)*batches);
+	if (*returned > 0)
+		log_info("event=locks_returned count=%lld batches=%lld timeout_minutes=%d", *returned, *batches,
+		         cfg.assignment_timeout_minutes);
+	else
+		log_debug("event=locks_returned count=0 batches=%lld timeout_minutes=%d", *batches,
+		          cfg.assignment_timeout_minutes);
+	return 0;
+}

@@ -1,0 +1,424 @@
+/* GET /api/dialer/next-batch against the real dialer-api, PostgreSQL and Redis (COMPAT §2.10,
+ * §3.3, §3.6; issue 5 item 1): the response's keys, the blocked shape and the persisted
+ * auto-disable, the published state read from Redis (and ignored when stale), selection rules
+ * (once per company, cooldown, ACTIVE only, locked numbers invisible to other companies), every
+ * batch recorded, and 16 concurrent dialers never sharing a number. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct th_api api;
+static char *db_url;
+static char *root_token;
+
+static char *sql(const char *q)
+{
+	char *v = NULL;
+
+	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
+	return v;
+}
+
+static void expect_sql(const char *q, const char *expected)
+{
+	char *v = sql(q);
+
+	if (!v || strcmp(v, expected) != 0)
+		fail_msg("%s: got %s, expected %s", q, v ? v : "NULL", expected);
+	free(v);
+}
+
+static void redis_cli(const char *a1, const char *a2, const char *a3)
+{
+	const char *argv[] = {"redis-cli", "-u", th_env("REDIS_URL"), a1, a2, a3, NULL};
+
+	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
+}
+
+static void put(const char *path, const char *body)
+{
+	struct th_resp *r = th_call(&api, "PUT", path, root_token, body);
+
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+}
+
+/* Every day, all day. */
+static const char *const ALL_DAY = "{\"enabled\": true, \"intervals\": ["
+                                   "{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+                                   "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}],"
+                                   " \"skip_holidays\": false}";
+
+static void open_company(const char *name)
+{
+	char path[96];
+	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
+	                             "{\"name\": \"%s\", \"display_name\": \"%s\"}", name, name);
+
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	snprintf(path, sizeof(path), "/api/%s/billing", name);
+	put(path, "{\"wallet_balance\": 100000}");
+	snprintf(path, sizeof(path), "/api/%s/schedule", name);
+	put(path, ALL_DAY);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	th_init();
+	db_url = th_fresh_db("it_test_dialer_next_batch");
+	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+		return -1;
+	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "MAX_BATCH_SIZE=200", NULL) < 0)
+		return -1;
+	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
+	if (root_token == NULL)
+		return -1;
+	open_company("acme");
+	open_company("globex");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	int st;
+
+	(void)state;
+	st = th_api_stop(&api);
+	free(root_token);
+	free(db_url);
+	th_fini();
+	return st == 0 ? 0 : -1;
+}
+
+static struct th_resp *next_batch(const char *query)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/api/dialer/next-batch%s", query);
+	return th_call(&api, "GET", path, TH_DIALER_TOKEN, NULL);
+}
+
+static void expect_keys(const json_t *j)
+{
+	static const char *const keys[] = {
+	    "call_allowed",        "timezone",     "server_time",      "schedule_version", "reason",
+	    "retry_after_seconds", "batch",        "active_scenarios", "outbound_lines",   "inbound_agents",
+	    "outbound_agents",     "active_agents"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!json_object_get(j, keys[i]))
+			fail_msg("next-batch lacks %s", keys[i]);
+	assert_true(th_is_datetime(th_json_str(j, "server_time")));
+	assert_non_null(strstr(th_json_str(j, "server_time"), "+03:30"));
+	TH_EXPECT_STR(j, "timezone", "Asia/Tehran");
+}
+
+/* A new company: wallet 0 → insufficient_funds, persisted as the original does. */
+static void test_blocked(void **state)
+{
+	struct th_resp *r =
+	    th_call(&api, "POST", "/api/companies", root_token, "{\"name\": \"broke\", \"display_name\": \"Broke\"}");
+
+	(void)state;
+	th_resp_free(r);
+	r = next_batch("?company=broke&size=10");
+	TH_EXPECT_STATUS(r, 200);
+	expect_keys(r->json);
+	assert_true(json_is_false(json_object_get(r->json, "call_allowed")));
+	TH_EXPECT_STR(r->json, "reason", "insufficient_funds");
+	TH_EXPECT_INT(r->json, "retry_after_seconds", 300);
+	TH_EXPECT_INT(r->json, "schedule_version", 2);
+	assert_true(json_is_null(json_object_get(r->json, "batch")));
+	assert_int_equal(json_array_size(json_object_get(r->json, "active_agents")), 0);
+	th_resp_free(r);
+	expect_sql("SELECT enabled || '/' || disabled_by_dialer || '/' || version FROM company_config"
+	           " WHERE company_id = (SELECT id FROM companies WHERE name = 'broke')",
+	           "false/true/2");
+	/* the wallet refilled does not re-enable: disabled now */
+	put("/api/broke/billing", "{\"wallet_balance\": 500}");
+	r = next_batch("?company=broke");
+	TH_EXPECT_STR(r->json, "reason", "disabled");
+	th_resp_free(r);
+	/* size and company errors */
+	r = next_batch("?company=acme&size=0");
+	TH_EXPECT_ERROR(r, 422, NULL);
+	th_resp_free(r);
+	r = next_batch("?company=acme&size=501");
+	TH_EXPECT_ERROR(r, 422, NULL);
+	th_resp_free(r);
+	r = next_batch("?company=acme&size=ten");
+	TH_EXPECT_ERROR(r, 422, NULL);
+	th_resp_free(r);
+	r = next_batch("?company=nope");
+	TH_EXPECT_ERROR(r, 404, "Company not found");
+	th_resp_free(r);
+	r = th_call(&api, "GET", "/api/dialer/next-batch?company=acme", root_token, NULL);
+	TH_EXPECT_ERROR(r, 401, "Invalid dialer token");
+	th_resp_free(r);
+}
+
+static void test_batch(void **state)
+{
+	struct th_resp *r;
+	json_t *b, *nums;
+
+	(void)state;
+	free(sql(
+	    "INSERT INTO numbers (phone_number) SELECT '0938' || lpad(g::text, 7, '0') FROM generate_series(1, 30) g"));
+	free(sql("INSERT INTO scenarios (company_id, name, display_name) SELECT id, 'sales', 'Sales' FROM companies"
+	         " WHERE name = 'acme'"));
+	free(sql("INSERT INTO scenarios (company_id, name, display_name, is_active) SELECT id, 'old', 'Old', false"
+	         " FROM companies WHERE name = 'acme'"));
+	free(sql("INSERT INTO outbound_lines (company_id, phone_number, display_name) SELECT id, '0211', 'Line 1'"
+	         " FROM companies WHERE name = 'acme'"));
+	r = th_call(
+	    &api, "POST", "/api/acme/admins", root_token,
+	    "{\"username\": \"in1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\", \"agent_type\": \"INBOUND\","
+	    " \"first_name\": \"Sara\", \"last_name\": \"Rad\"}");
+	th_resp_free(r);
+	r = th_call(&api, "POST", "/api/acme/admins", root_token,
+	            "{\"username\": \"out1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\", \"agent_type\": "
+	            "\"OUTBOUND\","
+	            " \"phone_number\": \"09351112233\"}");
+	th_resp_free(r);
+
+	r = next_batch("?company=acme&size=10");
+	TH_EXPECT_STATUS(r, 200);
+	expect_keys(r->json);
+	assert_true(json_is_true(json_object_get(r->json, "call_allowed")));
+	assert_true(json_is_null(json_object_get(r->json, "reason")));
+	assert_true(json_is_null(json_object_get(r->json, "retry_after_seconds")));
+	b = json_object_get(r->json, "batch");
+	assert_int_equal(strlen(th_json_str(b, "batch_id")), 32);
+	TH_EXPECT_INT(b, "size_requested", 10);
+	TH_EXPECT_INT(b, "size_returned", 10);
+	nums = json_object_get(b, "numbers");
+	assert_int_equal(json_array_size(nums), 10);
+	TH_EXPECT_STR(json_array_get(nums, 0), "phone_number", "09380000001"); /* oldest first */
+	assert_int_equal(json_array_size(json_object_get(r->json, "active_scenarios")), 1);
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "active_scenarios"), 0), "name", "sales");
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "outbound_lines"), 0), "display_name", "Line 1");
+	assert_int_equal(json_array_size(json_object_get(r->json, "inbound_agents")), 1);
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "inbound_agents"), 0), "full_name", "Sara Rad");
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "outbound_agents"), 0), "full_name", "out1");
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "outbound_agents"), 0), "phone_number", "09351112233");
+	assert_int_equal(json_array_size(json_object_get(r->json, "active_agents")), 2);
+	expect_sql("SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL AND assigned_at IS NOT NULL",
+	           "10");
+	{
+		char q[320];
+
+		snprintf(
+		    q, sizeof(q),
+		    "SELECT requested_size || '/' || returned_size || '/' || cardinality(number_ids) || '/' ||"
+		    " (SELECT count(*) FROM numbers n WHERE n.id = ANY (b.number_ids) AND n.assigned_batch_id = b.id)"
+		    " FROM dialer_batches b WHERE id = '%s'",
+		    th_json_str(b, "batch_id"));
+		expect_sql(q, "10/10/10/10");
+	}
+	th_resp_free(r);
+
+	/* locked numbers are invisible to every company; sizes are capped at MAX_BATCH_SIZE (200) */
+	r = next_batch("?company=globex&size=300");
+	TH_EXPECT_STATUS(r, 200);
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_requested", 200);
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 20);
+	TH_EXPECT_STR(json_array_get(json_object_get(json_object_get(r->json, "batch"), "numbers"), 0), "phone_number",
+	              "09380000011");
+	th_resp_free(r);
+	/* nothing left: an empty batch is still a batch, and recorded */
+	r = next_batch("?company=acme&size=5");
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 0);
+	th_resp_free(r);
+	expect_sql("SELECT count(*) FROM dialer_batches WHERE returned_size = 0", "1");
+}
+
+/* Once per company until reset; the cooldown counts every company's calls; only ACTIVE numbers. */
+static void test_selection_rules(void **state)
+{
+	struct th_resp *r;
+
+	(void)state;
+	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	free(sql("INSERT INTO numbers (phone_number) VALUES ('09390000001'), ('09390000002'), ('09390000003'),"
+	         " ('09390000004')"));
+	/* 01: acme called it 4 days ago (past the cooldown, but acme's state row stays);
+	 * 02: globex called it yesterday (cooldown for everyone); 03: COMPLAINED; 04: fresh */
+	free(sql("INSERT INTO call_attempts (company_id, number_id, phone_number, status, attempted_at)"
+	         " SELECT (SELECT id FROM companies WHERE name = 'acme'), id, phone_number, 'MISSED', now() - interval "
+	         "'4 days'"
+	         " FROM numbers WHERE phone_number = '09390000001'"));
+	free(sql("INSERT INTO call_attempts (company_id, number_id, phone_number, status, attempted_at)"
+	         " SELECT (SELECT id FROM companies WHERE name = 'globex'), id, phone_number, 'MISSED', now() - "
+	         "interval '1 day'"
+	         " FROM numbers WHERE phone_number = '09390000002'"));
+	free(sql("UPDATE numbers SET global_status = 'COMPLAINED' WHERE phone_number = '09390000003'"));
+	r = next_batch("?company=acme&size=200&x=0939");
+	TH_EXPECT_STATUS(r, 200);
+	const char *dump = r->body;
+	assert_null(strstr(dump, "09390000001"));
+	assert_null(strstr(dump, "09390000002"));
+	assert_null(strstr(dump, "09390000003"));
+	assert_non_null(strstr(dump, "09390000004"));
+	th_resp_free(r);
+	/* globex may call 01 (acme's call was 4 days ago), not 02 (its own call) */
+	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	r = next_batch("?company=globex&size=200");
+	assert_non_null(strstr(r->body, "09390000001"));
+	assert_null(strstr(r->body, "09390000002"));
+	th_resp_free(r);
+	/* a reset makes 01 dialable for acme again */
+	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	free(
+	    sql("DELETE FROM number_state WHERE number_id = (SELECT id FROM numbers WHERE phone_number = '09390000001')"
+	        " AND company_id = (SELECT id FROM companies WHERE name = 'acme')"));
+	r = next_batch("?company=acme&size=200");
+	assert_non_null(strstr(r->body, "09390000001"));
+	th_resp_free(r);
+}
+
+/* The scheduler's published state is used when fresh, ignored when stale or missing. */
+static void test_published_state(void **state)
+{
+	struct th_resp *r;
+	char key[64], val[256], cid_s[24];
+	char *cid = sql("SELECT id FROM companies WHERE name = 'acme'");
+	struct timespec ts;
+
+	(void)state;
+	snprintf(cid_s, sizeof(cid_s), "%s", cid);
+	free(cid);
+	snprintf(key, sizeof(key), "dialer:callstate:%s", cid_s);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	snprintf(val, sizeof(val),
+	         "{\"allowed\":false,\"reason\":\"holiday\",\"retry_after\":77,\"schedule_version\":41,"
+	         "\"timezone\":\"Asia/Tehran\",\"computed_at\":%lld}",
+	         now_ms);
+	redis_cli("SET", key, val);
+	r = next_batch("?company=acme");
+	TH_EXPECT_STR(r->json, "reason", "holiday");
+	TH_EXPECT_INT(r->json, "retry_after_seconds", 77);
+	TH_EXPECT_INT(r->json, "schedule_version", 41);
+	th_resp_free(r);
+	/* stale: decided from the database (allowed) */
+	snprintf(val, sizeof(val),
+	         "{\"allowed\":false,\"reason\":\"holiday\",\"retry_after\":77,\"schedule_version\":41,"
+	         "\"timezone\":\"Asia/Tehran\",\"computed_at\":%lld}",
+	         now_ms - 10000);
+	redis_cli("SET", key, val);
+	r = next_batch("?company=acme");
+	assert_true(json_is_true(json_object_get(r->json, "call_allowed")));
+	th_resp_free(r);
+	/* a schedule change deletes the published value */
+	snprintf(val, sizeof(val),
+	         "{\"allowed\":true,\"reason\":null,\"retry_after\":null,\"schedule_version\":41,"
+	         "\"timezone\":\"Asia/Tehran\",\"computed_at\":%lld}",
+	         now_ms);
+	redis_cli("SET", key, val);
+	put("/api/acme/schedule", "{\"enabled\": false}");
+	r = next_batch("?company=acme");
+	TH_EXPECT_STR(r->json, "reason", "disabled");
+	th_resp_free(r);
+	put("/api/acme/schedule", ALL_DAY);
+}
+
+/* The original agents send no company: the default company answers. */
+static void test_default_company(void **state)
+{
+	struct th_resp *r = next_batch("");
+
+	(void)state;
+	TH_EXPECT_STATUS(r, 200);
+	expect_keys(r->json);
+	TH_EXPECT_STR(r->json, "reason", "insufficient_funds"); /* the default company has no money */
+	th_resp_free(r);
+}
+
+/* 16 concurrent dialers never get the same number. */
+static void test_concurrent(void **state)
+{
+	enum { DIALERS = 16, ROUNDS = 8, SIZE = 50 };
+	char path[512];
+	pid_t pids[DIALERS];
+
+	(void)state;
+	free(sql("UPDATE numbers SET assigned_at = now() - interval '1 second'")); /* park the others */
+	free(sql("INSERT INTO numbers (phone_number) SELECT '0934' || lpad(g::text, 7, '0')"
+	         " FROM generate_series(1, 8000) g"));
+	for (int d = 0; d < DIALERS; d++) {
+		pids[d] = fork();
+		assert_true(pids[d] >= 0);
+		if (pids[d] == 0) {
+			snprintf(path, sizeof(path), "%s/nb-%d.txt", th_tmp_dir(), d);
+			FILE *f = fopen(path, "w");
+			for (int i = 0; f && i < ROUNDS; i++) {
+				struct th_resp *r =
+				    next_batch(d % 2 ? "?company=acme&size=50" : "?company=globex&size=50");
+				json_t *nums = json_object_get(json_object_get(r->json, "batch"), "numbers"), *n;
+				size_t k;
+				if (r->status != 200)
+					_exit(2);
+				json_array_foreach(nums, k, n) fprintf(f, "%s\n", th_json_str(n, "phone_number"));
+				th_resp_free(r);
+			}
+			_exit(f && fclose(f) == 0 ? 0 : 3);
+		}
+	}
+	for (int d = 0; d < DIALERS; d++) {
+		int st;
+		assert_int_equal(waitpid(pids[d], &st, 0), pids[d]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* every phone handed out, sorted: no repeats, and every batch was full */
+	char(*all)[12] = calloc(DIALERS * ROUNDS * SIZE + 1, 12);
+	size_t total = 0;
+	for (int d = 0; d < DIALERS; d++) {
+		char line[64];
+		snprintf(path, sizeof(path), "%s/nb-%d.txt", th_tmp_dir(), d);
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f) && total <= DIALERS * ROUNDS * SIZE) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(all[total++], 12, "%.11s", line);
+		}
+		fclose(f);
+	}
+	assert_int_equal(total, DIALERS * ROUNDS * SIZE);
+	qsort(all, total, 12, (int (*)(const void *, const void *))strcmp);
+	for (size_t i = 1; i < total; i++)
+		if (strcmp(all[i - 1], all[i]) == 0)
+			fail_msg("%s was handed out twice", all[i]);
+	free(all);
+	expect_sql("SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL",
+	           "6400");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_blocked),         cmocka_unit_test(test_batch),
+	    cmocka_unit_test(test_selection_rules), cmocka_unit_test(test_published_state),
+	    cmocka_unit_test(test_default_company), cmocka_unit_test(test_concurrent),
+	};
+
+	return cmocka_run_group_tests_name("dialer_next_batch", tests, group_setup, group_teardown);
+}

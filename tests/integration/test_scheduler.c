@@ -1,0 +1,569 @@
+/* dialer-scheduler against the real API, PostgreSQL and Redis (issue 5 items 4 and 6): each
+ * active company's call-allowed decision appears in Redis within about two seconds with the
+ * right allowed/reason/version and a TTL, follows a schedule change, is absent for an inactive
+ * company; a wallet at zero gets the company auto-disabled (COMPAT §3.6 step 1) and published
+ * as insufficient_funds; a lock older than ASSIGNMENT_TIMEOUT_MINUTES returns to the queue and a
+ * fresh one does not; of two schedulers exactly one holds the lease, and when it is SIGKILLed the
+ * other takes over within a few seconds and publishing goes on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "rds.h"
+
+#define LEASE_KEY "dialer:scheduler:leader"
+#define BETA_STATE                                                                               \
+	"SELECT enabled || ' ' || disabled_by_dialer || ' ' || version || ' ' || wallet_balance" \
+	" FROM company_config WHERE company_id = $1::integer"
+
+static struct th_api api;
+static char *db_url;
+static char *root_token;
+static redisContext *rc;
+static long long acme_id, beta_id, gamma_id, delta_id;
+static long long acme_version;
+static struct th_proc *sched1, *sched2;
+static char sched1_log[512], sched2_log[512];
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct th_proc *sched_start(const char *log_path)
+{
+	char path[600], *env[4] = {0};
+	struct th_proc *p;
+
+	snprintf(path, sizeof(path), "%s/dialer-scheduler", th_env("DIALER_BIN_DIR"));
+	if (asprintf(&env[0], "DATABASE_URL=%s", db_url) < 0 ||
+	    asprintf(&env[1], "REDIS_URL=%s", th_env("REDIS_URL")) < 0)
+		return NULL;
+	env[2] = strdup("ASSIGNMENT_TIMEOUT_MINUTES=60");
+	env[3] = NULL;
+	{
+		const char *argv[] = {"dialer-scheduler", NULL};
+		const char *extra[] = {env[0], env[1], env[2], "LOG_LEVEL=debug", NULL};
+
+		p = th_proc_start(path, argv, extra, log_path);
+	}
+	for (int i = 0; i < 3; i++)
+		free(env[i]);
+	return p;
+}
+
+/* GET key, or NULL (caller frees). */
+static char *rget(const char *key)
+{
+	redisReply *r = redisCommand(rc, "GET %s", key);
+	char *v = NULL;
+
+	assert_non_null(r);
+	if (r->type == REDIS_REPLY_STRING)
+		v = strdup(r->str);
+	freeReplyObject(r);
+	return v;
+}
+
+static long long rpttl(const char *key)
+{
+	redisReply *r = redisCommand(rc, "PTTL %s", key);
+	long long v;
+
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	v = r->integer;
+	freeReplyObject(r);
+	return v;
+}
+
+static char *sql(const char *q)
+{
+	char *v = NULL;
+
+	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
+	return v;
+}
+
+/* q with $1 = company id `id` (and $2, $3 = a, b when not NULL): the first value (caller frees). */
+static char *sqlp(const char *q, long long id, const char *a, const char *b)
+{
+	char ids[24], *v = NULL;
+	const char *p[3] = {ids, a, b};
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	assert_int_equal(th_sql(db_url, q, b ? 3 : a ? 2 : 1, p, &v), 0);
+	return v;
+}
+
+/* The published decision of company id once it has schedule_version `version` (any when < 0)
+ * and was computed after `after_ms` (wall clock), or NULL after timeout_ms. Caller decrefs. */
+static json_t *wait_state(long long id, long long version, long long after_ms, int timeout_ms)
+{
+	char key[48];
+	long long deadline = th_now_ms() + timeout_ms;
+
+	snprintf(key, sizeof(key), "dialer:callstate:%lld", id);
+	for (;;) {
+		char *v = rget(key);
+		json_t *o = v ? json_loads(v, 0, NULL) : NULL;
+		long long ver = -1, at = 0;
+
+		free(v);
+		if (json_is_object(o) && json_object_get(o, "allowed") &&
+		    th_json_int(o, "schedule_version", &ver) == 0 && th_json_int(o, "computed_at", &at) == 0 &&
+		    (version < 0 || ver == version) && at > after_ms)
+			return o;
+		json_decref(o);
+		if (th_now_ms() >= deadline)
+			return NULL;
+		th_sleep_ms(100);
+	}
+}
+
+static long long create_company(const char *name, bool active)
+{
+	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
+	                             "{\"name\": \"%s\", \"display_name\": \"%s\", \"is_active\": %s}", name, name,
+	                             active ? "true" : "false");
+	long long id = -1;
+
+	if (r->status == 200)
+		th_json_int(r->json, "id", &id);
+	else
+		print_error("create %s: %ld %s\n", name, r->status, r->body);
+	th_resp_free(r);
+	return id;
+}
+
+/* Funds the company and opens every day from 00:00:00 to 23:59:59, holidays ignored; returns the
+ * version, or -1. */
+static long long open_all_week(const char *name)
+{
+	char path[128];
+	struct th_resp *r;
+	long long v = -1;
+
+	snprintf(path, sizeof(path), "/api/%s/billing", name);
+	r = th_call(&api, "PUT", path, root_token, "{\"wallet_balance\": 1000000}");
+	if (r->status != 200) {
+		print_error("billing %s: %ld %s\n", name, r->status, r->body);
+		th_resp_free(r);
+		return -1;
+	}
+	th_resp_free(r);
+	snprintf(path, sizeof(path), "/api/%s/schedule", name);
+	r = th_call(&api, "PUT", path, root_token,
+	            "{\"enabled\": true, \"skip_holidays\": false, \"intervals\": ["
+	            "{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
+	            "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}]}");
+	if (r->status == 200)
+		th_json_int(r->json, "version", &v);
+	else
+		print_error("schedule %s: %ld %s\n", name, r->status, r->body);
+	th_resp_free(r);
+	return v;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	th_init();
+	db_url = th_fresh_db("it_test_scheduler");
+	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+		return -1;
+	rc = rds_connect_sync(th_env("REDIS_URL"), NULL);
+	if (rc == NULL)
+		return -1;
+	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
+		return -1;
+	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
+	if (root_token == NULL)
+		return -1;
+	acme_id = create_company("acme", true);
+	beta_id = create_company("beta", true);
+	gamma_id = create_company("gamma", false);
+	delta_id = create_company("delta", true);
+	if (acme_id < 0 || beta_id < 0 || gamma_id < 0 || delta_id < 0)
+		return -1;
+	/* configured before the scheduler runs, so that it never sees acme or delta unfunded */
+	acme_version = open_all_week("acme");
+	if (acme_version < 0 || open_all_week("delta") < 0)
+		return -1;
+	snprintf(sched1_log, sizeof(sched1_log), "%s/test_scheduler-sched1.log", th_tmp_dir());
+	snprintf(sched2_log, sizeof(sched2_log), "%s/test_scheduler-sched2.log", th_tmp_dir());
+	unlink(sched1_log);
+	unlink(sched2_log);
+	sched1 = sched_start(sched1_log);
+	return sched1 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	int st1, st2, st;
+
+	(void)state;
+	st1 = th_proc_stop(sched1);
+	st2 = th_proc_stop(sched2);
+	st = th_api_stop(&api);
+	if (rc)
+		redisFree(rc);
+	free(root_token);
+	free(db_url);
+	th_fini();
+	if (st1 != 0 || st2 != 0)
+		print_error("scheduler exit status %d / %d (see %s, %s)\n", st1, st2, sched1_log, sched2_log);
+	return st == 0 && st1 == 0 && st2 == 0 ? 0 : -1;
+}
+
+/* acme is open all week: allowed, no reason, its version, a TTL; within about two seconds. */
+static void test_published_allowed(void **state)
+{
+	long long t0 = th_now_ms(), since = wall_ms(), v;
+	json_t *o;
+	char key[48];
+
+	(void)state;
+	/* a fresh leader writes a marker first, the decision on its next pass */
+	o = wait_state(acme_id, -1, 0, 5000);
+	assert_non_null(o);
+	print_message("first decision after %lld ms\n", th_now_ms() - t0);
+	json_decref(o);
+
+	/* steady state: a new decision each second */
+	t0 = th_now_ms();
+	o = wait_state(acme_id, acme_version, since, 2500);
+	assert_non_null(o);
+	print_message("fresh decision after %lld ms\n", th_now_ms() - t0);
+	assert_true(json_is_true(json_object_get(o, "allowed")));
+	assert_true(json_is_null(json_object_get(o, "reason")));
+	assert_true(json_is_null(json_object_get(o, "retry_after")));
+	TH_EXPECT_INT(o, "schedule_version", acme_version);
+	TH_EXPECT_STR(o, "timezone", "Asia/Tehran");
+	assert_int_equal(th_json_int(o, "computed_at", &v), 0);
+	assert_true(v > wall_ms() - 3000 && v <= wall_ms() + 1000);
+	json_decref(o);
+	snprintf(key, sizeof(key), "dialer:callstate:%lld", acme_id);
+	v = rpttl(key);
+	print_message("PTTL %lld\n", v);
+	assert_true(v > 0 && v <= 5000);
+}
+
+/* gamma is inactive: nothing published, and no config row created for it. */
+static void test_inactive_absent(void **state)
+{
+	char key[48], *v;
+
+	(void)state;
+	th_sleep_ms(1500); /* at least one more pass */
+	snprintf(key, sizeof(key), "dialer:callstate:%lld", gamma_id);
+	v = rget(key);
+	assert_null(v);
+	v = sqlp("SELECT count(*) FROM company_config WHERE company_id = $1::integer", gamma_id, NULL, NULL);
+	assert_string_equal(v, "0");
+	free(v);
+}
+
+/* beta was never configured: its config is created with the defaults (wallet 0), so the
+ * scheduler disables it (enabled false, disabled_by_dialer true, version 1 + 1) and publishes
+ * insufficient_funds with the short retry. */
+static void test_new_company_auto_disabled(void **state)
+{
+	json_t *o;
+	char *v;
+
+	(void)state;
+	o = wait_state(beta_id, 2, 0, 5000);
+	assert_non_null(o);
+	assert_true(json_is_false(json_object_get(o, "allowed")));
+	TH_EXPECT_STR(o, "reason", "insufficient_funds");
+	TH_EXPECT_INT(o, "retry_after", 300);
+	json_decref(o);
+	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
+	assert_string_equal(v, "false true 2 0");
+	free(v);
+	/* once disabled it stays so, with no further version bump */
+	th_sleep_ms(1500);
+	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
+	assert_string_equal(v, "false true 2 0");
+	free(v);
+}
+
+/* delta is funded and open; its wallet drops to 0 (billing PUT: version + 1, still enabled);
+ * the scheduler disables it (version + 1 again) and publishes insufficient_funds. */
+static void test_wallet_zero_auto_disabled(void **state)
+{
+	struct th_resp *r;
+	json_t *o;
+	char *v, *ver;
+	long long version;
+
+	(void)state;
+	o = wait_state(delta_id, -1, 0, 5000);
+	assert_non_null(o);
+	assert_true(json_is_true(json_object_get(o, "allowed")));
+	json_decref(o);
+
+	r = th_call(&api, "PUT", "/api/delta/billing", root_token, "{\"wallet_balance\": 0}");
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	ver = sqlp("SELECT version FROM company_config WHERE company_id = $1::integer", delta_id, NULL, NULL);
+	version = strtoll(ver, NULL, 10);
+	free(ver);
+
+	o = wait_state(delta_id, version + 1, 0, 5000);
+	assert_non_null(o);
+	assert_true(json_is_false(json_object_get(o, "allowed")));
+	TH_EXPECT_STR(o, "reason", "insufficient_funds");
+	TH_EXPECT_INT(o, "retry_after", 300);
+	json_decref(o);
+	v = sqlp("SELECT enabled || ' ' || disabled_by_dialer || ' ' || version FROM company_config"
+	         " WHERE company_id = $1::integer",
+	         delta_id, NULL, NULL);
+	char want[64];
+	snprintf(want, sizeof(want), "false true %lld", version + 1);
+	assert_string_equal(v, want);
+	free(v);
+}
+
+/* A schedule change (no windows at all) shows up with its version: no_window, long retry; and
+ * once the PUT has answered, the old decision never comes back (the publish is a compare-and-set
+ * against the API's delete). */
+static void test_schedule_change(void **state)
+{
+	struct th_resp *r;
+	json_t *o;
+	long long v = -1, t0, first_new = -1;
+
+	(void)state;
+	r = th_call(&api, "PUT", "/api/acme/schedule", root_token, "{\"intervals\": []}");
+	TH_EXPECT_STATUS(r, 200);
+	assert_int_equal(th_json_int(r->json, "version", &v), 0);
+	th_resp_free(r);
+	assert_int_equal(v, acme_version + 1);
+	t0 = th_now_ms();
+	/* from the 200 on, the key never holds the old decision: absent, a marker, or the new one */
+	{
+		char key[48];
+
+		snprintf(key, sizeof(key), "dialer:callstate:%lld", acme_id);
+		while (th_now_ms() - t0 < 1500) {
+			char *val = rget(key);
+			json_t *seen = val ? json_loads(val, 0, NULL) : NULL;
+			long long ver = -1;
+
+			if (th_json_int(seen, "schedule_version", &ver) == 0 && ver < v)
+				fail_msg("old decision after the schedule PUT: %s", val);
+			if (ver == v && first_new < 0)
+				first_new = th_now_ms() - t0;
+			json_decref(seen);
+			free(val);
+			th_sleep_ms(2);
+		}
+	}
+	o = wait_state(acme_id, v, 0, 3000);
+	assert_non_null(o);
+	print_message("new version published %lld ms after the PUT's answer\n",
+	              first_new >= 0 ? first_new : th_now_ms() - t0);
+	assert_true(json_is_false(json_object_get(o, "allowed")));
+	TH_EXPECT_STR(o, "reason", "no_window");
+	TH_EXPECT_INT(o, "retry_after", 900);
+	json_decref(o);
+
+	/* back to open, for the tests that follow */
+	acme_version = open_all_week("acme");
+	assert_true(acme_version > v);
+	o = wait_state(acme_id, acme_version, 0, 4000);
+	assert_non_null(o);
+	assert_true(json_is_true(json_object_get(o, "allowed")));
+	json_decref(o);
+}
+
+static bool log_has(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	bool found;
+
+	if (f == NULL)
+		return false;
+	found = getdelim(&text, &cap, '\0', f) > 0 && strstr(text, needle) != NULL;
+	free(text);
+	fclose(f);
+	return found;
+}
+
+/* The id of a batch of `size` numbers that next-batch gives acme (caller frees). */
+static char *take_batch(int size)
+{
+	char path[96];
+	struct th_resp *r;
+	char *id = NULL;
+
+	snprintf(path, sizeof(path), "/api/dialer/next-batch?company=acme&size=%d", size);
+	r = th_call(&api, "GET", path, TH_DIALER_TOKEN, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	json_t *batch = json_object_get(r->json, "batch");
+	if (!json_is_true(json_object_get(r->json, "call_allowed")) || !json_is_object(batch))
+		fail_msg("next-batch did not dispatch: %s", r->body);
+	TH_EXPECT_INT(batch, "size_returned", size);
+	id = strdup(th_json_str(batch, "batch_id"));
+	th_resp_free(r);
+	return id;
+}
+
+/* Locks taken by next-batch two hours ago return to the queue (all three columns cleared, the
+ * batch marked released); a number of that old batch that a newer batch holds now stays with
+ * the newer one; a fresh batch keeps its lock. A new leader sweeps at once, so the scheduler is
+ * restarted after the locks are aged. */
+static void test_expired_locks_returned(void **state)
+{
+	char *old_batch, *fresh_batch, *v, want[600];
+	long long deadline;
+
+	(void)state;
+	free(sql("INSERT INTO numbers (phone_number) VALUES ('09120000001'), ('09120000002'), ('09120000003'),"
+	         " ('09120000004')"));
+	old_batch = take_batch(2);   /* 09120000001, 09120000002 */
+	fresh_batch = take_batch(1); /* 09120000003 */
+	free(sqlp("WITH b AS (UPDATE dialer_batches SET created_at = now() - interval '2 hours' WHERE id = $2"
+	          "  AND company_id = $1::integer RETURNING id)"
+	          " UPDATE numbers SET assigned_at = now() - interval '2 hours'"
+	          " WHERE assigned_batch_id IN (SELECT id FROM b)",
+	          acme_id, old_batch, NULL));
+	/* 09120000002 was reported meanwhile and is now in a newer batch */
+	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'cccccccccccccccccccccccccccccccc'"
+	         " WHERE phone_number = '09120000002'"));
+
+	assert_int_equal(th_proc_stop(sched1), 0);
+	sched1 = sched_start(sched1_log);
+	assert_non_null(sched1);
+
+	deadline = th_now_ms() + 8000;
+	for (;;) {
+		v = sql("SELECT count(*) FROM numbers WHERE phone_number = '09120000001' AND assigned_at IS NULL"
+		        " AND assigned_batch_id IS NULL AND assigned_company_id IS NULL");
+		bool done = strcmp(v, "1") == 0;
+		free(v);
+		if (done || th_now_ms() >= deadline)
+			break;
+		th_sleep_ms(100);
+	}
+	v = sql("SELECT string_agg(phone_number || ':' || coalesce(assigned_batch_id, '-') || ':' ||"
+	        " coalesce(assigned_company_id::text, '-'), ' ' ORDER BY phone_number) FROM numbers");
+	snprintf(
+	    want, sizeof(want),
+	    "09120000001:-:- 09120000002:cccccccccccccccccccccccccccccccc:%lld 09120000003:%s:%lld 09120000004:-:-",
+	    acme_id, fresh_batch, acme_id);
+	if (strcmp(v, want) != 0)
+		fail_msg("locks are\n  %s\nnot\n  %s", v, want);
+	free(v);
+	v = sqlp("SELECT string_agg(released::text, ' ' ORDER BY id = $2 DESC) FROM dialer_batches"
+	         " WHERE company_id = $1::integer AND id IN ($2, $3)",
+	         acme_id, old_batch, fresh_batch);
+	assert_string_equal(v, "true false");
+	free(v);
+	assert_true(log_has(sched1_log, "event=locks_returned count=1 batches=1 "));
+	free(old_batch);
+	free(fresh_batch);
+}
+
+/* The pid in the lease's value ("<host>-<pid>"), or 0 when nobody holds it. */
+static int lease_pid(void)
+{
+	char *v = rget(LEASE_KEY);
+	int pid = 0;
+
+	if (v != NULL && strrchr(v, '-') != NULL)
+		pid = atoi(strrchr(v, '-') + 1);
+	free(v);
+	return pid;
+}
+
+static void test_failover(void **state)
+{
+	long long t0, killed_at, took;
+	json_t *o;
+	int st;
+
+	(void)state;
+	sched2 = sched_start(sched2_log);
+	assert_non_null(sched2);
+	/* both run for a few passes: the lease stays with the first, the second never leads */
+	for (int i = 0; i < 30; i++) {
+		assert_int_equal(lease_pid(), th_proc_pid(sched1));
+		th_sleep_ms(100);
+	}
+	assert_true(th_proc_alive(sched2));
+	assert_true(log_has(sched1_log, "event=leader_acquired"));
+	assert_false(log_has(sched2_log, "event=leader_acquired"));
+	assert_false(log_has(sched2_log, "event=callstate_pass"));
+	assert_true(log_has(sched2_log, "event=started"));
+
+	assert_int_equal(kill(th_proc_pid(sched1), SIGKILL), 0);
+	killed_at = wall_ms();
+	t0 = th_now_ms();
+	st = th_proc_stop(sched1);
+	sched1 = NULL;
+	assert_int_equal(st, 128 + SIGKILL);
+	while (lease_pid() != th_proc_pid(sched2) && th_now_ms() - t0 < 10000)
+		th_sleep_ms(50);
+	took = th_now_ms() - t0;
+	print_message("second scheduler took the lease %lld ms after the SIGKILL\n", took);
+	assert_int_equal(lease_pid(), th_proc_pid(sched2));
+	assert_true(took <= 7000); /* the lease's 5 s expiry plus one tick */
+
+	/* and publishes: decisions computed after the kill, for acme and beta */
+	o = wait_state(acme_id, acme_version, killed_at, 5000);
+	assert_non_null(o);
+	assert_true(json_is_true(json_object_get(o, "allowed")));
+	json_decref(o);
+	o = wait_state(beta_id, -1, killed_at, 3000);
+	assert_non_null(o);
+	TH_EXPECT_STR(o, "reason", "insufficient_funds");
+	json_decref(o);
+	print_message("publishing again %lld ms after the SIGKILL\n", th_now_ms() - t0);
+	assert_true(log_has(sched2_log, "event=leader_acquired"));
+
+	/* a clean stop releases the lease at once */
+	st = th_proc_stop(sched2);
+	sched2 = NULL;
+	assert_int_equal(st, 0);
+	assert_int_equal(lease_pid(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_published_allowed),
+	    cmocka_unit_test(test_inactive_absent),
+	    cmocka_unit_test(test_new_company_auto_disabled),
+	    cmocka_unit_test(test_wallet_zero_auto_disabled),
+	    cmocka_unit_test(test_schedule_change),
+	    cmocka_unit_test(test_expired_locks_returned),
+	    cmocka_unit_test(test_failover),
+	};
+
+	return cmocka_run_group_tests_name("scheduler", tests, group_setup, group_teardown);
+}
