@@ -73,24 +73,26 @@ static const char *const steps[] = {
     "  SELECT d.stream_id FROM dead_letters d WHERE d.stream_id = ANY (ARRAY(SELECT stream_id FROM results_stage))))",
     /* 1: malformed entries, and the company must be active (step 1) */
     "UPDATE results_stage s SET dead = COALESCE(s.bad, 'Company not found')"
-    " WHERE NOT s.dup AND (s.bad IS NOT NULL"
-    "  OR (SELECT c.is_active FROM companies c WHERE c.id = s.company_id) IS NOT TRUE)",
-    /* 2: unknown numbers are created, ACTIVE (step 5); sorted so that concurrent copies take the
-     * unique-index locks in one order */
-    "INSERT INTO numbers (phone_number)"
-    " SELECT DISTINCT p FROM unnest(ARRAY(SELECT s.phone FROM results_stage s"
-    "                                      WHERE " LIVE " AND s.phone IS NOT NULL)) p"
-    "  WHERE NOT EXISTS (SELECT 1 FROM numbers n WHERE n.phone_number = p)"
-    "  ORDER BY 1 ON CONFLICT (phone_number) DO NOTHING",
-    /* 3: a valid phone names the number (a number_id that disagrees is discarded, step 3) */
+    " WHERE NOT s.dup AND (s.bad IS NOT NULL OR NOT s.company_id = ANY (ARRAY("
+    "  SELECT c.id FROM companies c WHERE c.is_active"
+    "   AND c.id = ANY (ARRAY(SELECT DISTINCT s2.company_id FROM results_stage s2)))))",
+    /* 2: a valid phone names the number (a number_id that disagrees is discarded, step 3) */
     "UPDATE results_stage s SET n_id = (SELECT n.id FROM numbers n WHERE n.phone_number = s.phone),"
     "       n_phone = s.phone"
     " WHERE " LIVE " AND s.phone IS NOT NULL",
-    /* 4: otherwise the number_id; nothing found is "Number not found" */
+    /* 3, 4: unknown numbers are created, ACTIVE (step 5), then found; sorted so that concurrent
+     * copies take the unique-index locks in one order; one another copy created meanwhile
+     * conflicts here and is found by the next statement */
+    "INSERT INTO numbers (phone_number)"
+    " SELECT DISTINCT s.phone FROM results_stage s WHERE " LIVE " AND s.phone IS NOT NULL AND s.n_id IS NULL"
+    "  ORDER BY 1 ON CONFLICT (phone_number) DO NOTHING",
+    "UPDATE results_stage s SET n_id = (SELECT n.id FROM numbers n WHERE n.phone_number = s.phone)"
+    " WHERE " LIVE " AND s.phone IS NOT NULL AND s.n_id IS NULL",
+    /* 5: otherwise the number_id; nothing found is "Number not found" */
     "UPDATE results_stage s SET (n_id, n_phone) = (SELECT n.id, n.phone_number FROM numbers n WHERE n.id = s.number_id)"
     " WHERE " LIVE " AND s.phone IS NULL",
     "UPDATE results_stage s SET dead = 'Number not found' WHERE " LIVE " AND s.n_id IS NULL",
-    /* 6: the agent (step 6): by agent_id within the company, else by agent_phone within the
+    /* 7: the agent (step 6): by agent_id within the company, else by agent_phone within the
      * company; not an AGENT → no agent; an inactive AGENT → the entry cannot apply.
      * ("company_id + 0": looked up by the unique id or phone, never by the company's index) */
     "UPDATE results_stage s"
@@ -101,16 +103,16 @@ static const char *const steps[] = {
     "           (SELECT y.id FROM users y"
     "             WHERE y.phone_number = s.agent_phone AND y.company_id + 0 = s.company_id)))"
     " WHERE " LIVE " AND (s.agent_id IS NOT NULL OR s.agent_phone IS NOT NULL)",
-    /* 7: scenario and line ids are kept only when they name a row of the company (else NULL) */
+    /* 8: scenario and line ids are kept only when they name a row of the company (else NULL) */
     "UPDATE results_stage s"
     "   SET sc_id = (SELECT x.id FROM scenarios x WHERE x.id = s.scenario_id AND x.company_id + 0 = s.company_id),"
     "       ln_id = (SELECT x.id FROM outbound_lines x"
     "                 WHERE x.id = s.outbound_line_id AND x.company_id + 0 = s.company_id)"
     " WHERE " LIVE " AND (s.scenario_id IS NOT NULL OR s.outbound_line_id IS NOT NULL)",
-    /* 8: lock the numbers in id order, so that concurrent copies never deadlock in the trigger */
+    /* 9: lock the numbers in id order, so that concurrent copies never deadlock in the trigger */
     "SELECT count(*) FROM (SELECT n.id FROM numbers n"
     " WHERE n.id = ANY (ARRAY(SELECT s.n_id FROM results_stage s WHERE " LIVE ")) ORDER BY n.id FOR UPDATE) l",
-    /* 9: the attempts, in stream order (steps 8-9 through the call_attempts trigger); a stream id
+    /* 10: the attempts, in stream order (steps 8-9 through the call_attempts trigger); a stream id
      * another copy committed meanwhile conflicts and is skipped */
     "WITH ins AS ("
     "  INSERT INTO call_attempts (company_id, number_id, phone_number, status, reason, attempted_at,"
@@ -122,15 +124,15 @@ static const char *const steps[] = {
     "  ON CONFLICT (stream_id) WHERE stream_id IS NOT NULL DO NOTHING"
     "  RETURNING id, stream_id)"
     " UPDATE results_stage s SET attempt_id = ins.id FROM ins WHERE s.stream_id = ins.stream_id",
-    /* 10: the wallet rows exist (COMPAT §3.6: created on first use) */
+    /* 11: the wallet rows exist (COMPAT §3.6: created on first use) */
     "INSERT INTO company_config (company_id, skip_holidays)"
     " SELECT DISTINCT s.company_id, $1::boolean FROM results_stage s WHERE " CHARGED_ROWS
     " ON CONFLICT (company_id) DO NOTHING",
-    /* 11: lock them as the billing PUT does, in company order, as late as possible */
+    /* 12: lock them as the billing PUT does, in company order, as late as possible */
     "SELECT count(*) FROM (SELECT c.company_id FROM company_config c"
     " WHERE c.company_id = ANY (ARRAY(SELECT s.company_id FROM results_stage s WHERE " CHARGED_ROWS "))"
     " ORDER BY c.company_id FOR UPDATE) l",
-    /* 12: charge in attempt order (COMPAT §3.6): cost ≤ 0 → nothing; the j-th billable attempt
+    /* 13: charge in attempt order (COMPAT §3.6): cost ≤ 0 → nothing; the j-th billable attempt
      * of a company is charged while balance − (j−1)·cost > 0, min(cost, what is left), with a
      * ledger row; the one reaching 0 and every later one (balance ≤ 0) disable the company and
      * bump its version, as the original does once per report. Returns the companies disabled. */
@@ -158,7 +160,7 @@ static const char *const steps[] = {
     "         FROM e WHERE cc.company_id = e.company_id AND (e.events > 0 OR e.balance <> cc.wallet_balance)"
     "       RETURNING cc.company_id, e.events)"
     " SELECT company_id FROM u WHERE events > 0 ORDER BY company_id",
-    /* 13: what cannot apply is kept, with the entry and why */
+    /* 14: what cannot apply is kept, with the entry and why */
     "INSERT INTO dead_letters (company_id, stream_id, entry, reason, deliveries)"
     " SELECT (SELECT c.id FROM companies c WHERE c.id = s.company_id), s.stream_id,"
     "        COALESCE(s.raw, jsonb_strip_nulls(jsonb_build_object('v', '1', 'company_id', s.company_id::text,"
@@ -171,7 +173,7 @@ static const char *const steps[] = {
     "        s.dead, s.deliveries"
     "   FROM results_stage s WHERE s.dead IS NOT NULL AND NOT s.dup ORDER BY s.seq"
     " ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id, reason",
-    /* 14: the counts */
+    /* 15: the counts */
     "SELECT count(*) FILTER (WHERE s.attempt_id IS NOT NULL),"
     "       count(*) FILTER (WHERE s.dup OR (s.dead IS NULL AND s.attempt_id IS NULL)),"
     "       count(*) FILTER (WHERE s.attempt_id IS NOT NULL"
@@ -180,7 +182,7 @@ static const char *const steps[] = {
     "  FROM results_stage s",
 };
 
-enum { STEP_CONFIG = 10, STEP_CHARGE = 12, STEP_DEAD = 13, STEP_COUNTS = 14, NSTEPS = (int)ARRAY_LEN(steps) };
+enum { STEP_CONFIG = 11, STEP_CHARGE = 13, STEP_DEAD = 14, STEP_COUNTS = 15, NSTEPS = (int)ARRAY_LEN(steps) };
 
 /* A growing byte buffer; OOM is fatal. */
 struct buf {
