@@ -318,8 +318,11 @@ static void claim(struct worker_ctx *w)
 		}
 		const redisReply *list = r->element[1];
 		int rc = 0;
-		if (list->elements) {
-			const redisReply *first = list->element[0], *last = list->element[list->elements - 1];
+		const redisReply *first = list->elements ? list->element[0] : NULL;
+		const redisReply *last = list->elements ? list->element[list->elements - 1] : NULL;
+		if (first && first->type == REDIS_REPLY_ARRAY && first->elements && last->type == REDIS_REPLY_ARRAY &&
+		    last->elements && first->element[0]->type == REDIS_REPLY_STRING &&
+		    last->element[0]->type == REDIS_REPLY_STRING) {
 			char pcount[16];
 			snprintf(pcount, sizeof(pcount), "%zu", list->elements * 4 + 16);
 			const char *pargv[] = {
