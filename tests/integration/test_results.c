@@ -656,6 +656,51 @@ static void test_max_deliveries(void **state)
 	free(c);
 }
 
+/* XADD through redis-cli; the new entry's id (caller frees). args end with NULL. */
+static char *xadd(const char *a1, ...)
+{
+	const char *argv[32] = {"redis-cli", "-u", th_env("REDIS_URL"), "--raw", "XADD", "dialer:results", "*"};
+	size_t n = 7;
+	const char *a;
+	va_list ap;
+	char *out = NULL;
+
+	argv[n++] = a1;
+	va_start(ap, a1);
+	while ((a = va_arg(ap, const char *)) != NULL && n < 31)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(th_run(argv, NULL, 20000, &out), 0);
+	out[strcspn(out, "\r\n")] = '\0';
+	return out;
+}
+
+/* Entries not written by a compatible API (added straight to the stream) are kept with what is
+ * wrong, never applied, never dropped. */
+static void test_malformed(void **state)
+{
+	char cid[24], sql[256], want[96], *bad_status, *bad_version;
+
+	(void)state;
+	snprintf(cid, sizeof(cid), "%lld", acme_id);
+	bad_status = xadd("v", "1", "company_id", cid, "phone", "09121000401", "status", "ANSWERED", "attempted_at",
+	                  "1771408800000000", NULL);
+	bad_version = xadd("v", "2", "company_id", cid, "phone", "09121000402", "status", "MISSED", "attempted_at",
+	                   "1771408800000000", NULL);
+	snprintf(sql, sizeof(sql), "SELECT reason FROM dead_letters WHERE stream_id = '%s'", bad_status);
+	wait_value(sql, "malformed entry: bad status", 15000);
+	snprintf(sql, sizeof(sql),
+	         "SELECT reason || '/' || (entry->>'phone') || '/' || company_id FROM dead_letters"
+	         " WHERE stream_id = '%s'",
+	         bad_version);
+	snprintf(want, sizeof(want), "malformed entry: unsupported version/09121000402/%lld", acme_id);
+	wait_value(sql, want, 15000);
+	assert_int_equal(qi("SELECT count(*) FROM numbers WHERE phone_number IN ('09121000401', '09121000402')"), 0);
+	free(bad_status);
+	free(bad_version);
+}
+
 /* 50,000 results (1,000 through the API, the rest straight into the stream); the worker is
  * SIGKILLed in the middle and restarted: every one is applied, charged and counted exactly once. */
 static void test_sigkill(void **state)
@@ -717,7 +762,7 @@ static void test_sigkill(void **state)
 	assert_int_equal(qi("SELECT count(*) FROM wallet_ledger WHERE kind = 'charge'") - base_ledger, bill);
 	assert_int_equal(qi("SELECT wallet_balance FROM company_config WHERE company_id = %lld", acme_id),
 	                 1000000000LL - 150 * bill);
-	assert_int_equal(qi("SELECT count(*) FROM dead_letters"), 3);
+	assert_int_equal(qi("SELECT count(*) FROM dead_letters"), 5);
 }
 
 /* A second copy shares the load: both apply some, together all, each once. Two fresh copies, so
@@ -764,8 +809,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_applied),        cmocka_unit_test(test_autocreate),
 	    cmocka_unit_test(test_dead_letters),   cmocka_unit_test(test_redelivery),
-	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_sigkill),
-	    cmocka_unit_test(test_two_workers),
+	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_sigkill),        cmocka_unit_test(test_two_workers),
 	};
 
 	return cmocka_run_group_tests_name("results", tests, group_setup, group_teardown);
