@@ -701,6 +701,85 @@ static void test_malformed(void **state)
 	free(bad_version);
 }
 
+/* Runs scripts/<script> with args (ending with NULL); fails the test unless it exits 0. */
+static void run_script(const char *script, ...)
+{
+	char path[512];
+	const char *argv[8];
+	size_t n = 0;
+	const char *a;
+	va_list ap;
+
+	snprintf(path, sizeof(path), "%s/scripts/%s", th_env("DIALER_ROOT"), script);
+	argv[n++] = path;
+	va_start(ap, script);
+	while ((a = va_arg(ap, const char *)) != NULL && n < 7)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(th_run(argv, NULL, 60000, NULL), 0);
+}
+
+/* Redis, then PostgreSQL, restarted while reports flow: every report that got a 202 is applied,
+ * once (the worker reconnects with backoff and re-reads what it had read but not acknowledged). */
+static void test_restarts(void **state)
+{
+	const long long first = 500000000;
+	const int total = 900;
+	long long accepted = 0, retried = 0;
+	char want[32], sql[256];
+
+	(void)state;
+	for (int i = 0; i < total; i++) {
+		char body[256];
+		if (i == total / 3) {
+			run_script("redis.sh", "stop", th_env("TEST_REDIS_DIR"), NULL);
+			run_script("redis.sh", "start", th_env("TEST_REDIS_DIR"), th_env("TEST_REDIS_PORT"), NULL);
+		}
+		if (i == 2 * total / 3) {
+			run_script("pg.sh", "stop", th_env("TEST_PG_DIR"), NULL);
+			run_script("pg.sh", "start", th_env("TEST_PG_DIR"), th_env("TEST_PG_PORT"), NULL);
+		}
+		snprintf(body, sizeof(body),
+		         "{\"company\": \"acme\", \"phone_number\": \"09%lld\", \"status\": \"MISSED\","
+		         " \"attempted_at\": \"2026-02-18T12:00:00Z\"}",
+		         first + i);
+		/* as a dialer does: a 503 is retried (the API reconnects with backoff) */
+		long long deadline = th_now_ms() + 20000;
+		for (;;) {
+			struct th_resp *r = th_call(&api, "POST", "/api/dialer/report-result", TH_DIALER_TOKEN, body);
+			long st = r->status;
+			if (st != 202 && st != 503)
+				fail_msg("report answered %ld: %s", st, r->body);
+			th_resp_free(r);
+			if (st == 202) {
+				accepted++;
+				break;
+			}
+			retried++;
+			if (th_now_ms() > deadline)
+				break;
+			th_sleep_ms(100);
+		}
+	}
+	print_message("%lld of %d reports accepted across the restarts (%lld retries after a 503)\n", accepted, total,
+	              retried);
+	assert_int_equal(accepted, total);
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM call_attempts WHERE phone_number BETWEEN '09%lld' AND '09%lld'", first,
+	         first + total - 1);
+	snprintf(want, sizeof(want), "%lld", accepted);
+	wait_value(sql, want, 60000);
+	assert_int_equal(qi("SELECT count(*) FROM number_state s JOIN numbers n ON n.id = s.number_id"
+	                    " WHERE n.phone_number BETWEEN '09%lld' AND '09%lld' AND s.total_attempts = 1",
+	                    first, first + total - 1),
+	                 accepted);
+	long long deadline = th_now_ms() + 10000;
+	while (pending_count() > 0 && th_now_ms() < deadline)
+		th_sleep_ms(100);
+	assert_int_equal(pending_count(), 0);
+}
+
 /* 50,000 results (1,000 through the API, the rest straight into the stream); the worker is
  * SIGKILLed in the middle and restarted: every one is applied, charged and counted exactly once. */
 static void test_sigkill(void **state)
@@ -810,7 +889,8 @@ int main(void)
 	    cmocka_unit_test(test_applied),        cmocka_unit_test(test_autocreate),
 	    cmocka_unit_test(test_dead_letters),   cmocka_unit_test(test_redelivery),
 	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_sigkill),        cmocka_unit_test(test_two_workers),
+	    cmocka_unit_test(test_restarts),       cmocka_unit_test(test_sigkill),
+	    cmocka_unit_test(test_two_workers),
 	};
 
 	return cmocka_run_group_tests_name("results", tests, group_setup, group_teardown);
