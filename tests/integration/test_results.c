@@ -3,8 +3,9 @@
  * status, attempts, lock, agent by id and by phone, user_message, global status, wallet and the
  * company disabled at zero, unknown numbers created, dead letters (and GET .../dead-letters),
  * redelivered entries applied once, a failing entry dead-lettered after MAX_DELIVERIES without
- * holding back its batch, SIGKILL in the middle of 50,000 results, and two copies sharing the
- * load — every result applied exactly once. */
+ * holding back its batch, malformed entries kept, Redis and PostgreSQL restarted while reports
+ * flow, SIGKILL in the middle of 50,000 results, and two copies sharing the load — every result
+ * applied exactly once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
