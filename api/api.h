@@ -68,6 +68,19 @@ int field_ascii_digits(const char *in, char *out, size_t cap) MUSTCHECK;
 bool field_given(struct http_ctx *c, const char *name);
 /* Path parameter i as an integer id (422 naming it otherwise). */
 int param_id_or_reply(struct http_ctx *c, int i, const char *name, long *out) MUSTCHECK;
+/* Query integer in [min, max], def when absent or empty; 422 naming it otherwise. */
+int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out) MUSTCHECK;
+/* The paging of every list: skip >= 0 (default 0), limit 1..LIST_MAX (default 50, or LIST_MAX when
+ * smaller); 422 naming the parameter otherwise. */
+int query_page_or_reply(struct http_ctx *c, long *skip, long *limit) MUSTCHECK;
+
+/* A paged list's state: set it as c->state (freed with free). */
+struct list_page {
+	long skip, limit;
+};
+/* Replies {"items": <column 1>, "total": <column 0>, "skip", "limit"} from a one-row result whose
+ * first column is the count and second a JSON array; c->state is a struct list_page. */
+void list_page_done(struct http_ctx *c, PGresult *res);
 
 /*
  * Resolves c->params[0] as an active company (404 "Company not found"), then
@@ -75,6 +88,9 @@ int param_id_or_reply(struct http_ctx *c, int i, const char *name, long *out) MU
  * success sets c->company_id / c->company and calls next(c).
  */
 void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c));
+/* The same for a company named elsewhere (query or body); active_only false
+ * also finds inactive companies (COMPAT §2.9's numbers endpoints). */
+void company_by_name(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c));
 
 /* Maps a unique violation on users (username, phone) to COMPAT's 400 text;
  * false (nothing sent) when res is not one. */

@@ -196,96 +196,21 @@ static void put(struct http_ctx *c)
 
 static const char *const ledger_kinds[] = {"charge", "adjustment", "rate", NULL};
 
-/*
- * Parses "YYYY-MM-DD" written with ASCII, Persian (U+06F0..9) or Arabic-Indic
- * (U+0660..9) digits (month and day may have one digit) into a valid Gregorian
- * date. Returns 0 or -1. (common/jalali.h's jalali_parse_ymd does the same
- * shape check; this one also checks the calendar.)
- */
-static int ymd_parse(const char *s, int *y, int *m, int *d)
-{
-	int part[3] = {0, 0, 0}, digits[3] = {0, 0, 0}, k = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		int v;
-		if (*p >= '0' && *p <= '9') {
-			v = *p - '0';
-		} else if (p[0] == 0xdb && p[1] >= 0xb0 && p[1] <= 0xb9) {
-			v = *++p - 0xb0;
-		} else if (p[0] == 0xd9 && p[1] >= 0xa0 && p[1] <= 0xa9) {
-			v = *++p - 0xa0;
-		} else if (*p == '-' && k < 2 && digits[k] > 0) {
-			k++;
-			continue;
-		} else {
-			return -1;
-		}
-		if (++digits[k] > (k == 0 ? 4 : 2))
-			return -1;
-		part[k] = part[k] * 10 + v;
-	}
-	if (k != 2 || digits[0] != 4 || digits[2] == 0 || part[0] < 1 || part[1] < 1 || part[1] > 12 || part[2] < 1 ||
-	    part[2] > 31)
-		return -1;
-	/* 2026-02-30 does not come back as itself */
-	int ry, rm, rd;
-	tz_civil_from_days(tz_days_from_civil(part[0], part[1], part[2]), &ry, &rm, &rd);
-	if (ry != part[0] || rm != part[1] || rd != part[2])
-		return -1;
-	*y = part[0];
-	*m = part[1];
-	*d = part[2];
-	return 0;
-}
-
 /* The UTC instant (epoch seconds, as text) a local calendar day starts, plus
  * days_after days; "" when the parameter is absent or empty. -1 after a 400. */
 static int day_bound_or_reply(struct http_ctx *c, const char *name, int days_after, char out[24])
 {
 	const char *s = http_query(c, name);
-	int y, m, d;
+	time_t t;
 	out[0] = '\0';
 	if (!s || !*s)
 		return 0;
-	if (ymd_parse(s, &y, &m, &d)) {
+	if (tz_local_day_start(s, days_after, &t)) {
 		http_error(c, 400, "INVALID_DATE", "Invalid %s", name);
 		return -1;
 	}
-	tz_civil_from_days(tz_days_from_civil(y, m, d) + days_after, &y, &m, &d);
-	snprintf(out, 24, "%lld", (long long)tz_local_midnight(y, m, d));
+	snprintf(out, 24, "%lld", (long long)t);
 	return 0;
-}
-
-/* Query integer in min..max, def when absent or empty. -1 after a 422. */
-static int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out)
-{
-	const char *s = http_query(c, name);
-	char msg[96];
-	*out = def;
-	if (!s || !*s)
-		return 0;
-	if (util_parse_long(s, min, max, out)) {
-		snprintf(msg, sizeof(msg), "must be an integer from %ld to %ld", min, max);
-		http_invalid(c, name, msg);
-		return -1;
-	}
-	return 0;
-}
-
-struct page {
-	long skip, limit;
-};
-
-static void ledger_done(struct http_ctx *c, PGresult *res)
-{
-	struct page *pg = c->state;
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	json_t *out = json_object();
-	json_object_set_new(out, "items", pgjson_cell(res, 0, 1));
-	json_object_set_new(out, "total", pgjson_cell(res, 0, 0));
-	json_object_set_new(out, "skip", json_integer(pg->skip));
-	json_object_set_new(out, "limit", json_integer(pg->limit));
-	http_reply_json(c, 200, out);
 }
 
 /* One filter for the count and the page; every value a parameter. Kept
@@ -297,14 +222,13 @@ static void ledger_done(struct http_ctx *c, PGresult *res)
 
 static void ledger_company(struct http_ctx *c)
 {
-	struct page *pg = xcalloc(1, sizeof(*pg));
+	struct list_page *pg = xcalloc(1, sizeof(*pg));
 	const char *kind = http_query(c, "kind");
 	char cid[24], from[24], to[24], skip[24], limit[24], msg[96];
 	c->state = pg;
 	c->state_free = free;
 	if (day_bound_or_reply(c, "start_date", 0, from) || day_bound_or_reply(c, "end_date", 1, to) ||
-	    query_long_or_reply(c, "skip", 0, 2147483647L, 0, &pg->skip) ||
-	    query_long_or_reply(c, "limit", 1, cfg.list_max, 50 < cfg.list_max ? 50 : cfg.list_max, &pg->limit))
+	    query_page_or_reply(c, &pg->skip, &pg->limit))
 		return;
 	if (kind && !*kind)
 		kind = NULL;
@@ -331,7 +255,7 @@ static void ledger_company(struct http_ctx *c)
 	        "   'created_at', api_ts(created_at)) ORDER BY created_at DESC, id DESC), '[]'::json)"
 	        "  FROM (SELECT * FROM wallet_ledger" LEDGER_WHERE
 	        "   ORDER BY created_at DESC, id DESC OFFSET $5 LIMIT $6) t) AS items",
-	        6, p, ledger_done);
+	        6, p, list_page_done);
 }
 
 /* Superusers, and the company's own admins (read-only). */

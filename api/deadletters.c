@@ -10,47 +10,13 @@
 #include "pgjson.h"
 #include "util.h"
 
-struct page {
-	long skip, limit;
-};
-
-/* Query integer in min..max, def when absent or empty. -1 after a 422. */
-static int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out)
-{
-	const char *s = http_query(c, name);
-	char msg[96];
-	*out = def;
-	if (!s || !*s)
-		return 0;
-	if (util_parse_long(s, min, max, out)) {
-		snprintf(msg, sizeof(msg), "must be an integer from %ld to %ld", min, max);
-		http_invalid(c, name, msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void listed(struct http_ctx *c, PGresult *res)
-{
-	struct page *pg = c->state;
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	json_t *out = json_object();
-	json_object_set_new(out, "items", pgjson_cell(res, 0, 1));
-	json_object_set_new(out, "total", pgjson_cell(res, 0, 0));
-	json_object_set_new(out, "skip", json_integer(pg->skip));
-	json_object_set_new(out, "limit", json_integer(pg->limit));
-	http_reply_json(c, 200, out);
-}
-
 static void list_company(struct http_ctx *c)
 {
-	struct page *pg = xcalloc(1, sizeof(*pg));
+	struct list_page *pg = xcalloc(1, sizeof(*pg));
 	char cid[24], skip[24], limit[24];
 	c->state = pg;
 	c->state_free = free;
-	if (query_long_or_reply(c, "skip", 0, 2147483647L, 0, &pg->skip) ||
-	    query_long_or_reply(c, "limit", 1, cfg.list_max, 50 < cfg.list_max ? 50 : cfg.list_max, &pg->limit))
+	if (query_page_or_reply(c, &pg->skip, &pg->limit))
 		return;
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	snprintf(skip, sizeof(skip), "%ld", pg->skip);
@@ -64,7 +30,7 @@ static void list_company(struct http_ctx *c)
 	        "   'created_at', api_ts(created_at)) ORDER BY created_at DESC, id DESC), '[]'::json)"
 	        "  FROM (SELECT * FROM dead_letters WHERE company_id = $1"
 	        "   ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT $3) t) AS items",
-	        3, p, listed);
+	        3, p, list_page_done);
 }
 
 /* The company's admins, and superusers. */

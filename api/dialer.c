@@ -15,6 +15,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "phone.h"
+#include "selection.h"
 #include "tz.h"
 #include "util.h"
 #include "worker.h"
@@ -174,15 +175,6 @@ static void reg_company(struct http_ctx *c)
 	http_db(c, s->kind->sql, 2, p, registered);
 }
 
-static size_t utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 /* A string of min..max characters at item[key]; 422 naming "list[i].key". */
 static int item_str_or_reply(struct http_ctx *c, json_t *item, const char *list, size_t i, const char *key, size_t max)
 {
@@ -197,7 +189,7 @@ static int item_str_or_reply(struct http_ctx *c, json_t *item, const char *list,
 		http_invalid(c, field, "must be a string");
 		return -1;
 	}
-	size_t n = utf8_chars(json_string_value(v));
+	size_t n = util_utf8_chars(json_string_value(v));
 	if (n < 1 || n > max) {
 		snprintf(msg, sizeof(msg), "must be 1 to %zu characters", max);
 		http_invalid(c, field, msg);
@@ -644,10 +636,6 @@ static void report_company(struct http_ctx *c)
 	http_db(c, "SELECT company_call_allowed_set($1, $2, $3)", 3, p, switch_set);
 }
 
-static const char *const call_statuses[] = {
-    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
-    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
-};
 
 static void report_result(struct http_ctx *c)
 {
@@ -660,7 +648,7 @@ static void report_result(struct http_ctx *c)
 
 	if (field_object_or_reply(c, true) || field_str_or_reply(c, "company", 1, 64, false, &company) ||
 	    field_str_or_reply(c, "phone_number", 0, PHONE_INPUT_MAX, true, &phone) ||
-	    field_enum_or_reply(c, "status", call_statuses, &status) ||
+	    field_enum_or_reply(c, "status", selection_call_statuses, &status) ||
 	    field_str_or_reply(c, "attempted_at", 1, 64, true, &attempted) ||
 	    field_int_or_reply(c, "number_id", 1, 9007199254740991LL, false, &has_number, &number_id) ||
 	    field_int_or_reply(c, "scenario_id", 1, 2147483647LL, false, &has_scenario, &scenario_id) ||

@@ -8,16 +8,9 @@
 #include <string.h>
 
 #include "api.h"
+#include "config.h"
+#include "pgjson.h"
 #include "util.h"
-
-static size_t utf8_len(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
 
 int field_object_or_reply(struct http_ctx *c, bool required)
 {
@@ -83,7 +76,7 @@ int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t 
 		http_invalid(c, name, "must be a string");
 		return -1;
 	}
-	size_t n = utf8_len(json_string_value(v));
+	size_t n = util_utf8_chars(json_string_value(v));
 	if (n < min || n > max || strlen(json_string_value(v)) != json_string_length(v)) {
 		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
 		http_invalid(c, name, msg);
@@ -179,6 +172,42 @@ int param_id_or_reply(struct http_ctx *c, int i, const char *name, long *out)
 	return 0;
 }
 
+int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out)
+{
+	const char *v = http_query(c, name);
+	char msg[96];
+	*out = def;
+	if (!v || !*v)
+		return 0;
+	if (util_parse_long(v, min, max, out)) {
+		snprintf(msg, sizeof(msg), "must be an integer from %ld to %ld", min, max);
+		http_invalid(c, name, msg);
+		return -1;
+	}
+	return 0;
+}
+
+int query_page_or_reply(struct http_ctx *c, long *skip, long *limit)
+{
+	return query_long_or_reply(c, "skip", 0, 2147483647L, 0, skip) ||
+	               query_long_or_reply(c, "limit", 1, cfg.list_max, cfg.list_max < 50 ? cfg.list_max : 50, limit)
+	           ? -1
+	           : 0;
+}
+
+void list_page_done(struct http_ctx *c, PGresult *res)
+{
+	struct list_page *pg = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	json_t *out = json_object();
+	json_object_set_new(out, "items", pgjson_cell(res, 0, 1));
+	json_object_set_new(out, "total", pgjson_cell(res, 0, 0));
+	json_object_set_new(out, "skip", json_integer(pg->skip));
+	json_object_set_new(out, "limit", json_integer(pg->limit));
+	http_reply_json(c, 200, out);
+}
+
 bool require_admin_or_reply(struct http_ctx *c)
 {
 	if (!c->user.is_admin) {
@@ -214,9 +243,17 @@ static void company_loaded(struct http_ctx *c, PGresult *res)
 	c->next(c);
 }
 
+void company_by_name(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c))
+{
+	const char *p[1] = {name};
+	c->next = next;
+	http_db(c,
+	        active_only ? "SELECT id, name FROM companies WHERE name = $1 AND is_active"
+	                    : "SELECT id, name FROM companies WHERE name = $1",
+	        1, p, company_loaded);
+}
+
 void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
-	const char *p[1] = {c->params[0]};
-	c->next = next;
-	http_db(c, "SELECT id, name FROM companies WHERE name = $1 AND is_active", 1, p, company_loaded);
+	company_by_name(c, c->params[0], true, next);
 }

@@ -8,7 +8,6 @@
 
 #include "api.h"
 #include "config.h"
-#include "jalali.h"
 #include "pgjson.h"
 #include "phone.h"
 #include "selection.h"
@@ -35,16 +34,7 @@
 	"ag.is_active) FROM users ag WHERE ag.id = x.assigned_agent_id) AS assigned_agent, api_ts(x.created_at) " \
 	"AS created_at FROM ("
 
-/* The guard of COMPAT §2.9 on one number: cur = the number (locked) and its
- * status for company $2 (NULL = none); ok = it, when $3 (superuser) or the
- * status is mutable. */
-#define GUARD_ONE                                                                                         \
-	"WITH cur AS (SELECT n.id, s.status FROM numbers n LEFT JOIN number_state s ON s.company_id = $2" \
-	" AND s.number_id = n.id WHERE n.id = $1 FOR UPDATE OF n), "                                      \
-	"ok AS (SELECT id FROM cur WHERE $3::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), "
-#define GUARD_TAIL " SELECT EXISTS (SELECT 1 FROM cur), (SELECT status FROM cur), (SELECT count(*) FROM ok)"
-
-enum action { ACT_NONE, ACT_STATUS, ACT_DELETE, ACT_RESET };
+enum action { ACT_STATUS, ACT_DELETE, ACT_RESET };
 
 struct nreq {
 	struct selection sel;
@@ -55,7 +45,6 @@ struct nreq {
 	enum action act;
 	const char *new_status; /* borrowed from the body or a static table */
 	bool single;            /* reply one NumberOut, not an array */
-	const char *company_name;
 	void (*next)(struct http_ctx *c);
 };
 
@@ -76,15 +65,6 @@ static struct nreq *nreq_new(struct http_ctx *c)
 	c->state_free = nreq_free;
 	r->sel.select_all = true;
 	return r;
-}
-
-static const char *company_param(struct http_ctx *c)
-{
-	char cid[24];
-	if (!c->company_id)
-		return NULL;
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
-	return xstrdup(cid);
 }
 
 /* ---- target company (COMPAT §2.9 _resolve_company_id) ---- */
@@ -124,23 +104,6 @@ static void search_agents_then_next(struct http_ctx *c)
 	free(name);
 }
 
-static void target_loaded(struct http_ctx *c, PGresult *res)
-{
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	if (PQntuples(res) != 1) {
-		http_error(c, 404, "NOT_FOUND", "Company not found");
-		return;
-	}
-	c->company_id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	c->company = xstrdup(PQgetvalue(res, 0, 1));
-	if (!http_user_in_company(c, c->company_id)) {
-		http_error(c, 403, "FORBIDDEN", "Access denied to this company");
-		return;
-	}
-	search_agents_then_next(c);
-}
-
 /* Resolves the named company (active or not, as the original) or the user's
  * own, then calls next(c); a superuser without either has no target (0). */
 static void resolve_target(struct http_ctx *c, const char *name, void (*next)(struct http_ctx *c))
@@ -148,8 +111,7 @@ static void resolve_target(struct http_ctx *c, const char *name, void (*next)(st
 	struct nreq *r = c->state;
 	r->next = next;
 	if (name && *name) {
-		const char *p[1] = {name};
-		http_db(c, "SELECT id, name FROM companies WHERE name = $1", 1, p, target_loaded);
+		company_by_name(c, name, false, search_agents_then_next);
 		return;
 	}
 	if (!c->user.is_superuser && !c->user.company_id) {
@@ -164,61 +126,19 @@ static void resolve_target(struct http_ctx *c, const char *name, void (*next)(st
 
 /* ---- query-string and body parsing ---- */
 
-static size_t utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
-/* Optional integer query parameter in [min, max]; 422 naming it otherwise. */
-static int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max, long def, long *out)
-{
-	const char *v = http_query(c, name);
-	char msg[96];
-	*out = def;
-	if (!v || !*v)
-		return 0;
-	if (util_parse_long(v, min, max, out)) {
-		snprintf(msg, sizeof(msg), "must be an integer from %ld to %ld", min, max);
-		http_invalid(c, name, msg);
-		return -1;
-	}
-	return 0;
-}
-
-/* A local calendar day "YYYY-MM-DD" (any digits) as the UTC instant it
- * starts at; end = true gives the start of the next day. -1 when invalid. */
-static int parse_day(const char *s, bool end, time_t *out)
-{
-	int y, m, d, y2, m2, d2;
-	if (jalali_parse_ymd(s, &y, &m, &d) || y < 1900 || y > 9999)
-		return -1;
-	long day = tz_days_from_civil(y, m, d);
-	tz_civil_from_days(day, &y2, &m2, &d2);
-	if (y2 != y || m2 != m || d2 != d)
-		return -1;
-	if (end)
-		tz_civil_from_days(day + 1, &y, &m, &d);
-	*out = tz_local_midnight(y, m, d);
-	return 0;
-}
-
 /* start_date / end_date into the selection; false after replying 400. */
 static bool dates_or_reply(struct http_ctx *c, const char *start, const char *end, bool bulk)
 {
 	struct nreq *r = c->state;
 	if (start && *start) {
-		if (parse_day(start, false, &r->sel.start)) {
+		if (tz_local_day_start(start, 0, &r->sel.start)) {
 			http_error(c, 400, "BAD_REQUEST", bulk ? "Invalid date format" : "Invalid start_date");
 			return false;
 		}
 		r->sel.has_start = true;
 	}
 	if (end && *end) {
-		if (parse_day(end, true, &r->sel.end)) {
+		if (tz_local_day_start(end, 1, &r->sel.end)) {
 			http_error(c, 400, "BAD_REQUEST", bulk ? "Invalid date format" : "Invalid end_date");
 			return false;
 		}
@@ -252,7 +172,7 @@ static bool list_filters_or_reply(struct http_ctx *c, bool paged)
 	    query_long_or_reply(c, "agent_id", 1, 2147483647L, 0, &agent))
 		return false;
 	r->sel.agent_id = agent;
-	if (search && utf8_chars(search) > SELECTION_SEARCH_MAX) {
+	if (search && util_utf8_chars(search) > SELECTION_SEARCH_MAX) {
 		http_invalid(c, "search", "must be at most 100 characters");
 		return false;
 	}
@@ -267,8 +187,7 @@ static bool list_filters_or_reply(struct http_ctx *c, bool paged)
 			http_invalid(c, "sort_order", "must be asc or desc");
 			return false;
 		}
-		if (query_long_or_reply(c, "skip", 0, 2147483647L, 0, &r->skip) ||
-		    query_long_or_reply(c, "limit", 1, cfg.list_max, 50, &r->limit))
+		if (query_page_or_reply(c, &r->skip, &r->limit))
 			return false;
 	}
 	return dates_or_reply(c, http_query(c, "start_date"), http_query(c, "end_date"), false);
@@ -281,6 +200,7 @@ static bool scope_or_reply(struct http_ctx *c)
 	r->sel.company_id = c->company_id;
 	if (!c->user.is_admin)
 		r->sel.only_agent_id = c->user.id; /* agents see only their own numbers */
+	selection_query_free(&r->q);               /* an action rebuilds it to show the number afterwards */
 	if (selection_build(&r->sel, &r->q)) {
 		http_invalid(c, "selection", "too many ids or too long a search");
 		return false;
@@ -447,18 +367,18 @@ static void attempts_visible(struct http_ctx *c, PGresult *res)
 		http_error(c, 404, "NOT_FOUND", "Number not found");
 		return;
 	}
+	char cid[24];
 	snprintf(id, sizeof(id), "%ld", r->number_id);
 	snprintf(lim, sizeof(lim), "%ld", r->limit);
 	snprintf(off, sizeof(off), "%ld", r->skip);
-	const char *cid = company_param(c);
-	const char *p[4] = {id, cid, lim, off};
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[4] = {id, c->company_id ? cid : NULL, lim, off};
 	http_db(c,
 	        "SELECT id, company_id, number_id, phone_number, status, reason, api_ts(attempted_at) AS attempted_at,"
 	        " agent_id, scenario_id, outbound_line_id, user_message, batch_id, api_ts(created_at) AS created_at"
 	        " FROM call_attempts WHERE number_id = $1 AND ($2::int IS NULL OR company_id = $2::int)"
 	        " ORDER BY attempted_at DESC, id DESC LIMIT $3 OFFSET $4",
 	        4, p, attempts_done);
-	free((void *)cid);
 }
 
 static void attempts_scoped(struct http_ctx *c)
@@ -477,33 +397,99 @@ static void attempts_scoped(struct http_ctx *c)
 static void attempts(struct http_ctx *c)
 {
 	struct nreq *r = nreq_new(c);
-	if (!number_id_or_reply(c, r) || query_long_or_reply(c, "skip", 0, 2147483647L, 0, &r->skip) ||
-	    query_long_or_reply(c, "limit", 1, cfg.list_max, 50, &r->limit))
+	if (!number_id_or_reply(c, r) || query_page_or_reply(c, &r->skip, &r->limit))
 		return;
 	resolve_target(c, http_query(c, "company"), attempts_scoped);
 }
 
-/* ---- PUT /{id}/status, DELETE /{id}, POST /{id}/reset ---- */
+/* ---- actions: PUT /{id}/status, DELETE /{id}, POST /{id}/reset, and bulk ---- */
+
+/* Status changes and resets are per company; a delete is global. */
+static bool company_needed_or_reply(struct http_ctx *c, const char *field)
+{
+	struct nreq *r = c->state;
+	if (r->act == ACT_DELETE || c->company_id)
+		return true;
+	http_error(c, 400, "COMPANY_REQUIRED", "%s is required to %s", field,
+	           r->act == ACT_RESET ? "reset numbers" : "change the status of numbers");
+	return false;
+}
+
+/*
+ * One statement for an action over the built selection r->q (one number or
+ * many): cur = the selected numbers, locked, with the target company's
+ * status; ok = those the caller may change (a superuser, or a mutable
+ * status: COMPAT §2.9's guard); the change, applied to ok; then how many were
+ * selected, how many changed, and the status of one that was selected (the
+ * single-number guard names it).
+ */
+static void run_action(struct http_ctx *c, http_db_cb done)
+{
+	struct nreq *r = c->state;
+	char cid[24], *act, *sql;
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	/* only parameters the statement uses: PostgreSQL counts them from the text */
+	int ks = selection_param(&r->q, c->user.is_superuser ? "true" : "false");
+	int kc = r->act == ACT_DELETE ? 0 : selection_param(&r->q, cid);
+	int kt = r->act == ACT_STATUS ? selection_param(&r->q, r->new_status) : 0;
+	switch (r->act) {
+	case ACT_DELETE:
+		act = xasprintf("d AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)");
+		break;
+	case ACT_RESET:
+		act = xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
+		                " (SELECT id FROM ok) RETURNING 1), u AS (UPDATE numbers SET assigned_at = NULL,"
+		                " assigned_batch_id = NULL, assigned_company_id = NULL WHERE id IN (SELECT id FROM ok)"
+		                " AND assigned_at IS NOT NULL RETURNING 1)",
+		                kc);
+		break;
+	default:
+		/* IN_QUEUE makes a number dialable again, as a reset does (COMPAT preface 5) */
+		act =
+		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
+		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
+		              " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
+		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		              " updated_at = now() RETURNING 1), "
+		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
+		              " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
+		              " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
+		              " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
+		              " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
+		              kt, kc, kc, kt, kt, kt, kt, kt, kt);
+	}
+	sql = xasprintf("WITH cur AS (SELECT n.id, s.status %s FOR UPDATE OF n), ok AS (SELECT id FROM cur"
+	                " WHERE $%d::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), %s"
+	                " SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok),"
+	                " (SELECT status FROM cur LIMIT 1)",
+	                r->q.from_where, ks, act);
+	http_db(c, sql, r->q.nparams, r->q.params, done);
+	free(sql);
+	free(act);
+}
+
+static const char *action_name(enum action act)
+{
+	return act == ACT_DELETE ? "delete" : act == ACT_RESET ? "reset" : "update_status";
+}
 
 static void action_done(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
 	if (!http_db_ok_or_reply(c, res))
 		return;
-	if (PQgetvalue(res, 0, 0)[0] != 't') {
+	if (strtol(PQgetvalue(res, 0, 0), NULL, 10) == 0) {
 		http_error(c, 404, "NOT_FOUND", "Number not found"); /* deleted meanwhile */
 		return;
 	}
-	if (strtol(PQgetvalue(res, 0, 2), NULL, 10) == 0) {
-		const char *st = PQgetisnull(res, 0, 1) ? "IN_QUEUE" : PQgetvalue(res, 0, 1);
+	if (strtol(PQgetvalue(res, 0, 1), NULL, 10) == 0) {
+		const char *st = PQgetisnull(res, 0, 2) ? "IN_QUEUE" : PQgetvalue(res, 0, 2);
 		http_error(c, 400, "IMMUTABLE_STATUS", "Status %s cannot be changed by non-superuser", st);
 		return;
 	}
-	log_info("event=number_%s id=%ld company=%ld status=%s",
-	         r->act == ACT_DELETE  ? "deleted"
-	         : r->act == ACT_RESET ? "reset"
-	                               : "status_set",
-	         r->number_id, c->company_id, r->new_status ? r->new_status : "-");
+	log_info("event=number_changed action=%s id=%ld company=%ld status=%s", action_name(r->act), r->number_id,
+	         c->company_id, r->new_status ? r->new_status : "-");
 	if (r->act == ACT_DELETE) {
 		http_reply_json(c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)r->number_id));
 		return;
@@ -514,48 +500,13 @@ static void action_done(struct http_ctx *c, PGresult *res)
 static void action_scoped(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
-	char id[24];
-	const char *cid = company_param(c);
-	snprintf(id, sizeof(id), "%ld", r->number_id);
-	const char *p[4] = {id, cid, c->user.is_superuser ? "true" : "false", r->new_status};
-	if (r->act != ACT_DELETE && !cid) {
-		free((void *)cid);
-		http_error(c, 400, "COMPANY_REQUIRED", "company is required to %s a number",
-		           r->act == ACT_RESET ? "reset" : "change the status of");
+	if (!company_needed_or_reply(c, "company"))
 		return;
-	}
-	switch (r->act) {
-	case ACT_DELETE:
-		http_db(c,
-		        GUARD_ONE "del AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
-		        3, p, action_done);
-		break;
-	case ACT_RESET:
-		http_db(c,
-		        GUARD_ONE
-		        "del AS (DELETE FROM number_state WHERE company_id = $2 AND number_id IN (SELECT id FROM ok)"
-		        " RETURNING 1), unl AS (UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL,"
-		        " assigned_company_id = NULL WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
-		        3, p, action_done);
-		break;
-	default:
-		/* IN_QUEUE makes the number dialable again, as a reset does (COMPAT preface 5) */
-		http_db(c,
-		        GUARD_ONE
-		        "del AS (DELETE FROM number_state WHERE $4 = 'IN_QUEUE' AND company_id = $2"
-		        " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
-		        "ups AS (INSERT INTO number_state (company_id, number_id, status) SELECT $2, id, $4 FROM ok"
-		        " WHERE $4 <> 'IN_QUEUE' ON CONFLICT (company_id, number_id) DO UPDATE SET status = "
-		        "EXCLUDED.status,"
-		        " updated_at = now() RETURNING 1), "
-		        "upn AS (UPDATE numbers SET global_status = global_status_for($4),"
-		        " assigned_at = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
-		        " assigned_batch_id = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
-		        " assigned_company_id = CASE WHEN $4 = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
-		        " WHERE id IN (SELECT id FROM ok) RETURNING 1)" GUARD_TAIL,
-		        4, p, action_done);
-	}
-	free((void *)cid);
+	r->sel.select_all = false;
+	r->sel.ids = r->ids;
+	r->sel.nids = 1;
+	if (scope_or_reply(c))
+		run_action(c, action_done);
 }
 
 static void action_number_found(struct http_ctx *c, PGresult *res)
@@ -726,11 +677,6 @@ static void add(struct http_ctx *c)
 /* ---- POST /api/numbers/bulk ---- */
 
 static const char *const bulk_actions[] = {"update_status", "reset", "delete", NULL};
-static const char *const call_statuses[] = {
-    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
-    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
-};
-static const char *const global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
 static const char *const sort_fields[] = {"created_at", "last_attempt_at", "status", NULL};
 static const char *const sort_orders[] = {"asc", "desc", NULL};
 
@@ -768,11 +714,8 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	long matched = strtol(PQgetvalue(res, 0, 0), NULL, 10), done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld",
-	         r->act == ACT_DELETE  ? "delete"
-	         : r->act == ACT_RESET ? "reset"
-	                               : "update_status",
-	         c->company_id, matched, done);
+	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld", action_name(r->act), c->company_id,
+	         matched, done);
 	http_reply_json(c, 200,
 	                json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(r->act == ACT_STATUS ? done : 0),
 	                          "reset", (json_int_t)(r->act == ACT_RESET ? done : 0), "deleted",
@@ -783,56 +726,15 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 static void bulk_scoped(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
-	if (r->act != ACT_DELETE && !c->company_id) {
-		http_error(c, 400, "COMPANY_REQUIRED", "company_name is required to %s numbers",
-		           r->act == ACT_RESET ? "reset" : "change the status of");
+	if (!company_needed_or_reply(c, "company_name"))
 		return;
-	}
 	r->sel.company_id = c->company_id;
+	selection_query_free(&r->q);
 	if (selection_build(&r->sel, &r->q)) {
 		http_invalid(c, "selection", "too many ids or too long a search");
 		return;
 	}
-	char cid[24];
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
-	/* only parameters the statement uses: PostgreSQL counts them from the text */
-	int ks = selection_param(&r->q, c->user.is_superuser ? "true" : "false");
-	int kc = r->act == ACT_DELETE ? 0 : selection_param(&r->q, cid);
-	int kt = r->act == ACT_STATUS ? selection_param(&r->q, r->new_status) : 0;
-	char *act;
-	switch (r->act) {
-	case ACT_DELETE:
-		act = xasprintf("d AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)");
-		break;
-	case ACT_RESET:
-		act = xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
-		                " (SELECT id FROM ok) RETURNING 1), u AS (UPDATE numbers SET assigned_at = NULL,"
-		                " assigned_batch_id = NULL, assigned_company_id = NULL WHERE id IN (SELECT id FROM ok)"
-		                " AND assigned_at IS NOT NULL RETURNING 1)",
-		                kc);
-		break;
-	default:
-		act =
-		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
-		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
-		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
-		              " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
-		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
-		              " updated_at = now() RETURNING 1), "
-		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
-		              " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
-		              " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
-		              " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
-		              " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
-		              kt, kc, kc, kt, kt, kt, kt, kt, kt);
-	}
-	char *sql = xasprintf("WITH cur AS (SELECT n.id, s.status %s FOR UPDATE OF n), ok AS (SELECT id FROM cur"
-	                      " WHERE $%d::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), %s"
-	                      " SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)",
-	                      r->q.from_where, ks, act);
-	http_db(c, sql, r->q.nparams, r->q.params, bulk_done);
-	free(sql);
-	free(act);
+	run_action(c, bulk_done);
 }
 
 static void bulk(struct http_ctx *c)
@@ -841,14 +743,15 @@ static void bulk(struct http_ctx *c)
 	const char *action, *sort_by, *sort_order, *company, *start, *end;
 	int select_all;
 	long long agent = 0;
+	bool has_agent;
 	if (!require_admin_or_reply(c) || field_object_or_reply(c, true) ||
 	    field_enum_or_reply(c, "action", bulk_actions, &action) ||
-	    field_enum_or_reply(c, "status", call_statuses, &r->new_status) ||
+	    field_enum_or_reply(c, "status", selection_call_statuses, &r->new_status) ||
 	    ids_or_reply(c, "ids", &r->ids, &r->sel.nids) ||
 	    ids_or_reply(c, "excluded_ids", &r->excluded, &r->sel.nexcluded) ||
 	    field_bool_or_reply(c, "select_all", &select_all) ||
-	    field_enum_or_reply(c, "filter_status", call_statuses, &r->sel.status) ||
-	    field_enum_or_reply(c, "filter_global_status", global_statuses, &r->sel.global_status) ||
+	    field_enum_or_reply(c, "filter_status", selection_call_statuses, &r->sel.status) ||
+	    field_enum_or_reply(c, "filter_global_status", selection_global_statuses, &r->sel.global_status) ||
 	    field_str_or_reply(c, "search", 0, SELECTION_SEARCH_MAX, false, &r->sel.search) ||
 	    field_enum_or_reply(c, "sort_by", sort_fields, &sort_by) ||
 	    field_enum_or_reply(c, "sort_order", sort_orders, &sort_order) ||
@@ -860,15 +763,9 @@ static void bulk(struct http_ctx *c)
 		http_invalid(c, "action", "field required");
 		return;
 	}
-	json_t *ag = json_object_get(c->body, "agent_id");
-	if (ag && !json_is_null(ag)) {
-		if (!json_is_integer(ag) || json_integer_value(ag) < 1 || json_integer_value(ag) > 2147483647) {
-			http_invalid(c, "agent_id", "must be a positive integer");
-			return;
-		}
-		agent = json_integer_value(ag);
-	}
-	r->sel.agent_id = (long)agent;
+	if (field_int_or_reply(c, "agent_id", 1, 2147483647LL, false, &has_agent, &agent))
+		return;
+	r->sel.agent_id = has_agent ? (long)agent : 0;
 	r->sel.select_all = select_all == 1;
 	r->sel.ids = r->ids;
 	r->sel.excluded = r->excluded;

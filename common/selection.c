@@ -7,12 +7,13 @@
 #include <string.h>
 
 #include "selection.h"
+#include "util.h"
 
-static const char *const call_statuses[] = {
+const char *const selection_call_statuses[] = {
     "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
     "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED", NULL,
 };
-static const char *const global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
+const char *const selection_global_statuses[] = {"ACTIVE", "COMPLAINED", "POWER_OFF", NULL};
 static const char *const mutable_statuses[] = {"IN_QUEUE", "MISSED", "BUSY", "POWER_OFF", "BANNED", NULL};
 
 static bool in_list(const char *s, const char *const *list)
@@ -27,12 +28,12 @@ static bool in_list(const char *s, const char *const *list)
 
 bool selection_status_valid(const char *s)
 {
-	return in_list(s, call_statuses);
+	return in_list(s, selection_call_statuses);
 }
 
 bool selection_global_status_valid(const char *s)
 {
-	return in_list(s, global_statuses);
+	return in_list(s, selection_global_statuses);
 }
 
 bool selection_status_mutable(const char *status)
@@ -130,22 +131,13 @@ static char *like_pattern(const char *s)
 	return p;
 }
 
-static size_t utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 int selection_search_patterns(const char *search, char **phone_like, char **name_like)
 {
 	char text[SELECTION_SEARCH_MAX * 4 + 1], digits[sizeof(text)];
 	size_t nd = 0, len;
 	bool all_digits = true;
 	*phone_like = *name_like = NULL;
-	if (!search || utf8_chars(search) > SELECTION_SEARCH_MAX)
+	if (!search || util_utf8_chars(search) > SELECTION_SEARCH_MAX)
 		return -1;
 	map_digits(search, text, sizeof(text));
 	char *t = text;
@@ -195,7 +187,7 @@ int selection_build(const struct selection *f, struct selection_query *q)
 	size_t len = 0;
 	int pc = 0;
 	memset(q, 0, sizeof(*q));
-	if ((f->search && utf8_chars(f->search) > SELECTION_SEARCH_MAX) || f->nids > SELECTION_IDS_MAX ||
+	if ((f->search && util_utf8_chars(f->search) > SELECTION_SEARCH_MAX) || f->nids > SELECTION_IDS_MAX ||
 	    f->nexcluded > SELECTION_IDS_MAX)
 		return -1;
 	FILE *w = open_memstream(&buf, &len);

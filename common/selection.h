@@ -83,6 +83,10 @@ void selection_query_free(struct selection_query *q);
 int selection_parse_sort(const char *sort_by, const char *sort_order, enum selection_sort *sort,
                          bool *ascending) MUSTCHECK;
 
+/* The 13 call statuses and the 3 global statuses (COMPAT §3.2), NULL-terminated. */
+extern const char *const selection_call_statuses[];
+extern const char *const selection_global_statuses[];
+
 /* True when s is one of the 13 call statuses / the 3 global statuses. */
 bool selection_status_valid(const char *s);
 bool selection_global_status_valid(const char *s);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jalali.h"
 #include "tz.h"
 
 static char zone_name[64] = "UTC";
@@ -162,5 +163,19 @@ int tz_parse_instant(const char *s, int64_t *usec)
 		return -1;
 	int64_t secs = (int64_t)day * 86400 + h * 3600 + mi * 60 + sec - (int64_t)sign * (oh * 3600 + om * 60);
 	*usec = secs * 1000000 + frac;
+	return 0;
+}
+
+int tz_local_day_start(const char *ymd, int days_after, time_t *out)
+{
+	int y, m, d, y2, m2, d2;
+	if (jalali_parse_ymd(ymd, &y, &m, &d) || y < 1900 || y > 9999)
+		return -1;
+	long day = tz_days_from_civil(y, m, d);
+	tz_civil_from_days(day, &y2, &m2, &d2);
+	if (y2 != y || m2 != m || d2 != d)
+		return -1;
+	tz_civil_from_days(day + days_after, &y, &m, &d);
+	*out = tz_local_midnight(y, m, d);
 	return 0;
 }

@@ -44,6 +44,14 @@ void tz_format_local(time_t t, char *buf, size_t len);
  */
 int tz_parse_instant(const char *s, int64_t *usec) MUSTCHECK;
 
+/*
+ * The UTC instant at which the local calendar day `ymd` ("YYYY-MM-DD", ASCII,
+ * Persian or Arabic-Indic digits; see jalali_parse_ymd) plus days_after days
+ * begins. Refuses dates that do not exist (2026-02-30) and years outside
+ * 1900..9999. Returns 0 or -1.
+ */
+int tz_local_day_start(const char *ymd, int days_after, time_t *out) MUSTCHECK;
+
 /* Civil day number of a proleptic Gregorian date, and back. */
 long tz_days_from_civil(int y, int m, int d);
 void tz_civil_from_days(long day, int *y, int *m, int *d);

@@ -139,6 +139,15 @@ void util_iso_now(char out[32])
 	snprintf(out + n, 32 - n, ".%06ldZ", ts.tv_nsec / 1000);
 }
 
+size_t util_utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
 bool util_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -30,6 +30,9 @@ void util_iso_now(char out[32]);
 /* True when s is valid UTF-8 with no NUL inside its first len bytes. */
 bool util_utf8_valid(const char *s, size_t len);
 
+/* Characters (code points) of a NUL-terminated UTF-8 string. */
+size_t util_utf8_chars(const char *s);
+
 /* Parses a base-10 integer in [min,max] from the whole of s. Returns 0 or -1. */
 int util_parse_long(const char *s, long min, long max, long *out) MUSTCHECK;
 

@@ -80,11 +80,46 @@ static void test_tehran(void **state)
 	assert_int_equal(tz_init("../etc/passwd"), -1);
 }
 
+/* Local (Tehran) calendar days as the filters send them. */
+static void test_local_day_start(void **state)
+{
+	static const struct {
+		const char *in;
+		int days_after;
+		long long start; /* -1: refused */
+	} cases[] = {
+	    {"2026-02-18", 0, 1771360200}, /* 2026-02-17T20:30Z */
+	    {"2026-02-18", 1, 1771446600}, /* the next midnight */
+	    {"2026-2-8", 0, 1770496200},   /* one-digit month and day */
+	    {"\xdb\xb2\xdb\xb0\xdb\xb2\xdb\xb6-\xdb\xb0\xdb\xb2-\xdb\xb1\xdb\xb8", 0, 1771360200}, /* Persian */
+	    {"2026-02-28", 1, 1772224200},                                                         /* into March */
+	    {"2026-02-30", 0, -1},
+	    {"2026-13-01", 0, -1},
+	    {"1800-01-01", 0, -1},
+	    {"18-02-2026", 0, -1},
+	    {"", 0, -1},
+	};
+	(void)state;
+	assert_int_equal(tz_init("Asia/Tehran"), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		time_t t = 0;
+		int rc = tz_local_day_start(cases[i].in, cases[i].days_after, &t);
+		if (cases[i].start < 0) {
+			if (rc != -1)
+				fail_msg("%s: accepted", cases[i].in);
+		} else if (rc != 0 || (long long)t != cases[i].start) {
+			fail_msg("%s +%d: rc %d, %lld, expected %lld", cases[i].in, cases[i].days_after, rc,
+			         (long long)t, cases[i].start);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_instant),
 	    cmocka_unit_test(test_tehran),
+	    cmocka_unit_test(test_local_day_start),
 	};
 	return cmocka_run_group_tests_name("tz", tests, NULL, NULL);
 }

@@ -11,17 +11,13 @@
 #include <jansson.h>
 
 #include "entry.h"
+#include "selection.h"
 #include "util.h"
 
 #define INT32_MAXL 2147483647L
 #define INT64_MAXL 9223372036854775807L
 /* attempted_at / accepted_at: 1970 .. 3000 in µs */
 #define US_MAX 32503680000000000L
-
-static const char *const statuses[] = {
-    "IN_QUEUE", "MISSED",    "CONNECTED", "FAILED",  "NOT_INTERESTED", "HANGUP",     "DISCONNECTED",
-    "BUSY",     "POWER_OFF", "BANNED",    "UNKNOWN", "INBOUND_CALL",   "COMPLAINED",
-};
 
 enum kind { K_STR, K_INT, K_PHONE };
 
@@ -122,12 +118,8 @@ int entry_parse(const redisReply *el, struct result_entry *e)
 		set_bad(e, "missing ", "phone and number_id");
 	if (!e->status) {
 		set_bad(e, "missing ", "status");
-	} else {
-		size_t j = 0;
-		while (j < ARRAY_LEN(statuses) && strcmp(statuses[j], e->status))
-			j++;
-		if (j == ARRAY_LEN(statuses))
-			set_bad(e, "bad ", "status");
+	} else if (!selection_status_valid(e->status)) {
+		set_bad(e, "bad ", "status");
 	}
 	return 0;
 }
