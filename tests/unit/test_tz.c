@@ -92,7 +92,7 @@ static void test_local_day_start(void **state)
 	    {"2026-02-18", 1, 1771446600}, /* the next midnight */
 	    {"2026-2-8", 0, 1770496200},   /* one-digit month and day */
 	    {"\xdb\xb2\xdb\xb0\xdb\xb2\xdb\xb6-\xdb\xb0\xdb\xb2-\xdb\xb1\xdb\xb8", 0, 1771360200}, /* Persian */
-	    {"2026-02-28", 1, 1772224200},                                                         /* into March */
+	    {"2026-02-28", 1, 1772310600}, /* 2026-03-01T00:00+03:30 */
 	    {"2026-02-30", 0, -1},
 	    {"2026-13-01", 0, -1},
 	    {"1800-01-01", 0, -1},
