@@ -47,6 +47,9 @@ int field_object_or_reply(struct http_ctx *c, bool required) MUSTCHECK;
 /* String of min..max characters; *out NULL when absent or null (then 422 if required). Borrowed. */
 int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required,
                        const char **out) MUSTCHECK;
+/* The same for obj[key] (a nested object), the 422 naming label (e.g. "scenarios[2].name"). */
+int field_str_in_or_reply(struct http_ctx *c, json_t *obj, const char *key, const char *label, size_t min, size_t max,
+                          bool required, const char **out) MUSTCHECK;
 /* Boolean; *out = -1 when absent or null, else 0/1. */
 int field_bool_or_reply(struct http_ctx *c, const char *name, int *out) MUSTCHECK;
 /*

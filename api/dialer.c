@@ -175,27 +175,13 @@ static void reg_company(struct http_ctx *c)
 	http_db(c, s->kind->sql, 2, p, registered);
 }
 
-/* A string of min..max characters at item[key]; 422 naming "list[i].key". */
+/* A string of 1..max characters at item[key]; 422 naming "list[i].key". */
 static int item_str_or_reply(struct http_ctx *c, json_t *item, const char *list, size_t i, const char *key, size_t max)
 {
-	json_t *v = json_object_get(item, key);
-	char field[96], msg[64];
-	snprintf(field, sizeof(field), "%s[%zu].%s", list, i, key);
-	if (!v || json_is_null(v)) {
-		http_invalid(c, field, "field required");
-		return -1;
-	}
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-		http_invalid(c, field, "must be a string");
-		return -1;
-	}
-	size_t n = util_utf8_chars(json_string_value(v));
-	if (n < 1 || n > max) {
-		snprintf(msg, sizeof(msg), "must be 1 to %zu characters", max);
-		http_invalid(c, field, msg);
-		return -1;
-	}
-	return 0;
+	char label[96];
+	const char *v;
+	snprintf(label, sizeof(label), "%s[%zu].%s", list, i, key);
+	return field_str_in_or_reply(c, item, key, label, 1, max, true, &v);
 }
 
 static void reg_start(struct http_ctx *c, const struct reg_kind *kind)
@@ -635,7 +621,6 @@ static void report_company(struct http_ctx *c)
 	const char *p[3] = {cid, r->call_allowed ? "true" : "false", cfg.skip_holidays ? "true" : "false"};
 	http_db(c, "SELECT company_call_allowed_set($1, $2, $3)", 3, p, switch_set);
 }
-
 
 static void report_result(struct http_ctx *c)
 {

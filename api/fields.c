@@ -60,30 +60,36 @@ bool field_given(struct http_ctx *c, const char *name)
 	return v && !json_is_null(v);
 }
 
-int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required, const char **out)
+int field_str_in_or_reply(struct http_ctx *c, json_t *obj, const char *key, const char *label, size_t min, size_t max,
+                          bool required, const char **out)
 {
-	json_t *v = json_object_get(c->body, name);
+	json_t *v = json_object_get(obj, key);
 	char msg[96];
 	*out = NULL;
 	if (!v || json_is_null(v)) {
 		if (required) {
-			http_invalid(c, name, "field required");
+			http_invalid(c, label, "field required");
 			return -1;
 		}
 		return 0;
 	}
 	if (!json_is_string(v)) {
-		http_invalid(c, name, "must be a string");
+		http_invalid(c, label, "must be a string");
 		return -1;
 	}
 	size_t n = util_utf8_chars(json_string_value(v));
 	if (n < min || n > max || strlen(json_string_value(v)) != json_string_length(v)) {
 		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
-		http_invalid(c, name, msg);
+		http_invalid(c, label, msg);
 		return -1;
 	}
 	*out = json_string_value(v);
 	return 0;
+}
+
+int field_str_or_reply(struct http_ctx *c, const char *name, size_t min, size_t max, bool required, const char **out)
+{
+	return field_str_in_or_reply(c, c->body, name, name, min, max, required, out);
 }
 
 int field_bool_or_reply(struct http_ctx *c, const char *name, int *out)
