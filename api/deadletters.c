@@ -36,7 +36,7 @@ static void list_company(struct http_ctx *c)
 /* The company's admins, and superusers. */
 static void list(struct http_ctx *c)
 {
-	if (!c->user.is_superuser && !require_admin_or_reply(c))
+	if (!require_admin_or_reply(c))
 		return;
 	company_from_path(c, list_company);
 }

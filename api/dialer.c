@@ -506,14 +506,11 @@ static void next_batch_company(struct http_ctx *c)
 
 static void next_batch(struct http_ctx *c)
 {
-	const char *v = http_query(c, "size");
-	long size = cfg.default_batch_size;
-	if (v && *v &&
-	    util_parse_long(v, 1, NEXT_BATCH_SIZE_MAX > cfg.max_batch_size ? NEXT_BATCH_SIZE_MAX : cfg.max_batch_size,
-	                    &size)) {
-		http_invalid(c, "size", "must be an integer from 1 to 500");
+	long size;
+	if (query_long_or_reply(c, "size", 1,
+	                        NEXT_BATCH_SIZE_MAX > cfg.max_batch_size ? NEXT_BATCH_SIZE_MAX : cfg.max_batch_size,
+	                        cfg.default_batch_size, &size))
 		return;
-	}
 	if (size > cfg.max_batch_size)
 		size = cfg.max_batch_size;
 	struct next_batch *nb = xcalloc(1, sizeof(*nb));

@@ -77,8 +77,12 @@ int field_str_in_or_reply(struct http_ctx *c, json_t *obj, const char *key, cons
 		http_invalid(c, label, "must be a string");
 		return -1;
 	}
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		http_invalid(c, label, "must not contain NUL characters");
+		return -1;
+	}
 	size_t n = util_utf8_chars(json_string_value(v));
-	if (n < min || n > max || strlen(json_string_value(v)) != json_string_length(v)) {
+	if (n < min || n > max) {
 		snprintf(msg, sizeof(msg), "must be %zu to %zu characters", min, max);
 		http_invalid(c, label, msg);
 		return -1;

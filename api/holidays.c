@@ -1,8 +1,8 @@
 /*
  * Holidays shared by every company (/api/holidays): the official solar ones
  * computed for any Jalali year (common/holidays.c) merged with the table's
- * lunar and custom rows and tombstones. Superusers add and remove; each change
- * bumps dialer:holidays:version in Redis for whoever caches decisions.
+ * lunar and custom rows and tombstones. Superusers add and remove; the
+ * scheduler's next pass (within a second) publishes decisions with them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +13,6 @@
 #include "jalali.h"
 #include "tz.h"
 #include "util.h"
-
-#define HOLIDAYS_VERSION_KEY "dialer:holidays:version"
 
 /* {"date", "jalali_date", "title", "kind"} of civil day `day`. New reference. */
 static json_t *holiday_item(long day, const char *title, const char *kind)
@@ -160,21 +158,6 @@ static void hchange_free(void *p)
 	free(h);
 }
 
-static void version_bumped(struct http_ctx *c, redisReply *reply)
-{
-	struct hchange *h = c->state;
-	if (!reply || reply->type == REDIS_REPLY_ERROR)
-		log_warn("event=holidays_version_bump_failed date=%s", h->date);
-	http_reply_json(c, 200, json_incref(h->out));
-}
-
-/* Best effort: the dialer path watches the counter to drop cached decisions. */
-static void bump_version_then_reply(struct http_ctx *c)
-{
-	const char *argv[2] = {"INCR", HOLIDAYS_VERSION_KEY};
-	http_redis(c, version_bumped, 2, argv, NULL);
-}
-
 static void added(struct http_ctx *c, PGresult *res)
 {
 	struct hchange *h = c->state;
@@ -187,7 +170,7 @@ static void added(struct http_ctx *c, PGresult *res)
 	}
 	h->out = holiday_item(h->day, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 	log_info("event=holiday_added date=%s user=%s", h->date, c->user.username);
-	bump_version_then_reply(c);
+	http_reply_json(c, 200, json_incref(h->out));
 }
 
 static void add(struct http_ctx *c)
@@ -251,7 +234,7 @@ static void removed(struct http_ctx *c, PGresult *res)
 	}
 	h->out = json_pack("{s:b, s:s}", "deleted", 1, "date", h->date);
 	log_info("event=holiday_removed date=%s user=%s", h->date, c->user.username);
-	bump_version_then_reply(c);
+	http_reply_json(c, 200, json_incref(h->out));
 }
 
 static void del(struct http_ctx *c)

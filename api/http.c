@@ -312,10 +312,19 @@ static void free_ref(const void *data, size_t len, void *extra)
 void http_reply_json(struct http_ctx *c, int status, json_t *body)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char *s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (s)
-		evbuffer_add_reference(buf, s, strlen(s), free_ref, NULL); /* buf owns s now */
+	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
+	if (!s) {
+		/* a body that cannot be encoded (json_pack failed, invalid UTF-8): never an empty 2xx */
+		static const char fail[] =
+		    "{\"detail\":\"Internal Server Error\",\"error\":{\"code\":\"INTERNAL_ERROR\","
+		    "\"message\":\"cannot encode the response\",\"details\":{}}}";
+		log_error("event=http_error status=500 code=INTERNAL_ERROR msg=\"cannot encode the response\"");
+		evbuffer_add(buf, fail, sizeof(fail) - 1);
+		finish(c, 500, buf, "application/json");
+		return;
+	}
+	evbuffer_add_reference(buf, s, strlen(s), free_ref, NULL); /* buf owns s now */
 	finish(c, status, buf, "application/json");
 }
 
@@ -326,7 +335,7 @@ static void verror(struct http_ctx *c, int status, const char *code, json_t *det
 	if (status >= 500)
 		log_error("event=http_error status=%d code=%s msg=\"%s\"", status,
 		          code ? code : status_code_name(status), msg);
-	if (status == 401 && !http_header(c, "WWW-Authenticate"))
+	if (status == 401 && !evhttp_find_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate"))
 		http_add_header(c, "WWW-Authenticate", "Bearer");
 	http_reply_json(c, status, error_body(status, code, details, msg));
 }

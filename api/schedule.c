@@ -202,8 +202,8 @@ static int ival_cmp(const void *a, const void *b)
 
 /*
  * 400 checks: start < end (COMPAT's text), then no two windows of one day
- * share an instant. Windows are inclusive at both ends (COMPAT §3.6), so a
- * window ending at 12:00:00 and one starting at 12:00:00 overlap too.
+ * overlap. Back-to-back windows (one ends at 12:00:00, the next starts at
+ * 12:00:00) are accepted: they share one instant, which either allows.
  */
 static int intervals_check_or_reply(struct http_ctx *c, struct sput *s)
 {
@@ -219,7 +219,7 @@ static int intervals_check_or_reply(struct http_ctx *c, struct sput *s)
 	qsort(s->iv, (size_t)s->n, sizeof(s->iv[0]), ival_cmp);
 	for (int i = 1; i < s->n; i++) {
 		const struct ival *p = &s->iv[i - 1], *q = &s->iv[i];
-		if (p->dow != q->dow || q->start > p->end)
+		if (p->dow != q->dow || q->start >= p->end)
 			continue;
 		fmt_time(p->start, a0);
 		fmt_time(p->end, a1);
@@ -227,9 +227,7 @@ static int intervals_check_or_reply(struct http_ctx *c, struct sput *s)
 		fmt_time(q->end, b1);
 		http_error_details(c, 400, "INTERVALS_OVERLAP",
 		                   json_pack("{s:i, s:[i, i]}", "day_of_week", q->dow, "intervals", p->idx, q->idx),
-		                   "intervals overlap on day_of_week %d: %s-%s and %s-%s (both ends are inclusive, "
-		                   "so a window must start after the previous one ends)",
-		                   q->dow, a0, a1, b0, b1);
+		                   "intervals overlap on day_of_week %d: %s-%s and %s-%s", q->dow, a0, a1, b0, b1);
 		return -1;
 	}
 	return 0;

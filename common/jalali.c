@@ -68,7 +68,7 @@ static void jyear_describe(int jy, struct jyear *out)
 	if (jump - n < 6)
 		n = n - jump + fdiv(jump + 4, 33) * 33;
 	long phase = fmod_(fmod_(n + 1, 33) - 1, 4);
-	out->leap_phase = (int)(phase == -1 ? 4 : phase);
+	out->leap_phase = (int)phase;
 }
 
 static bool year_ok(int jy)

@@ -297,6 +297,7 @@ static void test_put_roundtrip(void **state)
 	s = put_ok("sch-put",
 	           "{\"skip_holidays\": false, \"intervals\": ["
 	           "{\"day_of_week\": 2, \"start_time\": \"14:00\", \"end_time\": \"18:30\"},"
+	           "{\"day_of_week\": 0, \"start_time\": \"12:00\", \"end_time\": \"13:00\"},"
 	           "{\"day_of_week\": 0, \"start_time\": \"09:00:00\", \"end_time\": \"12:00\"},"
 	           "{\"day_of_week\": 2, \"start_time\": \"08:00\", \"end_time\": \"12:00:15\"},"
 	           "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\", \"x\": 1}]}");
@@ -304,11 +305,12 @@ static void test_put_roundtrip(void **state)
 	assert_true(json_is_false(json_object_get(s, "skip_holidays")));
 	assert_true(json_is_true(json_object_get(s, "enabled")));
 	assert_true(th_is_datetime(th_json_str(s, "updated_at")));
-	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 4);
+	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 5);
 	expect_interval(s, 0, 0, "09:00:00", "12:00:00"); /* sorted by day, then start */
-	expect_interval(s, 1, 2, "08:00:00", "12:00:15");
-	expect_interval(s, 2, 2, "14:00:00", "18:30:00");
-	expect_interval(s, 3, 6, "00:00:00", "23:59:59");
+	expect_interval(s, 1, 0, "12:00:00", "13:00:00"); /* back to back with the one before: accepted */
+	expect_interval(s, 2, 2, "08:00:00", "12:00:15");
+	expect_interval(s, 3, 2, "14:00:00", "18:30:00");
+	expect_interval(s, 4, 6, "00:00:00", "23:59:59");
 	g = get_ok("sch-put");
 	assert_true(json_equal(s, g));
 	json_decref(g);
@@ -320,14 +322,14 @@ static void test_put_roundtrip(void **state)
 	json_decref(s);
 	s = put_ok("sch-put", "{\"enabled\": null, \"skip_holidays\": null, \"intervals\": null, \"other\": 1}");
 	TH_EXPECT_INT(s, "version", 2);
-	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 4);
+	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 5);
 	json_decref(s);
 
 	/* one field: +1, the intervals stay */
 	s = put_ok("sch-put", "{\"skip_holidays\": true}");
 	TH_EXPECT_INT(s, "version", 3);
 	assert_true(json_is_true(json_object_get(s, "skip_holidays")));
-	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 4);
+	assert_int_equal(json_array_size(json_object_get(s, "intervals")), 5);
 	json_decref(s);
 
 	/* all three at once: +1 once; the intervals are replaced, Persian digits accepted */
@@ -414,8 +416,8 @@ static void test_put_errors(void **state)
 	    {400, "intervals overlap on day_of_week 1",
 	     "{\"intervals\": [{\"day_of_week\": 1, \"start_time\": \"08:00\", \"end_time\": \"12:00\"},"
 	     " {\"day_of_week\": 1, \"start_time\": \"11:00\", \"end_time\": \"13:00\"}]}"},
-	    {400, "intervals overlap on day_of_week 5", /* touching: both ends are inclusive */
-	     "{\"intervals\": [{\"day_of_week\": 5, \"start_time\": \"12:00\", \"end_time\": \"14:00\"},"
+	    {400, "intervals overlap on day_of_week 5", /* by one second */
+	     "{\"intervals\": [{\"day_of_week\": 5, \"start_time\": \"11:59:59\", \"end_time\": \"14:00\"},"
 	     " {\"day_of_week\": 5, \"start_time\": \"08:00\", \"end_time\": \"12:00\"}]}"},
 	    {400, "intervals overlap on day_of_week 0", /* one inside another */
 	     "{\"intervals\": [{\"day_of_week\": 0, \"start_time\": \"08:00\", \"end_time\": \"18:00\"},"
