@@ -440,6 +440,28 @@ static void auto_disabled(struct http_ctx *c, PGresult *res)
 	decided(c);
 }
 
+/*
+ * Blocked by an empty wallet: COMPAT §3.6 step 1 persists the disable, here on
+ * the dialer path as in the original (the scheduler only publishes). The
+ * UPDATE re-checks both conditions, so an already disabled or meanwhile
+ * funded company is left alone (and keeps its version).
+ */
+static void decided_or_disable(struct http_ctx *c)
+{
+	struct next_batch *nb = c->state;
+	char cid[24];
+	if (nb->allowed || strcmp(nb->reason, "insufficient_funds")) {
+		decided(c);
+		return;
+	}
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	const char *p[1] = {cid};
+	http_db(c,
+	        "UPDATE company_config SET enabled = false, disabled_by_dialer = true, version = version + 1,"
+	        " updated_at = now() WHERE company_id = $1 AND enabled AND wallet_balance <= 0 RETURNING version",
+	        1, p, auto_disabled);
+}
+
 /* The database's answer (the published state was missing or stale). */
 static void callstate_loaded(struct http_ctx *c, PGresult *res)
 {
@@ -458,19 +480,11 @@ static void callstate_loaded(struct http_ctx *c, PGresult *res)
 	nb->version = nb->cs.version;
 	snprintf(nb->reason, sizeof(nb->reason), "%s", nb->allowed ? "" : callrule_reason_str(r.decision.reason));
 	metrics_count("next_batch_state_from_db", 1);
-	if (r.decision.reason == CALLRULE_INSUFFICIENT_FUNDS && nb->cs.enabled) {
-		/* COMPAT §3.6 step 1: persisted, as the original's next-batch does */
-		char cid[24];
-		snprintf(cid, sizeof(cid), "%ld", c->company_id);
-		const char *p[1] = {cid};
-		http_db(
-		    c,
-		    "UPDATE company_config SET enabled = false, disabled_by_dialer = true, version = version + 1,"
-		    " updated_at = now() WHERE company_id = $1 AND enabled AND wallet_balance <= 0 RETURNING version",
-		    1, p, auto_disabled);
+	if (!nb->cs.enabled) {
+		decided(c); /* already disabled: nothing to persist */
 		return;
 	}
-	decided(c);
+	decided_or_disable(c);
 }
 
 static void published_read(struct http_ctx *c, redisReply *reply)
@@ -486,7 +500,7 @@ static void published_read(struct http_ctx *c, redisReply *reply)
 		nb->version = pub.version;
 		snprintf(nb->reason, sizeof(nb->reason), "%s", pub.reason);
 		metrics_count("next_batch_state_from_redis", 1);
-		decided(c);
+		decided_or_disable(c);
 		return;
 	}
 	/* missing, stale or Redis unavailable: decide from the database */

@@ -18,8 +18,11 @@ PGconn *db_connect(const char *conninfo, volatile int *stop)
 {
 	int backoff = 100;
 	bool logged = false;
-	const char *kw[] = {"dbname", "application_name", "options", NULL};
-	const char *vals[] = {conninfo, "dialer", "-c TimeZone=UTC", NULL};
+	/* a dead server or network fails the call within ~30 s instead of blocking forever */
+	const char *kw[] = {
+	    "dbname",          "application_name",    "options",          "connect_timeout",  "keepalives",
+	    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", NULL};
+	const char *vals[] = {conninfo, "dialer", "-c TimeZone=UTC", "5", "1", "30", "10", "3", "30000", NULL};
 	for (;;) {
 		PGconn *pg = PQconnectdbParams(kw, vals, 1);
 		if (pg && PQstatus(pg) == CONNECTION_OK) {

@@ -248,6 +248,11 @@ redisContext *rds_connect_sync(const char *url, volatile int *stop)
 				ok = rep && rep->type != REDIS_REPLY_ERROR;
 				freeReplyObject(rep);
 			}
+			/* a read or write that hangs (a stuck server) fails after this, instead of blocking the process
+			 */
+			struct timeval rw = {RDS_SYNC_TIMEOUT_S, 0};
+			if (ok && redisSetTimeout(c, rw) != REDIS_OK)
+				ok = false;
 			if (ok) {
 				if (logged)
 					log_info("event=redis_up");

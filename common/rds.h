@@ -44,8 +44,10 @@ bool rds_connected(const struct rds *r);
 /*
  * Blocking connection for processes without a loop (workers, CLI): retries with
  * backoff until connected or *stop becomes true (stop may be NULL: one try).
- * Returns NULL when it gives up. Caller frees with redisFree.
+ * Reads and writes on it time out after RDS_SYNC_TIMEOUT_S (blocking reads
+ * must ask for less). Returns NULL when it gives up. Caller frees with redisFree.
  */
+#define RDS_SYNC_TIMEOUT_S 10
 redisContext *rds_connect_sync(const char *url, volatile int *stop);
 
 #endif

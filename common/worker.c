@@ -15,6 +15,7 @@
 #include "db.h"
 #include "metrics.h"
 #include "rds.h"
+#include "util.h"
 #include "worker.h"
 
 static volatile int stopping;
@@ -56,6 +57,23 @@ static bool ensure_group(struct wstate *s)
 }
 
 /* Re-opens whatever is down, without blocking for long: one attempt per tick. */
+/* Per-session limits: a statement or a lock wait that hangs fails instead of
+ * stalling the process (the API's pool sets its own). */
+static PGconn *worker_db_connect(volatile int *stop)
+{
+	PGconn *db = db_connect(cfg.database_url, stop);
+	if (db) {
+		PGresult *r = PQexec(db, "SET statement_timeout = '120s'; SET lock_timeout = '30s'");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			log_warn("event=db_session_setup_failed error=\"%s\"",
+			         PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			             ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			             : "no result");
+		PQclear(r);
+	}
+	return db;
+}
+
 static void ensure_connections(struct wstate *s)
 {
 	if (s->w.redis && s->w.redis->err) {
@@ -76,7 +94,7 @@ static void ensure_connections(struct wstate *s)
 			s->w.db = NULL;
 		}
 		if (!s->w.db) {
-			s->w.db = db_connect(cfg.database_url, NULL);
+			s->w.db = worker_db_connect(NULL);
 			if (s->w.db)
 				s->w.epoch++;
 		}
@@ -138,7 +156,12 @@ int worker_main(const struct worker_def *def)
 	if (gethostname(host, sizeof(host)))
 		snprintf(host, sizeof(host), "host");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(consumer, sizeof(consumer), "%s-%d", host, (int)getpid());
+	/* random too: two containers with the same host name and pid 1 must not share a name (the
+	 * scheduler's lease is held by this name) */
+	char rnd[9];
+	if (util_random_hex(rnd, 4))
+		snprintf(rnd, sizeof(rnd), "%08x", (unsigned)util_now_ns());
+	snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), rnd);
 	s.w.consumer = consumer;
 
 	/* the first connections wait (with backoff) so a fresh start logs once, not per tick */
@@ -146,7 +169,7 @@ int worker_main(const struct worker_def *def)
 	if (s.w.redis)
 		ensure_group(&s);
 	if (def->needs_db && !stopping)
-		s.w.db = db_connect(cfg.database_url, &stopping);
+		s.w.db = worker_db_connect(&stopping);
 	s.w.epoch = 1;
 	if (stopping)
 		goto out;

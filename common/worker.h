@@ -20,7 +20,7 @@
 struct worker_ctx {
 	redisContext *redis;  /* NULL while disconnected; the skeleton reconnects */
 	PGconn *db;           /* NULL while disconnected; the skeleton reconnects */
-	const char *consumer; /* this process's consumer name: <host>-<pid> */
+	const char *consumer; /* this process's consumer name: <host>-<pid>-<random> */
 	unsigned epoch;       /* bumped whenever redis or db is (re)connected: per-connection setup */
 	void *user;
 };

@@ -119,61 +119,6 @@ static int load_script(redisContext *ctx)
 	return rc;
 }
 
-/*
- * COMPAT §3.6 step 1 for every company of the pass that is enabled with a
- * wallet <= 0: one UPDATE (re-checking both, so a wallet funded meanwhile is
- * left alone). The companies it disabled get the new flags and version; the
- * other candidates changed under us and are not published this pass.
- */
-static int auto_disable(PGconn *db, struct company *c, size_t n)
-{
-	size_t cap = 3, len = 0, cand = 0;
-	char *ids;
-	PGresult *res;
-
-	for (size_t i = 0; i < n; i++)
-		if (c[i].ok && c[i].cs.enabled && c[i].cs.wallet_balance <= 0)
-			cap += 21;
-	if (cap == 3)
-		return 0;
-	ids = xmalloc(cap);
-	ids[len++] = '{';
-	for (size_t i = 0; i < n; i++)
-		if (c[i].ok && c[i].cs.enabled && c[i].cs.wallet_balance <= 0) {
-			len += (size_t)snprintf(ids + len, cap - len, "%s%ld", cand ? "," : "", c[i].id);
-			cand++;
-			c[i].ok = false; /* until the UPDATE says it disabled it */
-		}
-	snprintf(ids + len, cap - len, "}");
-	const char *p[1] = {ids};
-	res = db_exec(db,
-	              "UPDATE company_config SET enabled = false, disabled_by_dialer = true, version = version + 1,"
-	              " updated_at = now()"
-	              " WHERE company_id = ANY($1::integer[]) AND enabled AND wallet_balance <= 0"
-	              " RETURNING company_id, version",
-	              1, p);
-	free(ids);
-	if (!res)
-		return -1;
-	for (int r = 0; r < PQntuples(res); r++) {
-		long id = strtol(PQgetvalue(res, r, 0), NULL, 10);
-		for (size_t i = 0; i < n; i++)
-			if (c[i].id == id) {
-				c[i].cs.enabled = false;
-				c[i].cs.disabled_by_dialer = true;
-				c[i].cs.version = strtol(PQgetvalue(res, r, 1), NULL, 10);
-				c[i].ok = true;
-				log_info(
-				    "event=company_auto_disabled company_id=%ld version=%ld reason=insufficient_funds",
-				    id, c[i].cs.version);
-				break;
-			}
-	}
-	metrics_count("scheduler_companies_disabled", (uint64_t)PQntuples(res));
-	PQclear(res);
-	return 0;
-}
-
 /* Reads the pass's companies from res. Row 0 owns the holidays; the other rows
  * borrow them (cleared again before callstate_free). */
 static struct company *read_companies(const PGresult *res, size_t *out_n)
@@ -247,9 +192,9 @@ int sched_publish(struct worker_ctx *w)
 	res = db_exec(w->db, CALLSTATE_ALL_SQL, 1, p);
 	if (!res)
 		goto out;
+	/* an empty wallet is only published here: persisting the auto-disable (COMPAT §3.6 step 1) is
+	 * the dialer path's, at its next next-batch, as in the original */
 	c = read_companies(res, &n);
-	if (auto_disable(w->db, c, n))
-		goto out;
 
 	time_t now = time(NULL);
 	long long now_ms = wall_ms();

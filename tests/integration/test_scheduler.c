@@ -1,10 +1,10 @@
 /* dialer-scheduler against the real API, PostgreSQL and Redis (issue 5 items 4 and 6): each
  * active company's call-allowed decision appears in Redis within about two seconds with the
  * right allowed/reason/version and a TTL, follows a schedule change, is absent for an inactive
- * company; a wallet at zero gets the company auto-disabled (COMPAT §3.6 step 1) and published
- * as insufficient_funds; a lock older than ASSIGNMENT_TIMEOUT_MINUTES returns to the queue and a
- * fresh one does not; of two schedulers exactly one holds the lease, and when it is SIGKILLed the
- * other takes over within a few seconds and publishing goes on. */
+ * company; a wallet at zero is published as insufficient_funds, and the dialer's next next-batch
+ * persists the auto-disable (COMPAT §3.6 step 1: the dialer path, not the scheduler); a lock older than
+ * ASSIGNMENT_TIMEOUT_MINUTES returns to the queue and a fresh one does not; of two schedulers exactly one holds the
+ * lease, and when it is SIGKILLed the other takes over within a few seconds and publishing goes on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -284,39 +284,63 @@ static void test_inactive_absent(void **state)
 	free(v);
 }
 
-/* beta was never configured: its config is created with the defaults (wallet 0), so the
- * scheduler disables it (enabled false, disabled_by_dialer true, version 1 + 1) and publishes
- * insufficient_funds with the short retry. */
+/* The dialer's next-batch for `company`: its reason and schedule_version. */
+static void expect_next_batch(const char *company, const char *reason, long long version)
+{
+	char path[96];
+	struct th_resp *r;
+
+	snprintf(path, sizeof(path), "/api/dialer/next-batch?company=%s", company);
+	r = th_call(&api, "GET", path, TH_DIALER_TOKEN, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	TH_EXPECT_STR(r->json, "reason", reason);
+	TH_EXPECT_INT(r->json, "schedule_version", version);
+	th_resp_free(r);
+}
+
+/* beta was never configured: its config is created with the defaults (wallet 0) and published as
+ * insufficient_funds with the short retry; the scheduler persists nothing. The dialer's next-batch
+ * then disables it (enabled false, disabled_by_dialer true, version 1 + 1), once. */
 static void test_new_company_auto_disabled(void **state)
 {
 	json_t *o;
 	char *v;
 
 	(void)state;
-	o = wait_state(beta_id, 2, 0, 5000);
+	o = wait_state(beta_id, 1, 0, 5000);
 	assert_non_null(o);
 	assert_true(json_is_false(json_object_get(o, "allowed")));
 	TH_EXPECT_STR(o, "reason", "insufficient_funds");
 	TH_EXPECT_INT(o, "retry_after", 300);
 	json_decref(o);
+	th_sleep_ms(1500);
+	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
+	assert_string_equal(v, "true false 1 0");
+	free(v);
+	expect_next_batch("beta", "insufficient_funds", 2);
 	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
 	assert_string_equal(v, "false true 2 0");
 	free(v);
+	o = wait_state(beta_id, 2, 0, 5000);
+	assert_non_null(o);
+	TH_EXPECT_STR(o, "reason", "insufficient_funds");
+	json_decref(o);
 	/* once disabled it stays so, with no further version bump */
-	th_sleep_ms(1500);
+	expect_next_batch("beta", "insufficient_funds", 2);
 	v = sqlp(BETA_STATE, beta_id, NULL, NULL);
 	assert_string_equal(v, "false true 2 0");
 	free(v);
 }
 
-/* delta is funded and open; its wallet drops to 0 (billing PUT: version + 1, still enabled);
- * the scheduler disables it (version + 1 again) and publishes insufficient_funds. */
+/* delta is funded and open; its wallet drops to 0 (billing PUT: version + 1, still enabled); the
+ * scheduler publishes insufficient_funds, and the dialer's next-batch disables it (version + 1). */
 static void test_wallet_zero_auto_disabled(void **state)
 {
 	struct th_resp *r;
 	json_t *o;
 	char *v, *ver;
 	long long version;
+	char want[64];
 
 	(void)state;
 	o = wait_state(delta_id, -1, 0, 5000);
@@ -331,16 +355,16 @@ static void test_wallet_zero_auto_disabled(void **state)
 	version = strtoll(ver, NULL, 10);
 	free(ver);
 
-	o = wait_state(delta_id, version + 1, 0, 5000);
+	o = wait_state(delta_id, version, 0, 5000);
 	assert_non_null(o);
 	assert_true(json_is_false(json_object_get(o, "allowed")));
 	TH_EXPECT_STR(o, "reason", "insufficient_funds");
 	TH_EXPECT_INT(o, "retry_after", 300);
 	json_decref(o);
+	expect_next_batch("delta", "insufficient_funds", version + 1);
 	v = sqlp("SELECT enabled || ' ' || disabled_by_dialer || ' ' || version FROM company_config"
 	         " WHERE company_id = $1::integer",
 	         delta_id, NULL, NULL);
-	char want[64];
 	snprintf(want, sizeof(want), "false true %lld", version + 1);
 	assert_string_equal(v, want);
 	free(v);
@@ -489,14 +513,18 @@ static void test_expired_locks_returned(void **state)
 	free(fresh_batch);
 }
 
-/* The pid in the lease's value ("<host>-<pid>"), or 0 when nobody holds it. */
+/* The pid in the lease's value ("<host>-<pid>-<random>"), or 0 when nobody holds it. */
 static int lease_pid(void)
 {
 	char *v = rget(LEASE_KEY);
+	char *last = v ? strrchr(v, '-') : NULL;
 	int pid = 0;
 
-	if (v != NULL && strrchr(v, '-') != NULL)
-		pid = atoi(strrchr(v, '-') + 1);
+	if (last != NULL) {
+		*last = '\0';
+		if (strrchr(v, '-') != NULL)
+			pid = atoi(strrchr(v, '-') + 1);
+	}
 	free(v);
 	return pid;
 }

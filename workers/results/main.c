@@ -20,7 +20,6 @@
 
 #define GROUP               "results"
 #define READ_BLOCK_MS       100     /* an idle read returns after this; SIGTERM is seen within it */
-#define REDIS_TIMEOUT_S     10      /* a silent Redis fails a call after this instead of hanging */
 #define TRANSIENT_RETRIES   3       /* deadlocks and the like: the same batch again */
 #define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
 #define TRIM_EVERY_TICKS    10      /* seconds between trims */
@@ -75,8 +74,7 @@ static int prepare(struct worker_ctx *w)
 {
 	if (rs.epoch == w->epoch)
 		return 0;
-	struct timeval tv = {REDIS_TIMEOUT_S, 0};
-	if (redisSetTimeout(w->redis, tv) != REDIS_OK || apply_prepare(w->db))
+	if (apply_prepare(w->db))
 		return -1;
 	rs.epoch = w->epoch;
 	/* whatever this consumer read but did not acknowledge before the failure: again, now */
@@ -180,12 +178,19 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 		log_warn("event=batch_failed size=%d attempt=%d rc=%d error=\"%s\"", n, attempt + 1, rc, s.error);
 	}
 	if (rc == APPLY_LOST) {
-		/* a connection that is up but not idle (a protocol state we did not expect) is reset: the
-		 * skeleton only replaces connections that are down; prepare() runs again either way */
+		/* a connection that is up but not idle (a protocol state we did not expect) is dropped:
+		 * the skeleton connects again (with its session settings); prepare() runs again either way */
 		if (PQstatus(w->db) == CONNECTION_OK && PQtransactionStatus(w->db) != PQTRANS_IDLE) {
 			log_warn("event=db_reset error=\"connection not idle\"");
-			PQreset(w->db);
+			PQfinish(w->db);
+			w->db = NULL;
 		}
+		rs.epoch = 0;
+		return -1;
+	}
+	if (rc == APPLY_TRANSIENT) {
+		/* the database, not the data (deadlock, lock timeout, out of space): back off and read
+		 * again; splitting would only count deliveries against entries that are fine */
 		rs.epoch = 0;
 		return -1;
 	}
