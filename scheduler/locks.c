@@ -16,8 +16,9 @@
 /* The oldest open batches past the timeout (dialer_batches_open_idx); their
  * numbers still held by that very batch are unlocked (a number reported and
  * locked again by a newer batch is left alone); the batches are marked
- * released so that the next pass skips them. A batch another transaction
- * holds is skipped. */
+ * released (their number list emptied) so that the next pass skips them. A
+ * batch another transaction holds is skipped. Released batches older than
+ * SCHED_BATCH_KEEP_DAYS are deleted, a bounded chunk per sweep. */
 static const char RETURN_SQL[] =
     "WITH old AS (SELECT id, number_ids FROM dialer_batches"
     "  WHERE NOT released AND returned_size > 0 AND created_at < now() - make_interval(mins => $1::integer)"
@@ -26,26 +27,37 @@ static const char RETURN_SQL[] =
     " freed AS (UPDATE numbers n SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"
     "  FROM held h WHERE n.id = h.number_id AND n.assigned_batch_id = h.batch_id"
     "  AND n.assigned_at < now() - make_interval(mins => $1::integer) RETURNING n.id),"
-    " rel AS (UPDATE dialer_batches b SET released = true FROM old o WHERE b.id = o.id RETURNING b.id)"
-    " SELECT (SELECT count(*) FROM freed), (SELECT count(*) FROM rel)";
+    " rel AS (UPDATE dialer_batches b SET released = true, number_ids = '{}' FROM old o WHERE b.id = o.id"
+    "  RETURNING b.id),"
+    " gone AS (DELETE FROM dialer_batches WHERE id IN (SELECT id FROM dialer_batches WHERE released"
+    "  AND created_at < now() - make_interval(days => $3::integer) ORDER BY created_at LIMIT $4::integer)"
+    "  RETURNING 1)"
+    " SELECT (SELECT count(*) FROM freed), (SELECT count(*) FROM rel), (SELECT count(*) FROM gone)";
 
 int sched_return_locks(struct worker_ctx *w, long long *returned, long long *batches)
 {
-	char mins[16], limit[16];
+	char mins[16], limit[16], keep[16], del[16];
 	PGresult *res;
 
 	*returned = *batches = 0;
 	snprintf(mins, sizeof(mins), "%d", cfg.assignment_timeout_minutes);
 	snprintf(limit, sizeof(limit), "%d", SCHED_SWEEP_BATCHES);
-	const char *p[2] = {mins, limit};
-	res = db_exec(w->db, RETURN_SQL, 2, p);
+	snprintf(keep, sizeof(keep), "%d", SCHED_BATCH_KEEP_DAYS);
+	snprintf(del, sizeof(del), "%d", SCHED_BATCH_DELETE_MAX);
+	const char *p[4] = {mins, limit, keep, del};
+	res = db_exec(w->db, RETURN_SQL, 4, p);
 	if (!res) {
+		log_warn("event=lock_sweep_failed error=\"see the sql_failed line before\"");
 		metrics_count("scheduler_lock_sweeps_failed", 1);
 		return -1;
 	}
 	*returned = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	*batches = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	long long deleted = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	PQclear(res);
+	if (deleted > 0)
+		log_info("event=batches_deleted count=%lld keep_days=%d", deleted, SCHED_BATCH_KEEP_DAYS);
+	metrics_count("scheduler_batches_deleted", (uint64_t)deleted);
 	metrics_count("scheduler_lock_sweeps", 1);
 	metrics_count("scheduler_locks_returned", (uint64_t)*returned);
 	metrics_count("scheduler_batches_released", (uint64_t)*batches);

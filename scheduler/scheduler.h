@@ -14,8 +14,10 @@
  * one pass releases (a bigger backlog is drained on the following ticks, so
  * that one statement never holds the tick, and the lease renewal, for long:
  * a batch holds at most MAX_BATCH_SIZE numbers). */
-#define SCHED_SWEEP_SECONDS 30
-#define SCHED_SWEEP_BATCHES 1000
+#define SCHED_SWEEP_SECONDS    30
+#define SCHED_SWEEP_BATCHES    1000
+#define SCHED_BATCH_KEEP_DAYS  30    /* released batches are history for this long, then deleted */
+#define SCHED_BATCH_DELETE_MAX 10000 /* per sweep */
 
 /*
  * One publishing pass: reads every active company's config, windows and the

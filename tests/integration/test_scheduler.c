@@ -479,6 +479,11 @@ static void test_expired_locks_returned(void **state)
 	/* 09120000002 was reported meanwhile and is now in a newer batch */
 	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'cccccccccccccccccccccccccccccccc'"
 	         " WHERE phone_number = '09120000002'"));
+	/* history: a released batch past SCHED_BATCH_KEEP_DAYS (30) goes, a younger one stays */
+	free(sqlp("INSERT INTO dialer_batches (id, company_id, requested_size, returned_size, released, created_at)"
+	          " VALUES ('old-released', $1::integer, 1, 1, true, now() - interval '31 days'),"
+	          " ('young-released', $1::integer, 1, 1, true, now() - interval '29 days')",
+	          acme_id, NULL, NULL));
 
 	assert_int_equal(th_proc_stop(sched1), 0);
 	sched1 = sched_start(sched1_log);
@@ -507,6 +512,13 @@ static void test_expired_locks_returned(void **state)
 	         " WHERE company_id = $1::integer AND id IN ($2, $3)",
 	         acme_id, old_batch, fresh_batch);
 	assert_string_equal(v, "true false");
+	free(v);
+	v = sqlp("SELECT string_agg(id || ':' || cardinality(number_ids), ' ' ORDER BY id) FROM dialer_batches"
+	         " WHERE company_id = $1::integer AND (released OR id LIKE '%-released')",
+	         acme_id, NULL, NULL);
+	char want_rel[128];
+	snprintf(want_rel, sizeof(want_rel), "%s:0 young-released:0", old_batch);
+	assert_string_equal(v, want_rel); /* the released batch's list emptied; the 31-day-old one deleted */
 	free(v);
 	assert_true(log_has(sched1_log, "event=locks_returned count=1 batches=1 "));
 	free(old_batch);

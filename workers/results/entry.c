@@ -84,7 +84,11 @@ int entry_parse(const redisReply *el, struct result_entry *e)
 			continue;
 		}
 		if (!util_utf8_valid(v->str, v->len)) {
-			set_bad(e, "not UTF-8: ", k->str);
+			/* named by position: the key's own bytes may not be UTF-8 either, and the reason is stored
+			 * as text */
+			char pos[48];
+			snprintf(pos, sizeof(pos), "value of field %zu", i / 2 + 1);
+			set_bad(e, "not UTF-8: ", pos);
 			continue;
 		}
 		if (!strcmp(k->str, "v")) {
