@@ -95,6 +95,11 @@ void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c));
  * also finds inactive companies (COMPAT §2.9's numbers endpoints). */
 void company_by_name(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c));
 
+/* Deletes the company's published call-allowed state (CALLSTATE_KEY_FMT) so that the next
+ * next-batch decides afresh from the database, then calls next(c) whatever Redis answered (a
+ * failure is logged: the change is committed, and the value expires within seconds anyway). */
+void company_callstate_drop_then(struct http_ctx *c, void (*next)(struct http_ctx *c));
+
 /* Maps a unique violation on users (username, phone) to COMPAT's 400 text;
  * false (nothing sent) when res is not one. */
 bool user_conflict_or_reply(struct http_ctx *c, PGresult *res) MUSTCHECK;

@@ -21,10 +21,6 @@
 /* BillingInfo (COMPAT §2.1) from a company_config row. */
 #define BILLING_COLUMNS "wallet_balance, cost_per_connected, 'Toman' AS currency, disabled_by_dialer"
 
-/* The Redis key the dialer path caches a company's call-allowed state under:
- * deleted after a change so the next read sees it. */
-#define CALLSTATE_KEY "dialer:callstate:%ld"
-
 struct bill {
 	bool has_wallet, has_cost;
 	long long wallet, cost; /* as given */
@@ -72,27 +68,20 @@ static void get(struct http_ctx *c)
 
 /* ------------------------------------------------------------------ write */
 
-static void redis_done(struct http_ctx *c, redisReply *reply)
+static void reply_out(struct http_ctx *c)
 {
 	struct bill *b = c->state;
-	/* Best effort: the change is committed whatever Redis says. */
-	if (!reply || reply->type == REDIS_REPLY_ERROR)
-		log_warn("event=callstate_invalidate_failed company=%s error=\"%s\"", c->company,
-		         reply ? reply->str : "redis unavailable");
 	http_reply_json(c, 200, json_incref(b->out));
 }
 
 static void committed(struct http_ctx *c, PGresult *res)
 {
 	struct bill *b = c->state;
-	char key[48];
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	log_info("event=billing_updated company=%s user=%s wallet=%lld->%lld cost=%lld->%lld", c->company,
 	         c->user.username, b->old_wallet, b->new_wallet, b->old_cost, b->new_cost);
-	snprintf(key, sizeof(key), CALLSTATE_KEY, c->company_id);
-	const char *argv[2] = {"DEL", key};
-	http_redis(c, redis_done, 2, argv, NULL);
+	company_callstate_drop_then(c, reply_out);
 }
 
 static void written(struct http_ctx *c, PGresult *res)

@@ -491,9 +491,7 @@ static void published_read(struct http_ctx *c, redisReply *reply)
 {
 	struct next_batch *nb = c->state;
 	struct callstate_published pub;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	long long now_ms = util_wall_us() / 1000;
 	if (reply && reply->type == REDIS_REPLY_STRING && callstate_published_parse(reply->str, now_ms, &pub) == 0) {
 		nb->allowed = pub.allowed;
 		nb->retry = pub.retry_after;
@@ -602,22 +600,13 @@ static void report_enqueue(struct http_ctx *c)
 	http_redis(c, report_queued, r->argc, r->argv, NULL);
 }
 
-static void callstate_dropped(struct http_ctx *c, redisReply *reply)
-{
-	UNUSED(reply); /* best effort: the state is republished within a second anyway */
-	report_enqueue(c);
-}
-
 static void switch_set(struct http_ctx *c, PGresult *res)
 {
-	char key[48];
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	log_info("event=dialer_switch company=%s call_allowed=%d version=%s", c->company,
 	         ((struct report *)c->state)->call_allowed, PQgetvalue(res, 0, 0));
-	snprintf(key, sizeof(key), "dialer:callstate:%ld", c->company_id);
-	const char *argv[2] = {"DEL", key};
-	http_redis(c, callstate_dropped, 2, argv, NULL);
+	company_callstate_drop_then(c, report_enqueue);
 }
 
 static void report_company(struct http_ctx *c)
@@ -679,9 +668,7 @@ static void report_result(struct http_ctx *c)
 	r->argc = 3;
 	r->argv[2] = "*";
 	snprintf(at, sizeof(at), "%lld", (long long)at_us);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(now, sizeof(now), "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	snprintf(now, sizeof(now), "%lld", (long long)util_wall_us());
 	report_add(r, "v", "1");
 	report_add(r, "phone", norm);
 	report_add(r, "phone_raw", phone);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "callstate.h"
 #include "config.h"
 #include "pgjson.h"
 #include "util.h"
@@ -216,6 +217,23 @@ void list_page_done(struct http_ctx *c, PGresult *res)
 	json_object_set_new(out, "skip", json_integer(pg->skip));
 	json_object_set_new(out, "limit", json_integer(pg->limit));
 	http_reply_json(c, 200, out);
+}
+
+static void callstate_dropped(struct http_ctx *c, redisReply *reply)
+{
+	if (!reply || reply->type == REDIS_REPLY_ERROR)
+		log_warn("event=callstate_invalidate_failed company=%s error=\"%s\"", c->company,
+		         reply ? reply->str : "redis unavailable");
+	c->next(c);
+}
+
+void company_callstate_drop_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
+{
+	char key[48];
+	snprintf(key, sizeof(key), CALLSTATE_KEY_FMT, c->company_id);
+	const char *argv[2] = {"DEL", key};
+	c->next = next;
+	http_redis(c, callstate_dropped, 2, argv, NULL);
 }
 
 bool require_admin_or_reply(struct http_ctx *c)

@@ -254,26 +254,20 @@ static void intervals_literals(struct sput *s)
 	snprintf(s->ends + ne, sizeof(s->ends) - ne, "}");
 }
 
-static void put_redis_done(struct http_ctx *c, redisReply *reply)
+static void put_reply(struct http_ctx *c)
 {
 	struct sput *s = c->state;
-	if (!reply || reply->type == REDIS_REPLY_ERROR)
-		log_warn("event=callstate_invalidate_failed company=%s", c->company);
 	http_reply_json(c, 200, json_incref(s->out));
 }
 
 static void put_committed(struct http_ctx *c, PGresult *res)
 {
 	struct sput *s = c->state;
-	char key[48];
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	log_info("event=schedule_updated company=%s version=%lld", c->company,
 	         (long long)json_integer_value(json_object_get(s->out, "version")));
-	/* best effort: a cached decision would otherwise live until it expires */
-	snprintf(key, sizeof(key), "dialer:callstate:%ld", c->company_id);
-	const char *argv[2] = {"DEL", key};
-	http_redis(c, put_redis_done, 2, argv, NULL);
+	company_callstate_drop_then(c, put_reply);
 }
 
 static void put_selected(struct http_ctx *c, PGresult *res)

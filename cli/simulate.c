@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "simulate.h"
+#include "util.h"
 #include "tz.h"
 
 #define HIST_BUCKETS 512  /* log buckets of HIST_BASE: 1 us .. ~500 s */
@@ -147,13 +148,6 @@ static double mono_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double wall_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -459,7 +453,7 @@ static void dial(struct sim *s, double now)
 	if (s->next_dial < now - 0.2)
 		s->next_dial = now - 0.2; /* a small burst at most after a stall */
 	while (s->qlen > 0 && s->next_dial <= now) {
-		struct call c = {.num = queue_pop(s), .dialed = wall_s()};
+		struct call c = {.num = queue_pop(s), .dialed = ((double)util_wall_us() / 1e6)};
 		c.due = now + CALL_MIN_S + (CALL_MAX_S - CALL_MIN_S) * rnd_unit(s);
 		calls_push(s, &c);
 		s->next_dial += 1.0 / s->rate;

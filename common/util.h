@@ -24,6 +24,9 @@ bool util_ct_streq(const char *a, const char *b);
 /* Monotonic clock in nanoseconds. */
 uint64_t util_now_ns(void);
 
+/* Wall clock in microseconds since the epoch (for instants shared between processes). */
+int64_t util_wall_us(void);
+
 /* Wall clock as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into out[32]. */
 void util_iso_now(char out[32]);
 

@@ -95,13 +95,6 @@ static const struct written *written_find(long id)
 	return NULL;
 }
 
-static long long wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int load_script(redisContext *ctx)
 {
 	redisReply *r = redisCommand(ctx, "SCRIPT LOAD %s", PUBLISH_LUA);
@@ -197,7 +190,7 @@ int sched_publish(struct worker_ctx *w)
 	c = read_companies(res, &n);
 
 	time_t now = time(NULL);
-	long long now_ms = wall_ms();
+	long long now_ms = (util_wall_us() / 1000);
 	st.seq++;
 	snprintf(ttl, sizeof(ttl), "%d", CALLSTATE_TTL_MS);
 	for (size_t i = 0; i < n; i++) {

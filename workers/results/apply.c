@@ -140,7 +140,8 @@ static const char *const steps[] = {
     "            row_number() OVER (PARTITION BY s.company_id ORDER BY s.attempt_id) AS j"
     "             FROM results_stage s WHERE " CHARGED_ROWS "),"
     " n AS (SELECT b.company_id, count(*) AS cnt FROM b GROUP BY b.company_id),"
-    " c AS (SELECT cc.company_id, cc.wallet_balance AS b0, cc.cost_per_connected AS cost"
+    /* numeric: j · cost would overflow bigint for huge rates (the billing PUT allows ±10^15) */
+    " c AS (SELECT cc.company_id, cc.wallet_balance::numeric AS b0, cc.cost_per_connected::numeric AS cost"
     "         FROM company_config cc WHERE cc.company_id = ANY (ARRAY(SELECT company_id FROM n))),"
     " l AS (INSERT INTO wallet_ledger (company_id, kind, amount, balance_after, cost_per_connected, attempt_id)"
     "        SELECT b.company_id, 'charge', -LEAST(c.cost, c.b0 - (b.j - 1) * c.cost),"
@@ -149,7 +150,7 @@ static const char *const steps[] = {
     "         WHERE c.cost > 0 AND c.b0 - (b.j - 1) * c.cost > 0 ORDER BY b.company_id, b.j),"
     " e AS (SELECT c.company_id,"
     "              CASE WHEN c.cost <= 0 THEN 0 WHEN c.b0 <= 0 THEN n.cnt"
-    "                   ELSE GREATEST(0, n.cnt - (c.b0 + c.cost - 1) / c.cost + 1) END AS events,"
+    "                   ELSE GREATEST(0, n.cnt - div(c.b0 + c.cost - 1, c.cost) + 1) END AS events,"
     "              CASE WHEN c.cost > 0 AND c.b0 > 0 THEN GREATEST(0, c.b0 - n.cnt * c.cost)"
     "                   ELSE c.b0 END AS balance"
     "         FROM c JOIN n USING (company_id)),"

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "callstate.h"
 #include "config.h"
 #include "entry.h"
 #include "metrics.h"
@@ -44,13 +45,6 @@ static struct {
 	int64_t lag_sum_us, lag_max_us;
 	uint64_t since_ns;
 } rs;
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int parse_id(const char *s, struct stream_id *out)
 {
@@ -114,7 +108,7 @@ static void drop_callstate(struct worker_ctx *w, const struct apply_summary *s)
 	const char **argv = xmalloc((size_t)(n + 1) * sizeof(*argv));
 	argv[0] = "DEL";
 	for (int i = 0; i < n; i++) {
-		snprintf(keys[i], sizeof(keys[i]), "dialer:callstate:%ld", s->disabled[i]);
+		snprintf(keys[i], sizeof(keys[i]), CALLSTATE_KEY_FMT, s->disabled[i]);
 		argv[i + 1] = keys[i];
 		log_info("event=company_disabled company_id=%ld reason=insufficient_funds", s->disabled[i]);
 	}
@@ -128,7 +122,7 @@ static void drop_callstate(struct worker_ctx *w, const struct apply_summary *s)
 
 static void account(const struct result_entry *e, int n, const struct apply_summary *s, uint64_t took_ns)
 {
-	int64_t now = now_us(), sum = 0, max = 0;
+	int64_t now = util_wall_us(), sum = 0, max = 0;
 	int counted = 0;
 	for (int i = 0; i < n; i++) {
 		if (e[i].accepted_us <= 0)
