@@ -392,6 +392,7 @@ static void status_loaded(struct http_ctx *c, PGresult *res)
 		return;
 	}
 	callstate_decide(&cs, time(NULL), cfg.short_retry_seconds, cfg.long_retry_seconds, &r);
+	callstate_explain(&cs, &r);
 	snprintf(date, sizeof(date), "%04d-%02d-%02d", r.local.y, r.local.m, r.local.d);
 	snprintf(jdate, sizeof(jdate), "%04d-%02d-%02d", r.jy, r.jm, r.jd);
 	const char *reason = callrule_reason_str(r.decision.reason);

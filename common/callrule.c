@@ -25,26 +25,35 @@ static int first_start_after(const struct callrule_config *cfg, int dow, int aft
 	return best;
 }
 
+bool callrule_next_open(const struct callrule_config *cfg, long day, int sec, callrule_holiday_fn is_holiday, void *arg,
+                        long max_days, long *open_day, int *open_sec)
+{
+	for (long d = 0; d <= max_days; d++) {
+		int start = first_start_after(cfg, tz_weekday_iran(day + d), d == 0 ? sec : -1);
+		if (start < 0 || day_is_skipped(cfg, day + d, is_holiday, arg))
+			continue;
+		*open_day = day + d;
+		*open_sec = start;
+		return true;
+	}
+	return false;
+}
+
 /*
- * Seconds from (day, sec) until the next window opens, on a day that is not
- * skipped as a holiday, or long_retry when that is later (or never within
- * SEARCH_DAYS_AHEAD). Today counts only when it is not itself skipped.
+ * Seconds from (day, sec) until the next window opens, or long_retry when that
+ * is later (or never). Only the days that could beat long_retry are searched.
  */
 static int next_open_retry(const struct callrule_config *cfg, long day, int sec, callrule_holiday_fn is_holiday,
                            void *arg)
 {
-	long cap = cfg->long_retry;
-	for (long d = 0; d <= SEARCH_DAYS_AHEAD; d++) {
-		long day_begins_in = d * DAY_SECONDS - sec; /* seconds until that day's midnight */
-		if (d > 0 && day_begins_in >= cap)
-			break; /* any window from here on opens too late to beat long_retry */
-		int start = first_start_after(cfg, tz_weekday_iran(day + d), d == 0 ? sec : -1);
-		if (start < 0 || day_is_skipped(cfg, day + d, is_holiday, arg))
-			continue;
-		long wait = day_begins_in + start;
-		return (int)(wait < cap ? wait : cap);
-	}
-	return cfg->long_retry;
+	long cap = cfg->long_retry, open_day;
+	int open_sec;
+	long days = (sec + cap) / DAY_SECONDS; /* the last day whose windows can open within cap */
+	if (!callrule_next_open(cfg, day, sec, is_holiday, arg, days < SEARCH_DAYS_AHEAD ? days : SEARCH_DAYS_AHEAD,
+	                        &open_day, &open_sec))
+		return cfg->long_retry;
+	long wait = (open_day - day) * DAY_SECONDS - sec + open_sec;
+	return (int)(wait < cap ? wait : cap);
 }
 
 void callrule_decide(const struct callrule_config *cfg, long day, int sec, callrule_holiday_fn is_holiday, void *arg,

@@ -57,6 +57,14 @@ typedef bool (*callrule_holiday_fn)(long day, void *arg);
 void callrule_decide(const struct callrule_config *cfg, long day, int sec, callrule_holiday_fn is_holiday, void *arg,
                      struct callrule_decision *out);
 
+/*
+ * When the next window opens at or after (day, sec) — later today (a start
+ * after sec), or on a later day, skipping holidays when skip_holidays — looking
+ * at most max_days ahead. True with *open_day / *open_sec set, else false.
+ */
+bool callrule_next_open(const struct callrule_config *cfg, long day, int sec, callrule_holiday_fn is_holiday, void *arg,
+                        long max_days, long *open_day, int *open_sec);
+
 /* The wire string of a reason ("insufficient_funds", ...), NULL for allowed. */
 const char *callrule_reason_str(enum callrule_reason r);
 

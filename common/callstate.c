@@ -150,32 +150,7 @@ static time_t local_instant(long day, int sec)
 	return mktime(&tm);
 }
 
-/* The first window start after local `sec` today, or on a later day that is
- * not skipped as a holiday; the holidays table is loaded that far. */
-static bool find_next_window(const struct callstate *cs, const struct tz_local *now, time_t *out)
-{
-	if (cs->nwindows == 0)
-		return false;
-	for (long k = 0; k <= CALLSTATE_HORIZON_DAYS - 2; k++) {
-		long day = now->day + k;
-		int wd = tz_weekday_iran(day), best = -1;
-		if (cs->skip_holidays && holidays_is_holiday(&cs->holidays, day))
-			continue;
-		for (size_t i = 0; i < cs->nwindows; i++) {
-			const struct callrule_window *w = &cs->windows[i];
-			if (w->day_of_week == wd && (k > 0 || w->start > now->sec) && (best < 0 || w->start < best))
-				best = w->start;
-		}
-		if (best >= 0) {
-			*out = local_instant(day, best);
-			return true;
-		}
-	}
-	return false;
-}
-
-void callstate_decide(const struct callstate *cs, time_t now, int short_retry, int long_retry,
-                      struct callstate_result *out)
+static struct callrule_config rule_config(const struct callstate *cs, int short_retry, int long_retry)
 {
 	struct callrule_config rc = {
 	    .wallet_balance = cs->wallet_balance,
@@ -186,20 +161,37 @@ void callstate_decide(const struct callstate *cs, time_t now, int short_retry, i
 	    .short_retry = short_retry,
 	    .long_retry = long_retry,
 	};
+	return rc;
+}
 
+void callstate_decide(const struct callstate *cs, time_t now, int short_retry, int long_retry,
+                      struct callstate_result *out)
+{
+	struct callrule_config rc = rule_config(cs, short_retry, long_retry);
 	memset(out, 0, sizeof(*out));
 	out->now = now;
 	tz_local_from_utc(now, &out->local);
+	callrule_decide(&rc, out->local.day, out->local.sec, holidays_lookup, (void *)&cs->holidays, &out->decision);
+}
+
+void callstate_explain(const struct callstate *cs, struct callstate_result *out)
+{
+	struct callrule_config rc = rule_config(cs, 0, 0);
+	long open_day;
+	int open_sec;
 	if (jalali_from_days(out->local.day, &out->jy, &out->jm, &out->jd))
 		out->jy = out->jm = out->jd = 0;
-	if (holidays_is_holiday(&cs->holidays, out->local.day))
-		out->holiday = callstate_holiday_title(cs, out->local.day);
-	callrule_decide(&rc, out->local.day, out->local.sec, holidays_lookup, (void *)&cs->holidays, &out->decision);
+	out->holiday = callstate_holiday_title(cs, out->local.day);
 	switch (out->decision.reason) {
 	case CALLRULE_HOLIDAY:
 	case CALLRULE_NO_WINDOW:
 	case CALLRULE_OUTSIDE_WINDOW:
-		out->has_next_window = find_next_window(cs, &out->local, &out->next_window);
+		/* the holidays table is loaded CALLSTATE_HORIZON_DAYS ahead of the database's today */
+		out->has_next_window =
+		    callrule_next_open(&rc, out->local.day, out->local.sec, holidays_lookup, (void *)&cs->holidays,
+		                       CALLSTATE_HORIZON_DAYS - 2, &open_day, &open_sec);
+		if (out->has_next_window)
+			out->next_window = local_instant(open_day, open_sec);
 		break;
 	default:
 		break;

@@ -94,7 +94,7 @@ struct callstate {
 	size_t ntitles;
 };
 
-/* A decision at one instant, in local time. */
+/* A decision at one instant, in local time (jy..next_window: callstate_explain). */
 struct callstate_result {
 	struct callrule_decision decision;
 	time_t now;
@@ -123,10 +123,16 @@ void callstate_free(struct callstate *cs);
  * Decides COMPAT §3.6's call-allowed check for instant now (no I/O; the
  * process's TZ must be set by tz_init): wallet, switch, holiday, windows. The
  * wallet block is only reported; persisting the auto-disable is the caller's.
- * short_retry / long_retry: SHORT_RETRY_SECONDS / LONG_RETRY_SECONDS.
+ * short_retry / long_retry: SHORT_RETRY_SECONDS / LONG_RETRY_SECONDS. Fills
+ * decision, now and local; the rest is callstate_explain's.
  */
 void callstate_decide(const struct callstate *cs, time_t now, int short_retry, int long_retry,
                       struct callstate_result *out);
+
+/* After callstate_decide, what /schedule/status shows besides the decision
+ * (kept off next-batch's and the scheduler's path): today's Jalali date and
+ * holiday title, and the next window. */
+void callstate_explain(const struct callstate *cs, struct callstate_result *out);
 
 /* Title of the holiday on civil day `day` (a table row, else the official
  * solar one unless a tombstone took it out), or NULL. Borrowed. */

@@ -162,6 +162,7 @@ static void decide(const char *wallet, const char *enabled, const char *skip, co
 
 	assert_int_equal(callstate_from_result(res, 0, &cs), 0);
 	callstate_decide(&cs, now, 300, 900, r);
+	callstate_explain(&cs, r);
 	r->holiday = NULL; /* borrowed from cs, freed below */
 	callstate_free(&cs);
 	PQclear(res);
@@ -245,10 +246,13 @@ static void test_holiday_title_in_result(void **state)
 	(void)state;
 	assert_int_equal(callstate_from_result(res, 0, &cs), 0);
 	callstate_decide(&cs, at(2026, 11, 24, 10, 0), 300, 900, &r);
+	callstate_explain(&cs, &r);
 	assert_string_equal(r.holiday, "Custom day");
 	callstate_decide(&cs, at(2027, 3, 21, 10, 0), 300, 900, &r);
+	callstate_explain(&cs, &r);
 	assert_null(r.holiday);
 	callstate_decide(&cs, at(2027, 3, 23, 10, 0), 300, 900, &r);
+	callstate_explain(&cs, &r);
 	assert_non_null(r.holiday); /* computed: 3 Farvardin */
 	callstate_free(&cs);
 	PQclear(res);
