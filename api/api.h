@@ -26,13 +26,12 @@ void companies_routes(void);
 void users_routes(void);
 void tokens_routes(void);
 void ops_routes(void);
-void schedule_routes(void);  /* api/schedule.c: /api/{company}/schedule[/status] */
-void holidays_routes(void);  /* api/holidays.c: /api/holidays */
-void billing_routes(void);   /* api/billing.c: /api/{company}/billing[/transactions] */
-void scenarios_routes(void); /* api/scenarios.c: /api/{company}/scenarios */
-void lines_routes(void);     /* api/lines.c: /api/{company}/outbound-lines */
-void numbers_routes(void);   /* api/numbers.c: /api/numbers */
-void dialer_routes(void);    /* api/dialer.c: /api/dialer */
+void schedule_routes(void); /* api/schedule.c: /api/{company}/schedule[/status] */
+void holidays_routes(void); /* api/holidays.c: /api/holidays */
+void billing_routes(void);  /* api/billing.c: /api/{company}/billing[/transactions] */
+void catalog_routes(void);  /* api/catalog.c: /api/{company}/scenarios, /outbound-lines */
+void numbers_routes(void);  /* api/numbers.c: /api/numbers */
+void dialer_routes(void);   /* api/dialer.c: /api/dialer */
 /* api/deadletters.c: /api/{company}/dead-letters */
 void deadletters_routes(void);
 

@@ -53,6 +53,7 @@ struct route {
 	http_handler fn;
 	enum auth_kind auth;
 	unsigned flags;
+	const void *arg; /* handler's own data (c->route->arg), e.g. which table a shared handler serves */
 };
 
 /* The authenticated user (AUTH_JWT). */

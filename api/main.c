@@ -63,8 +63,7 @@ int main(int argc, char **argv)
 	schedule_routes();
 	holidays_routes();
 	billing_routes();
-	scenarios_routes();
-	lines_routes();
+	catalog_routes();
 	numbers_routes();
 	dialer_routes();
 	deadletters_routes();
