@@ -94,6 +94,11 @@ void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c));
  * also finds inactive companies (COMPAT §2.9's numbers endpoints). */
 void company_by_name(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c));
 
+/* For a statement over company_config_get (which creates the company's config row): false after
+ * replying 404 "Company not found" when the company went away meanwhile (the insert's foreign key,
+ * or no row), or what http_db_ok_or_reply replies. */
+bool company_config_ok_or_reply(struct http_ctx *c, PGresult *res) MUSTCHECK;
+
 /* Deletes the company's published call-allowed state (CALLSTATE_KEY_FMT) so that the next
  * next-batch decides afresh from the database, then calls next(c) whatever Redis answered (a
  * failure is logged: the change is committed, and the value expires within seconds anyway). */

@@ -41,13 +41,8 @@ static void bill_free(void *p)
 
 static void info_done(struct http_ctx *c, PGresult *res)
 {
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	if (PQntuples(res) != 1) { /* the company went away meanwhile */
-		http_error(c, 404, "NOT_FOUND", "Company not found");
-		return;
-	}
-	http_reply_json(c, 200, pgjson_row(res, 0));
+	if (company_config_ok_or_reply(c, res))
+		http_reply_json(c, 200, pgjson_row(res, 0));
 }
 
 static void get_company(struct http_ctx *c)
@@ -137,7 +132,7 @@ static void locked(struct http_ctx *c, PGresult *res)
 static void ensured(struct http_ctx *c, PGresult *res)
 {
 	struct bill *b = c->state;
-	if (!http_db_ok_or_reply(c, res))
+	if (!company_config_ok_or_reply(c, res))
 		return;
 	const char *p[1] = {b->cids};
 	http_db(c, "SELECT wallet_balance, cost_per_connected FROM company_config WHERE company_id = $1 FOR UPDATE", 1,

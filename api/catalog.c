@@ -37,7 +37,7 @@ struct catalog {
 	    " is_active = COALESCE($4::boolean, is_active), updated_at = now()"                                        \
 	    " WHERE id = $1 AND company_id = $2 RETURNING id, company_id, " key ", display_name,"                      \
 	    " is_active, api_ts(created_at) AS created_at", /* one statement: the row lock the delete takes is the one \
-	                                                     * the attempts trigger takes to set has_results, so an                                                                                                    \
+	                                                     * the attempts trigger takes to set has_results, so an    \
 	                                                     * attempt committed first makes the re-checked "NOT       \
 	                                                     * has_results" false */                                   \
 	    .sql_delete =                                                                                              \

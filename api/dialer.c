@@ -467,9 +467,9 @@ static void callstate_loaded(struct http_ctx *c, PGresult *res)
 {
 	struct next_batch *nb = c->state;
 	struct callstate_result r;
-	if (!http_db_ok_or_reply(c, res))
+	if (!company_config_ok_or_reply(c, res))
 		return;
-	if (PQntuples(res) != 1 || callstate_from_result(res, 0, &nb->cs)) {
+	if (callstate_from_result(res, 0, &nb->cs)) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot read the company's schedule");
 		return;
 	}

@@ -219,6 +219,16 @@ void list_page_done(struct http_ctx *c, PGresult *res)
 	http_reply_json(c, 200, out);
 }
 
+bool company_config_ok_or_reply(struct http_ctx *c, PGresult *res)
+{
+	if ((res && !strcmp(pgpool_sqlstate(res), "23503")) ||
+	    (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) != 1)) {
+		http_error(c, 404, "NOT_FOUND", "Company not found");
+		return false;
+	}
+	return http_db_ok_or_reply(c, res);
+}
+
 static void callstate_dropped(struct http_ctx *c, redisReply *reply)
 {
 	if (!reply || reply->type == REDIS_REPLY_ERROR)

@@ -34,18 +34,15 @@ static void format_day(long day, char out[16])
 	snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
 }
 
-/* A Gregorian "YYYY-MM-DD" (any digits) that exists and is within the Jalali
- * range, to its civil day. */
+/* A Gregorian "YYYY-MM-DD" (any digits) that exists (jalali_from_gregorian
+ * checks the calendar) and is within the Jalali range, to its civil day. */
 static int parse_gregorian(const char *s, long *day)
 {
-	int y, m, d, ry, rm, rd, jy, jm, jd;
-	if (jalali_parse_ymd(s, &y, &m, &d))
+	int y, m, d, jy, jm, jd;
+	if (jalali_parse_ymd(s, &y, &m, &d) || jalali_from_gregorian(y, m, d, &jy, &jm, &jd))
 		return -1;
 	*day = tz_days_from_civil(y, m, d);
-	tz_civil_from_days(*day, &ry, &rm, &rd);
-	if (ry != y || rm != m || rd != d)
-		return -1; /* e.g. 2025-02-30 */
-	return jalali_from_days(*day, &jy, &jm, &jd);
+	return 0;
 }
 
 static int parse_jalali(const char *s, long *day)
@@ -54,15 +51,6 @@ static int parse_jalali(const char *s, long *day)
 	if (jalali_parse_ymd(s, &y, &m, &d))
 		return -1;
 	return jalali_to_days(y, m, d, day);
-}
-
-/* The official solar holiday's title on civil day `day`, or NULL. */
-static const char *computed_title(long day)
-{
-	int jy, jm, jd;
-	if (jalali_from_days(day, &jy, &jm, &jd))
-		return NULL;
-	return holidays_fixed_title(jm, jd);
 }
 
 /* ------------------------------------------------------------------ list */
@@ -210,7 +198,7 @@ static void add(struct http_ctx *c)
 	}
 	format_day(h->day, h->date);
 	snprintf(uid, sizeof(uid), "%ld", c->user.id);
-	const char *p[4] = {h->date, title, uid, computed_title(h->day) ? "true" : "false"};
+	const char *p[4] = {h->date, title, uid, holidays_fixed_title_on(h->day) ? "true" : "false"};
 	/* A computed holiday is active unless a tombstone hides it: re-adding then
 	 * revives the date as a custom row; an active one is a conflict. */
 	http_db(c,
@@ -252,7 +240,7 @@ static void del(struct http_ctx *c)
 		return;
 	}
 	format_day(h->day, h->date);
-	const char *title = computed_title(h->day);
+	const char *title = holidays_fixed_title_on(h->day);
 	if (!title) {
 		const char *p[1] = {h->date};
 		http_db(c, "DELETE FROM holidays WHERE date = $1::date AND NOT removed RETURNING date", 1, p, removed);

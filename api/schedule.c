@@ -35,13 +35,8 @@ static const char *skip_default(void)
 
 static void schedule_loaded(struct http_ctx *c, PGresult *res)
 {
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	if (PQntuples(res) != 1) {
-		http_error(c, 500, "INTERNAL_ERROR", "company config missing");
-		return;
-	}
-	http_reply_json(c, 200, pgjson_row(res, 0));
+	if (company_config_ok_or_reply(c, res))
+		http_reply_json(c, 200, pgjson_row(res, 0));
 }
 
 static void get_company(struct http_ctx *c)
@@ -273,7 +268,7 @@ static void put_committed(struct http_ctx *c, PGresult *res)
 static void put_selected(struct http_ctx *c, PGresult *res)
 {
 	struct sput *s = c->state;
-	if (!http_db_ok_or_reply(c, res))
+	if (!company_config_ok_or_reply(c, res))
 		return;
 	s->out = pgjson_row(res, 0);
 	http_tx_commit(c, put_committed);
@@ -329,7 +324,7 @@ static void put_locked(struct http_ctx *c, PGresult *res)
 static void put_ensured(struct http_ctx *c, PGresult *res)
 {
 	struct sput *s = c->state;
-	if (!http_db_ok_or_reply(c, res))
+	if (!company_config_ok_or_reply(c, res))
 		return;
 	const char *p[1] = {s->cid};
 	http_db(c, "SELECT wallet_balance FROM company_config WHERE company_id = $1::integer FOR UPDATE", 1, p,
@@ -385,9 +380,9 @@ static void status_loaded(struct http_ctx *c, PGresult *res)
 	struct callstate_result r;
 	char date[16], jdate[16];
 
-	if (!http_db_ok_or_reply(c, res))
+	if (!company_config_ok_or_reply(c, res))
 		return;
-	if (PQntuples(res) != 1 || callstate_from_result(res, 0, &cs)) {
+	if (callstate_from_result(res, 0, &cs)) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot read the company's schedule");
 		return;
 	}

@@ -118,7 +118,6 @@ void callstate_free(struct callstate *cs)
 
 const char *callstate_holiday_title(const struct callstate *cs, long day)
 {
-	int jy, jm, jd;
 	for (size_t i = 0; i < cs->holidays.n; i++) {
 		if (cs->holidays.rows[i].day != day)
 			continue;
@@ -129,9 +128,7 @@ const char *callstate_holiday_title(const struct callstate *cs, long day)
 				return cs->titles[k].title;
 		return NULL;
 	}
-	if (jalali_from_days(day, &jy, &jm, &jd))
-		return NULL;
-	return holidays_fixed_title(jm, jd);
+	return holidays_fixed_title_on(day);
 }
 
 /* The instant of local wall time sec on civil day `day` (mktime: DST-aware). */

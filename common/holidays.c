@@ -101,10 +101,15 @@ bool holidays_is_holiday(const struct holiday_set *s, long day)
 		if (i < s->n && s->rows[i].day == day)
 			return !s->rows[i].removed;
 	}
+	return holidays_fixed_title_on(day) != NULL;
+}
+
+const char *holidays_fixed_title_on(long day)
+{
 	int jy, jm, jd;
 	if (jalali_from_days(day, &jy, &jm, &jd) != 0)
-		return false;
-	return holidays_fixed_title(jm, jd) != NULL;
+		return NULL;
+	return holidays_fixed_title(jm, jd);
 }
 
 bool holidays_lookup(long day, void *arg)

@@ -23,6 +23,9 @@ struct holiday {
 /* Title of the official solar holiday on Jalali month/day, or NULL. */
 const char *holidays_fixed_title(int jm, int jd);
 
+/* The same for civil day `day` (tz.h numbering), or NULL. */
+const char *holidays_fixed_title_on(long day);
+
 /* Writes the official solar holidays of Jalali year jy (sorted by date, at
  * most max: HOLIDAYS_FIXED_MAX is always enough) into out; returns how many,
  * or -1 when jy is out of range. Titles are static. */
