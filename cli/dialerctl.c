@@ -59,7 +59,16 @@ static int cmd_migrate(void)
 	return rc;
 }
 
-/* Inserts a user; superuser when asked or when it is the first user. */
+/* No user exists yet (the first one becomes a superuser); -1 when the query failed. */
+static int no_users(PGconn *pg)
+{
+	PGresult *res = db_exec(pg, "SELECT count(*) FROM users", 0, NULL);
+	int rc = res ? !strcmp(PQgetvalue(res, 0, 0), "0") : -1;
+	PQclear(res);
+	return rc;
+}
+
+/* Inserts a user (a superuser, with no company, when asked). */
 static int create_user(PGconn *pg, const char *user, const char *pass, const char *role, const char *company,
                        bool superuser)
 {
@@ -74,14 +83,6 @@ static int create_user(PGconn *pg, const char *user, const char *pass, const cha
 		fprintf(stderr, "dialerctl: --role must be ADMIN or AGENT\n");
 		return 1;
 	}
-	res = db_exec(pg, "SELECT count(*) FROM users", 0, NULL);
-	if (!res)
-		goto out;
-	bool first = !strcmp(PQgetvalue(res, 0, 0), "0");
-	PQclear(res);
-	res = NULL;
-	if (first)
-		superuser = true;
 	hash = authn_password_hash(pass, BCRYPT_COST);
 	if (!hash) {
 		fprintf(stderr, "dialerctl: cannot hash the password\n");
@@ -129,15 +130,18 @@ static int cmd_create_admin(int argc, char **argv)
 	PGconn *pg = connect_or_die();
 	if (!pg)
 		return 1;
+	int first = no_users(pg);
+	if (first < 0) {
+		PQfinish(pg);
+		return 1;
+	}
+	superuser = superuser || first; /* the first user ever is a superuser */
 	if (!superuser) {
 		const char *p[1] = {company};
 		PGresult *res = db_exec(pg, "SELECT 1 FROM companies WHERE name = $1", 1, p);
 		bool found = res && PQntuples(res) == 1;
 		PQclear(res);
-		PGresult *cnt = db_exec(pg, "SELECT count(*) FROM users", 0, NULL);
-		bool first = cnt && !strcmp(PQgetvalue(cnt, 0, 0), "0");
-		PQclear(cnt);
-		if (!found && !first) {
+		if (!found) {
 			fprintf(stderr, "dialerctl: company %s not found (run dialerctl migrate first?)\n", company);
 			PQfinish(pg);
 			return 1;
@@ -156,10 +160,10 @@ static int cmd_bootstrap(void)
 	char gen[33];
 	if (!pg)
 		return 1;
-	PGresult *res = db_exec(pg, "SELECT count(*) FROM users", 0, NULL);
-	if (!res)
+	int first = no_users(pg);
+	if (first < 0)
 		goto out;
-	if (strcmp(PQgetvalue(res, 0, 0), "0")) {
+	if (!first) {
 		printf("users exist; no superuser created\n");
 		rc = 0;
 		goto out;
@@ -174,7 +178,6 @@ static int cmd_bootstrap(void)
 	if (rc == 0 && !cfg.admin_password)
 		printf("generated password for %s: %s  (set ADMIN_PASSWORD to choose one)\n", cfg.admin_username, pass);
 out:
-	PQclear(res);
 	PQfinish(pg);
 	return rc;
 }

@@ -740,6 +740,7 @@ static int setup(struct sim *s, const char *url, const char *token)
 		curl_free(e);
 		curl_easy_cleanup(esc);
 		if (!q) {
+			fprintf(stderr, "simulate: cannot encode --company %s\n", s->company);
 			free(base);
 			return -1;
 		}
@@ -759,8 +760,10 @@ static int setup(struct sim *s, const char *url, const char *token)
 	s->hdr_post = curl_slist_append(s->hdr_post, "Expect:");
 	free(auth);
 	s->multi = curl_multi_init();
-	if (!s->hdr_get || !s->hdr_post || !s->multi)
+	if (!s->hdr_get || !s->hdr_post || !s->multi) {
+		fprintf(stderr, "simulate: cannot set up libcurl (out of memory)\n");
 		return -1;
+	}
 	s->max_fetch = 1 + s->concurrency / 8;
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(s->concurrency + s->max_fetch));
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)(s->concurrency + s->max_fetch));
@@ -874,7 +877,7 @@ int simulate_main(int argc, char **argv)
 			i++;
 		else if (!strcmp(a, "--duration") && parse_num(val, 0.1, 1e7, &s.duration))
 			i++;
-		else if (!strcmp(a, "--size") && parse_num(val, 1, 100000, &v) && v == floor(v)) {
+		else if (!strcmp(a, "--size") && parse_num(val, 1, 500, &v) && v == floor(v)) { /* the API's bound */
 			s.size = (int)v;
 			s.size_guess = s.size;
 			i++;

@@ -58,9 +58,9 @@ struct company {
 static struct {
 	struct written *w; /* sorted by company_id */
 	size_t n;
-	char sha[48];            /* PUBLISH_LUA's SHA1 once loaded on ctx */
-	const redisContext *ctx; /* the connection the script was loaded on */
-	unsigned long long seq;  /* pass number, for unique markers */
+	char sha[48];           /* PUBLISH_LUA's SHA1 once loaded */
+	unsigned epoch;         /* the connection (worker_ctx.epoch) it was loaded on; 0: not loaded */
+	unsigned long long seq; /* pass number, for unique markers */
 	bool tz_ready;
 } st;
 
@@ -77,7 +77,7 @@ void sched_publish_reset(void)
 	st.w = NULL;
 	st.n = 0;
 	st.sha[0] = '\0';
-	st.ctx = NULL;
+	st.epoch = 0;
 }
 
 static const struct written *written_find(long id)
@@ -95,14 +95,15 @@ static const struct written *written_find(long id)
 	return NULL;
 }
 
-static int load_script(redisContext *ctx)
+static int load_script(struct worker_ctx *w)
 {
+	redisContext *ctx = w->redis;
 	redisReply *r = redisCommand(ctx, "SCRIPT LOAD %s", PUBLISH_LUA);
 	int rc = -1;
 	if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof(st.sha)) {
 		memcpy(st.sha, r->str, r->len);
 		st.sha[r->len] = '\0';
-		st.ctx = ctx;
+		st.epoch = w->epoch;
 		rc = 0;
 	} else {
 		log_warn("event=script_load_failed error=\"%s\"",
@@ -136,9 +137,6 @@ static struct company *read_companies(const PGresult *res, size_t *out_n)
 			c[i].cs.ntitles = c[0].cs.ntitles;
 		}
 	}
-	if (n > 0 && !c[0].ok)
-		for (size_t i = 1; i < n; i++)
-			c[i].ok = false;
 	*out_n = n;
 	return c;
 }
@@ -177,9 +175,9 @@ int sched_publish(struct worker_ctx *w)
 		}
 		st.tz_ready = true;
 	}
-	if (st.ctx != w->redis) {
+	if (st.epoch != w->epoch) { /* a new connection (a restarted Redis may have lost the script) */
 		sched_publish_reset();
-		if (load_script(w->redis))
+		if (load_script(w))
 			return -1;
 	}
 	res = db_exec(w->db, CALLSTATE_ALL_SQL, 1, p);
@@ -245,7 +243,7 @@ int sched_publish(struct worker_ctx *w)
 			/* NOSCRIPT after a Redis restart, or anything else: load again next pass */
 			log_warn("event=callstate_publish_failed company_id=%ld error=\"%s\"", c[i].id,
 			         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-			st.ctx = NULL;
+			st.epoch = 0;
 		}
 		freeReplyObject(r);
 	}
@@ -253,7 +251,7 @@ int sched_publish(struct worker_ctx *w)
 	st.w = next;
 	st.n = nnext;
 	next = NULL;
-	if (!st.ctx)
+	if (!st.epoch)
 		sched_publish_reset();
 	rc = (int)deferred;
 
