@@ -235,7 +235,7 @@ static const char *num(char out[24], long v, bool given)
 
 /* The staging row of entry e (position seq) as text values; *raw is set to
  * the entry's JSON when it is malformed (caller frees). */
-static void row_values(const struct result_entry *e, int seq, char nums[8][24], char **raw, const char *v[NCOLS])
+static void row_values(const struct result_entry *e, int seq, char nums[9][24], char **raw, const char *v[NCOLS])
 {
 	const bool bad = e->bad[0] != '\0';
 	*raw = bad ? entry_json(e) : NULL;
@@ -261,7 +261,7 @@ static void row_values(const struct result_entry *e, int seq, char nums[8][24], 
 	v[18] = bad ? NULL : e->batch_id;
 	v[19] = bad ? NULL : e->call_allowed;
 	v[20] = bad ? NULL : e->rid;
-	v[21] = NULL; /* accepted_us: only for lag, which the caller measures */
+	v[21] = num(nums[8], e->accepted_us, e->accepted_us > 0); /* kept on a dead letter's entry */
 }
 
 static void set_error(struct apply_summary *out, const char *what, const char *msg)
@@ -365,7 +365,7 @@ int apply_batch(PGconn *pg, const struct result_entry *entries, int n, struct ap
 
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < n; i++) {
-		char nums[8][24];
+		char nums[9][24];
 		const char *v[NCOLS];
 		row_values(&entries[i], i, nums, &raws[i], v);
 		for (int c = 0; c < NCOLS; c++)

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "entry.h"
+#include "phone.h"
 #include "selection.h"
 #include "util.h"
 
@@ -47,14 +48,11 @@ static const struct field {
     {"accepted_at", K_INT, offsetof(struct result_entry, accepted_us), 0, US_MAX},
 };
 
+/* Already normalized (the API writes 09XXXXXXXXX). */
 static bool phone_ok(const char *s)
 {
-	if (strlen(s) != 11 || s[0] != '0' || s[1] != '9')
-		return false;
-	for (int i = 2; i < 11; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
+	char out[12];
+	return phone_normalize(s, out) == 0 && !strcmp(out, s);
 }
 
 static void set_bad(struct result_entry *e, const char *what, const char *name)

@@ -20,6 +20,7 @@
 #include "worker.h"
 
 #define GROUP               "results"
+#define RECOVER_PENDING_MAX 100000  /* XPENDING rows besides the claimed ones */
 #define READ_BLOCK_MS       100     /* an idle read returns after this; SIGTERM is seen within it */
 #define TRANSIENT_RETRIES   3       /* deadlocks and the like: the same batch again */
 #define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
@@ -199,16 +200,49 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 	return apply_range(w, e + half, n - half);
 }
 
-/* Delivery count of id in an XPENDING range reply, or 0. */
-static int deliveries_of(const redisReply *pending, const char *id)
+/*
+ * Delivery count of id in an XPENDING range reply, or 0. Both the entries and
+ * XPENDING's rows come in id order, so *pos only moves forward: one pass over
+ * the reply for the whole list.
+ */
+static int deliveries_of(const redisReply *pending, size_t *pos, const char *id)
 {
-	for (size_t i = 0; pending && pending->type == REDIS_REPLY_ARRAY && i < pending->elements; i++) {
-		const redisReply *p = pending->element[i];
-		if (p->type == REDIS_REPLY_ARRAY && p->elements >= 4 && p->element[0]->type == REDIS_REPLY_STRING &&
-		    !strcmp(p->element[0]->str, id))
-			return (int)p->element[3]->integer;
+	struct stream_id want, have;
+	if (!pending || pending->type != REDIS_REPLY_ARRAY || parse_id(id, &want))
+		return 0;
+	for (; *pos < pending->elements; (*pos)++) {
+		const redisReply *p = pending->element[*pos];
+		if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[0]->type != REDIS_REPLY_STRING ||
+		    parse_id(p->element[0]->str, &have))
+			continue;
+		if (id_less(have, want))
+			continue;
+		if (id_less(want, have))
+			return 0;
+		return (int)p->element[3]->integer;
 	}
 	return 0;
+}
+
+/* XPENDING of this consumer over list's id range (at most count rows), for
+ * the delivery counts; NULL when the list is empty or the call fails. */
+static redisReply *pending_of(struct worker_ctx *w, const redisReply *list, size_t count)
+{
+	const redisReply *first = list->elements ? list->element[0] : NULL;
+	const redisReply *last = list->elements ? list->element[list->elements - 1] : NULL;
+	if (!first || first->type != REDIS_REPLY_ARRAY || !first->elements || last->type != REDIS_REPLY_ARRAY ||
+	    !last->elements || first->element[0]->type != REDIS_REPLY_STRING ||
+	    last->element[0]->type != REDIS_REPLY_STRING)
+		return NULL;
+	char pcount[24];
+	snprintf(pcount, sizeof(pcount), "%zu", count);
+	const char *argv[] = {"XPENDING", STREAM_RESULTS, GROUP, first->element[0]->str, last->element[0]->str,
+	                      pcount,     w->consumer};
+	redisReply *p = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
+	if (p && p->type == REDIS_REPLY_ARRAY)
+		return p;
+	freeReplyObject(p);
+	return NULL;
 }
 
 /* Parses and applies a list of entries; pending (XPENDING's reply, may be
@@ -216,6 +250,7 @@ static int deliveries_of(const redisReply *pending, const char *id)
 static int process(struct worker_ctx *w, const redisReply *list, const redisReply *pending)
 {
 	int n = 0;
+	size_t pos = 0;
 	if (list->elements > rs.cap) {
 		rs.cap = list->elements;
 		rs.entries = xrealloc(rs.entries, rs.cap * sizeof(*rs.entries));
@@ -225,7 +260,7 @@ static int process(struct worker_ctx *w, const redisReply *list, const redisRepl
 		if (entry_parse(list->element[i], e))
 			continue;
 		if (pending) {
-			int d = deliveries_of(pending, e->id);
+			int d = deliveries_of(pending, &pos, e->id);
 			e->deliveries = d > 0 ? d : 1;
 		}
 		if (e->deliveries > cfg.max_deliveries && !e->bad[0])
@@ -281,8 +316,14 @@ static int results_run(struct worker_ctx *w)
 		return -1;
 	}
 	const redisReply *list = read_entries(r);
-	if (list && list->elements)
-		rc = process(w, list, NULL);
+	if (list && list->elements) {
+		/* re-read own pending entries carry a delivery count that the read raised: take it, so that
+		 * an entry that keeps failing this way still reaches MAX_DELIVERIES (the list is exactly this
+		 * consumer's pending entries in that range) */
+		redisReply *pending = rs.recover ? pending_of(w, list, list->elements) : NULL;
+		rc = process(w, list, pending);
+		freeReplyObject(pending);
+	}
 	if (rs.recover && rc == 0) {
 		if (!list || !list->elements) {
 			rs.recover = false;
@@ -317,20 +358,13 @@ static void claim(struct worker_ctx *w)
 		}
 		const redisReply *list = r->element[1];
 		int rc = 0;
-		const redisReply *first = list->elements ? list->element[0] : NULL;
-		const redisReply *last = list->elements ? list->element[list->elements - 1] : NULL;
-		if (first && first->type == REDIS_REPLY_ARRAY && first->elements && last->type == REDIS_REPLY_ARRAY &&
-		    last->elements && first->element[0]->type == REDIS_REPLY_STRING &&
-		    last->element[0]->type == REDIS_REPLY_STRING) {
-			char pcount[16];
-			snprintf(pcount, sizeof(pcount), "%zu", list->elements * 4 + 16);
-			const char *pargv[] = {
-			    "XPENDING", STREAM_RESULTS, GROUP, first->element[0]->str, last->element[0]->str,
-			    pcount,     w->consumer};
-			redisReply *p = redisCommandArgv(w->redis, (int)ARRAY_LEN(pargv), pargv, NULL);
-			log_info("event=claimed count=%zu first=%s", list->elements, first->element[0]->str);
+		if (list->elements) {
+			/* this consumer may hold other pending entries in the same id range (at most a batch it
+			 * read and has not acknowledged): room for them too */
+			redisReply *p = pending_of(w, list, list->elements + (size_t)cfg.results_batch_size);
+			log_info("event=claimed count=%zu", list->elements);
 			metrics_count("results_claimed", list->elements);
-			rc = process(w, list, p && p->type == REDIS_REPLY_ARRAY ? p : NULL);
+			rc = process(w, list, p);
 			freeReplyObject(p);
 		}
 		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
