@@ -60,12 +60,6 @@ int field_int_or_reply(struct http_ctx *c, const char *name, long long min, long
                        long long *out) MUSTCHECK;
 /* One of a NULL-terminated list; *out NULL when absent or null. */
 int field_enum_or_reply(struct http_ctx *c, const char *name, const char *const *allowed, const char **out) MUSTCHECK;
-/*
- * Copies in to out (cap bytes, NUL included) with Persian (U+06F0..9) and
- * Arabic-Indic (U+0660..9) digits mapped to ASCII, as the panel sends dates
- * and times (COMPAT §6). Returns 0, or -1 when out is too small.
- */
-int field_ascii_digits(const char *in, char *out, size_t cap) MUSTCHECK;
 /* True when the field is present and not null. */
 bool field_given(struct http_ctx *c, const char *name);
 /* Path parameter i as an integer id (422 naming it otherwise). */

@@ -30,31 +30,6 @@ int field_object_or_reply(struct http_ctx *c, bool required)
 	return 0;
 }
 
-int field_ascii_digits(const char *in, char *out, size_t cap)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	size_t n = 0;
-	while (*p) {
-		char ch = (char)*p;
-		size_t adv = 1;
-		if (p[0] == 0xDB && p[1] >= 0xB0 && p[1] <= 0xB9) {
-			ch = (char)('0' + (p[1] - 0xB0)); /* U+06F0..U+06F9 */
-			adv = 2;
-		} else if (p[0] == 0xD9 && p[1] >= 0xA0 && p[1] <= 0xA9) {
-			ch = (char)('0' + (p[1] - 0xA0)); /* U+0660..U+0669 */
-			adv = 2;
-		}
-		if (n + 1 >= cap)
-			return -1;
-		out[n++] = ch;
-		p += adv;
-	}
-	if (cap == 0)
-		return -1;
-	out[n] = '\0';
-	return 0;
-}
-
 bool field_given(struct http_ctx *c, const char *name)
 {
 	json_t *v = json_object_get(c->body, name);

@@ -96,7 +96,7 @@ static void list(struct http_ctx *c)
 	struct hlist *h;
 
 	if (q) {
-		if (field_ascii_digits(q, buf, sizeof(buf)) ||
+		if (util_ascii_digits(q, buf, sizeof(buf)) ||
 		    util_parse_long(buf, JALALI_YEAR_MIN, JALALI_YEAR_MAX, &year)) {
 			http_invalid(c, "year", "must be a Jalali year from 1 to 3177");
 			return;

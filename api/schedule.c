@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "util.h"
 #include "callstate.h"
 #include "config.h"
 #include "pgjson.h"
@@ -84,7 +85,7 @@ static void sput_free(void *p)
 static int parse_time(const char *in, int *out)
 {
 	char s[16];
-	if (field_ascii_digits(in, s, sizeof(s)))
+	if (util_ascii_digits(in, s, sizeof(s)))
 		return -1;
 	size_t n = strlen(s);
 	if (n != 5 && n != 8)
@@ -120,7 +121,7 @@ static int parse_dow(json_t *v, int *out)
 		*out = (int)d;
 		return 0;
 	}
-	if (!json_is_string(v) || field_ascii_digits(json_string_value(v), s, sizeof(s)))
+	if (!json_is_string(v) || util_ascii_digits(json_string_value(v), s, sizeof(s)))
 		return -1;
 	if (strlen(s) != 1 || s[0] < '0' || s[0] > '6')
 		return -1;

@@ -96,25 +96,6 @@ static int param_ids(struct selection_query *q, const long long *ids, size_t n)
 	return k;
 }
 
-/* Maps U+06F0..9 and U+0660..9 to ASCII digits; other bytes are copied. */
-static void map_digits(const char *in, char *out, size_t outlen)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	size_t n = 0;
-	while (*p && n + 1 < outlen) {
-		if (p[0] == 0xDB && p[1] >= 0xB0 && p[1] <= 0xB9) {
-			out[n++] = (char)('0' + (p[1] - 0xB0));
-			p += 2;
-		} else if (p[0] == 0xD9 && p[1] >= 0xA0 && p[1] <= 0xA9) {
-			out[n++] = (char)('0' + (p[1] - 0xA0));
-			p += 2;
-		} else {
-			out[n++] = (char)*p++;
-		}
-	}
-	out[n] = '\0';
-}
-
 /* '%' + s with LIKE's wildcards and escape escaped + '%'. Caller frees. */
 static char *like_pattern(const char *s)
 {
@@ -139,7 +120,8 @@ int selection_search_patterns(const char *search, char **phone_like, char **name
 	*phone_like = *name_like = NULL;
 	if (!search || util_utf8_chars(search) > SELECTION_SEARCH_MAX)
 		return -1;
-	map_digits(search, text, sizeof(text));
+	if (util_ascii_digits(search, text, sizeof(text)))
+		return -1;
 	char *t = text;
 	while (*t == ' ' || *t == '\t')
 		t++;

@@ -146,6 +146,31 @@ void util_iso_now(char out[32])
 	snprintf(out + n, 32 - n, ".%06ldZ", ts.tv_nsec / 1000);
 }
 
+int util_ascii_digits(const char *in, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+	while (*p) {
+		char ch = (char)*p;
+		size_t adv = 1;
+		if (p[0] == 0xDB && p[1] >= 0xB0 && p[1] <= 0xB9) {
+			ch = (char)('0' + (p[1] - 0xB0)); /* U+06F0..U+06F9 */
+			adv = 2;
+		} else if (p[0] == 0xD9 && p[1] >= 0xA0 && p[1] <= 0xA9) {
+			ch = (char)('0' + (p[1] - 0xA0)); /* U+0660..U+0669 */
+			adv = 2;
+		}
+		if (n + 1 >= cap)
+			return -1;
+		out[n++] = ch;
+		p += adv;
+	}
+	if (cap == 0)
+		return -1;
+	out[n] = '\0';
+	return 0;
+}
+
 size_t util_utf8_chars(const char *s)
 {
 	size_t n = 0;

@@ -33,6 +33,13 @@ void util_iso_now(char out[32]);
 /* True when s is valid UTF-8 with no NUL inside its first len bytes. */
 bool util_utf8_valid(const char *s, size_t len);
 
+/*
+ * Copies in to out (cap bytes, NUL included) with Persian (U+06F0..9) and
+ * Arabic-Indic (U+0660..9) digits mapped to ASCII, as the panel sends dates,
+ * times and searches (COMPAT §6). Returns 0, or -1 when out is too small.
+ */
+int util_ascii_digits(const char *in, char *out, size_t cap) MUSTCHECK;
+
 /* Characters (code points) of a NUL-terminated UTF-8 string. */
 size_t util_utf8_chars(const char *s);
 
