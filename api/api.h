@@ -70,6 +70,9 @@ int query_long_or_reply(struct http_ctx *c, const char *name, long min, long max
  * smaller); 422 naming the parameter otherwise. */
 int query_page_or_reply(struct http_ctx *c, long *skip, long *limit) MUSTCHECK;
 
+/* Replies the rows of res as a bare JSON array (the panel's lists), or the database error. */
+void rows_reply_done(struct http_ctx *c, PGresult *res);
+
 /* A paged list's state: set it as c->state (freed with free). */
 struct list_page {
 	long skip, limit;

@@ -85,18 +85,12 @@ static void start(struct http_ctx *c, bool write, void (*next)(struct http_ctx *
 
 /* ------------------------------------------------------------------- list */
 
-static void rows_done(struct http_ctx *c, PGresult *res)
-{
-	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, pgjson_rows(res));
-}
-
 static void list_company(struct http_ctx *c)
 {
 	char cid[24];
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[1] = {cid};
-	http_db(c, of(c)->sql_list, 1, p, rows_done);
+	http_db(c, of(c)->sql_list, 1, p, rows_reply_done);
 }
 
 static void list(struct http_ctx *c)

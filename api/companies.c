@@ -37,17 +37,11 @@ static bool conflict_or_reply(struct http_ctx *c, PGresult *res)
 	return false;
 }
 
-static void list_done(struct http_ctx *c, PGresult *res)
-{
-	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, pgjson_rows(res));
-}
-
 static void list(struct http_ctx *c)
 {
 	if (!require_superuser_or_reply(c))
 		return;
-	http_db(c, "SELECT " COMPANY_COLUMNS " FROM companies ORDER BY id", 0, NULL, list_done);
+	http_db(c, "SELECT " COMPANY_COLUMNS " FROM companies ORDER BY id", 0, NULL, rows_reply_done);
 }
 
 static void one_done(struct http_ctx *c, PGresult *res)

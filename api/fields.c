@@ -181,6 +181,12 @@ int query_page_or_reply(struct http_ctx *c, long *skip, long *limit)
 	           : 0;
 }
 
+void rows_reply_done(struct http_ctx *c, PGresult *res)
+{
+	if (http_db_ok_or_reply(c, res))
+		http_reply_json(c, 200, pgjson_rows(res));
+}
+
 void list_page_done(struct http_ctx *c, PGresult *res)
 {
 	struct list_page *pg = c->state;

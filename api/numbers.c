@@ -351,12 +351,6 @@ static void get_one(struct http_ctx *c)
 
 /* ---- GET /api/numbers/{id}/attempts ---- */
 
-static void attempts_done(struct http_ctx *c, PGresult *res)
-{
-	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, pgjson_rows(res));
-}
-
 static void attempts_visible(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
@@ -378,7 +372,7 @@ static void attempts_visible(struct http_ctx *c, PGresult *res)
 	        " agent_id, scenario_id, outbound_line_id, user_message, batch_id, api_ts(created_at) AS created_at"
 	        " FROM call_attempts WHERE number_id = $1 AND ($2::int IS NULL OR company_id = $2::int)"
 	        " ORDER BY attempted_at DESC, id DESC LIMIT $3 OFFSET $4",
-	        4, p, attempts_done);
+	        4, p, rows_reply_done);
 }
 
 static void attempts_scoped(struct http_ctx *c)

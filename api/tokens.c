@@ -13,18 +13,13 @@
 	"id, company_id, name, prefix, api_ts(created_at) AS created_at, api_ts(last_used_at) AS last_used_at, " \
 	"api_ts(revoked_at) AS revoked_at"
 
-static void rows_done(struct http_ctx *c, PGresult *res)
-{
-	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, pgjson_rows(res));
-}
-
 static void list_company(struct http_ctx *c)
 {
 	char cid[24];
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[1] = {cid};
-	http_db(c, "SELECT " TOKEN_COLUMNS " FROM dialer_tokens WHERE company_id = $1 ORDER BY id", 1, p, rows_done);
+	http_db(c, "SELECT " TOKEN_COLUMNS " FROM dialer_tokens WHERE company_id = $1 ORDER BY id", 1, p,
+	        rows_reply_done);
 }
 
 static void list(struct http_ctx *c)

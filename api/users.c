@@ -67,19 +67,13 @@ static void hash_password(void *state)
 
 /* ------------------------------------------------------------------- list */
 
-static void rows_done(struct http_ctx *c, PGresult *res)
-{
-	if (http_db_ok_or_reply(c, res))
-		http_reply_json(c, 200, pgjson_rows(res));
-}
-
 static void list_company(struct http_ctx *c)
 {
 	char cid[24];
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[1] = {cid};
 	http_db(c, SELECT_USER_BY_COMPANY "WHERE u.company_id = $1 AND NOT u.is_superuser ORDER BY u.id", 1, p,
-	        rows_done);
+	        rows_reply_done);
 }
 
 static void list(struct http_ctx *c)
@@ -100,14 +94,14 @@ static void roster(struct http_ctx *c)
 		snprintf(cid, sizeof(cid), "%ld", c->user.company_id);
 		const char *p[1] = {cid};
 		http_db(c, SELECT_USER_BY_COMPANY "WHERE u.company_id = $1 AND NOT u.is_superuser ORDER BY u.id", 1, p,
-		        rows_done);
+		        rows_reply_done);
 		return;
 	}
 	const char *p[1] = {company};
 	http_db(c,
 	        SELECT_USER_BY_COMPANY "WHERE NOT u.is_superuser AND ($1::text IS NULL OR c.name = $1) "
 	                               "ORDER BY u.company_id, u.id",
-	        1, p, rows_done);
+	        1, p, rows_reply_done);
 }
 
 /* ----------------------------------------------------------------- create */
