@@ -6,7 +6,7 @@
 VARIANT ?= release
 CC ?= cc
 
-PKGS := libevent libevent_pthreads hiredis libpq jansson libjwt libcurl libcrypto libcrypt
+PKGS := libevent libevent_pthreads hiredis libpq jansson libjwt libcurl libcrypto libcrypt libzip expat xlsxwriter
 TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \

@@ -141,6 +141,11 @@ static const struct centry table[] = {
     {"CLAIM_IDLE_MS", CT_INT, S(claim_idle_ms), "30000", 100, 86400000, false, 0, NULL},
     {"MAX_DELIVERIES", CT_INT, S(max_deliveries), "5", 1, 1000, false, 0, NULL},
     {"RESULTS_BATCH_SIZE", CT_INT, S(results_batch_size), "1000", 1, 10000, false, 0, NULL},
+    {"DATA_DIR", CT_STR, S(data_dir), ".run/data", 0, 0, false, 0, NULL},
+    {"JOB_WAIT_SECONDS", CT_INT, S(job_wait_seconds), "10", 0, 3600, false, 0, NULL},
+    {"UPLOAD_MAX_BYTES", CT_LONG, S(upload_max_bytes), "104857600", 1024, 1L << 36, false, 0, NULL},
+    {"EXPORT_TTL_HOURS", CT_INT, S(export_ttl_hours), "24", 1, 8760, false, 0, NULL},
+    {"BULK_SYNC_LIMIT", CT_INT, S(bulk_sync_limit), "10000", 1, 100000000, false, 0, NULL},
 };
 #undef S
 
