@@ -95,11 +95,7 @@ static void search_agents_then_next(struct http_ctx *c)
 	}
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[3] = {cid, name, phone};
-	http_db(c,
-	        "SELECT id FROM users WHERE company_id = $1 AND (username ILIKE $2 OR first_name ILIKE $2"
-	        " OR last_name ILIKE $2 OR concat_ws(' ', first_name, last_name) ILIKE $2"
-	        " OR ($3::text IS NOT NULL AND phone_number LIKE $3)) LIMIT 1000",
-	        3, p, search_agents_found);
+	http_db(c, SELECTION_SEARCH_AGENTS_SQL, 3, p, search_agents_found);
 	free(phone);
 	free(name);
 }
