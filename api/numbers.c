@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "numaction.h"
 #include "pgjson.h"
 #include "phone.h"
 #include "selection.h"
@@ -34,7 +35,7 @@
 	"ag.is_active) FROM users ag WHERE ag.id = x.assigned_agent_id) AS assigned_agent, api_ts(x.created_at) " \
 	"AS created_at FROM ("
 
-enum action { ACT_STATUS, ACT_DELETE, ACT_RESET };
+enum action { ACT_STATUS = NUMACTION_STATUS, ACT_DELETE = NUMACTION_DELETE, ACT_RESET = NUMACTION_RESET };
 
 struct nreq {
 	struct selection sel;
@@ -405,63 +406,19 @@ static bool company_needed_or_reply(struct http_ctx *c, const char *field)
 	return false;
 }
 
-/*
- * One statement for an action over the built selection r->q (one number or
- * many): cur = the selected numbers, locked, with the target company's
- * status; ok = those the caller may change (a superuser, or a mutable
- * status: COMPAT §2.9's guard); the change, applied to ok; then how many were
- * selected, how many changed, and the status of one that was selected (the
- * single-number guard names it).
- */
+/* The action's statement (common/numaction) over the built selection r->q: one number or many. */
 static void run_action(struct http_ctx *c, http_db_cb done)
 {
 	struct nreq *r = c->state;
-	char cid[24], *act, *sql;
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
-	/* only parameters the statement uses: PostgreSQL counts them from the text */
-	int ks = selection_param(&r->q, c->user.is_superuser ? "true" : "false");
-	int kc = r->act == ACT_DELETE ? 0 : selection_param(&r->q, cid);
-	int kt = r->act == ACT_STATUS ? selection_param(&r->q, r->new_status) : 0;
-	switch (r->act) {
-	case ACT_DELETE:
-		act = xasprintf("d AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)");
-		break;
-	case ACT_RESET:
-		act = xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
-		                " (SELECT id FROM ok) RETURNING 1), u AS (UPDATE numbers SET assigned_at = NULL,"
-		                " assigned_batch_id = NULL, assigned_company_id = NULL WHERE id IN (SELECT id FROM ok)"
-		                " AND assigned_at IS NOT NULL RETURNING 1)",
-		                kc);
-		break;
-	default:
-		/* IN_QUEUE makes a number dialable again, as a reset does (COMPAT preface 5) */
-		act =
-		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
-		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
-		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
-		              " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
-		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
-		              " updated_at = now() RETURNING 1), "
-		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
-		              " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
-		              " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
-		              " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
-		              " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
-		              kt, kc, kc, kt, kt, kt, kt, kt, kt);
-	}
-	sql = xasprintf("WITH cur AS (SELECT n.id, s.status %s FOR UPDATE OF n), ok AS (SELECT id FROM cur"
-	                " WHERE $%d::boolean OR status IS NULL OR status IN " SELECTION_MUTABLE_SQL "), %s"
-	                " SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok),"
-	                " (SELECT status FROM cur LIMIT 1)",
-	                r->q.from_where, ks, act);
+	char *sql = numaction_sql(&r->q, (enum numaction)r->act, c->user.is_superuser, c->company_id, r->new_status,
+	                          0, NULL);
 	http_db(c, sql, r->q.nparams, r->q.params, done);
 	free(sql);
-	free(act);
 }
 
 static const char *action_name(enum action act)
 {
-	return act == ACT_DELETE ? "delete" : act == ACT_RESET ? "reset" : "update_status";
+	return numaction_name((enum numaction)act);
 }
 
 static void action_done(struct http_ctx *c, PGresult *res)

@@ -250,3 +250,133 @@ void selection_query_free(struct selection_query *q)
 	free(q->order_by);
 	memset(q, 0, sizeof(*q));
 }
+
+/* ---- job params ---- */
+
+static json_t *ids_json(const long long *ids, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	return a;
+}
+
+json_t *selection_to_json(const struct selection *f)
+{
+	static const char *const sorts[] = {"created_at", "last_attempt_at", "status"};
+	json_t *j = json_object();
+	json_object_set_new(j, "company_id", json_integer(f->company_id));
+	json_object_set_new(j, "only_agent_id", json_integer(f->only_agent_id));
+	json_object_set_new(j, "agent_id", json_integer(f->agent_id));
+	json_object_set_new(j, "status", f->status ? json_string(f->status) : json_null());
+	json_object_set_new(j, "global_status", f->global_status ? json_string(f->global_status) : json_null());
+	json_object_set_new(j, "search", f->search ? json_string(f->search) : json_null());
+	json_object_set_new(j, "search_agents", ids_json(f->search_agents, f->nsearch_agents));
+	json_object_set_new(j, "start", f->has_start ? json_integer((json_int_t)f->start) : json_null());
+	json_object_set_new(j, "end", f->has_end ? json_integer((json_int_t)f->end) : json_null());
+	json_object_set_new(j, "select_all", json_boolean(f->select_all));
+	json_object_set_new(j, "ids", ids_json(f->ids, f->nids));
+	json_object_set_new(j, "excluded_ids", ids_json(f->excluded, f->nexcluded));
+	json_object_set_new(j, "sort_by", json_string(sorts[f->sort]));
+	json_object_set_new(j, "sort_order", json_string(f->ascending ? "asc" : "desc"));
+	return j;
+}
+
+/* j[key], an array of integers, into *out (allocated); -1 when malformed. */
+static int ids_from_json(const json_t *j, const char *key, long long **out, size_t *n)
+{
+	json_t *a = json_object_get(j, key), *v;
+	size_t i;
+	*out = NULL;
+	*n = 0;
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > SELECTION_IDS_MAX)
+		return -1;
+	*out = xmalloc((json_array_size(a) ? json_array_size(a) : 1) * sizeof(**out));
+	json_array_foreach(a, i, v)
+	{
+		if (!json_is_integer(v))
+			return -1;
+		(*out)[i] = json_integer_value(v);
+	}
+	*n = json_array_size(a);
+	return 0;
+}
+
+/* j[key]: absent or null → NULL; a string → it (borrowed); else -1. */
+static int str_from_json(const json_t *j, const char *key, const char **out)
+{
+	json_t *v = json_object_get(j, key);
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return -1;
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int long_from_json(const json_t *j, const char *key, long *out)
+{
+	json_t *v = json_object_get(j, key);
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2147483647)
+		return -1;
+	*out = (long)json_integer_value(v);
+	return 0;
+}
+
+static int time_from_json(const json_t *j, const char *key, bool *has, time_t *out)
+{
+	json_t *v = json_object_get(j, key);
+	*has = false;
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v))
+		return -1;
+	*has = true;
+	*out = (time_t)json_integer_value(v);
+	return 0;
+}
+
+int selection_from_json(const json_t *j, struct selection *f, struct selection_arrays *a)
+{
+	const char *sort_by, *sort_order;
+	memset(f, 0, sizeof(*f));
+	memset(a, 0, sizeof(*a));
+	if (!json_is_object(j))
+		return -1;
+	if (long_from_json(j, "company_id", &f->company_id) || long_from_json(j, "only_agent_id", &f->only_agent_id) ||
+	    long_from_json(j, "agent_id", &f->agent_id) || str_from_json(j, "status", &f->status) ||
+	    str_from_json(j, "global_status", &f->global_status) || str_from_json(j, "search", &f->search) ||
+	    str_from_json(j, "sort_by", &sort_by) || str_from_json(j, "sort_order", &sort_order) ||
+	    time_from_json(j, "start", &f->has_start, &f->start) || time_from_json(j, "end", &f->has_end, &f->end) ||
+	    ids_from_json(j, "ids", &a->ids, &f->nids) || ids_from_json(j, "excluded_ids", &a->excluded, &f->nexcluded) ||
+	    ids_from_json(j, "search_agents", &a->agents, &f->nsearch_agents))
+		goto bad;
+	if ((f->status && !selection_status_valid(f->status)) ||
+	    (f->global_status && !selection_global_status_valid(f->global_status)) ||
+	    selection_parse_sort(sort_by, sort_order, &f->sort, &f->ascending))
+		goto bad;
+	f->select_all = json_is_true(json_object_get(j, "select_all"));
+	f->ids = a->ids;
+	f->excluded = a->excluded;
+	f->search_agents = a->agents;
+	return 0;
+bad:
+	selection_arrays_free(a);
+	memset(f, 0, sizeof(*f));
+	return -1;
+}
+
+void selection_arrays_free(struct selection_arrays *a)
+{
+	free(a->ids);
+	free(a->excluded);
+	free(a->agents);
+	memset(a, 0, sizeof(*a));
+}

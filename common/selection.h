@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "common.h"
 
 #define SELECTION_SEARCH_MAX 100    /* characters of `search` */
@@ -90,6 +92,27 @@ void selection_query_free(struct selection_query *q);
  * ("asc", "desc"); NULL means the default (created_at, desc). Returns 0 or -1. */
 int selection_parse_sort(const char *sort_by, const char *sort_order, enum selection_sort *sort,
                          bool *ascending) MUSTCHECK;
+
+/*
+ * A selection as a job's params (a JSON object; new reference) and back: what
+ * a request resolved (company, search agents, date instants) travels with the
+ * job, so that the worker selects exactly what the request meant.
+ */
+json_t *selection_to_json(const struct selection *f);
+
+/* The id arrays selection_from_json allocates; free with selection_arrays_free. */
+struct selection_arrays {
+	long long *ids, *excluded, *agents;
+};
+
+/*
+ * Fills f from j (made by selection_to_json). Strings in f are borrowed from j
+ * (keep j alive while f is used); the arrays are allocated into a. Returns 0,
+ * or -1 when j is malformed (a wrong type, an unknown status or sort, an
+ * array beyond SELECTION_IDS_MAX).
+ */
+int selection_from_json(const json_t *j, struct selection *f, struct selection_arrays *a) MUSTCHECK;
+void selection_arrays_free(struct selection_arrays *a);
 
 /* The 13 call statuses and the 3 global statuses (COMPAT §3.2), NULL-terminated. */
 extern const char *const selection_call_statuses[];

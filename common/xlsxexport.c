@@ -1,6 +1,6 @@
 /*
- * The numbers export: one count and one single-row-mode query in a read-only
- * snapshot, each row turned into cells as it arrives (constant-memory
+ * The numbers export: one count and one cursor in a read-only snapshot, each
+ * batch turned into cells as it arrives (constant-memory
  * libxlsxwriter flushes every row to its scratch file), the zip written at
  * workbook_close. Times are converted here, not in SQL: the query stays cheap.
  */
@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <dlfcn.h>
 
 #include <xlsxwriter.h>
 
@@ -35,6 +37,51 @@ const char *const xlsxexport_headers[XLSXEXPORT_NCOLS] = {
     "خط",                  /* outbound line of the last attempt (display name) */
 };
 
+/*
+ * The zip level. libxlsxwriter 1.1.4 deflates every part at zlib's default
+ * level (6) and has no option for it; the sheet of a 1,000,000-row export is
+ * ~430 MB of XML, and deflating it was 44% of the export's CPU. Level 1 takes
+ * about half the time for a file ~20% larger (docs/benchmarks.md, "Export").
+ */
+#define ZIP_LEVEL 1
+
+/*
+ * libxlsxwriter opens each part of the zip with this minizip call, resolved
+ * at run time: a program that links this file defines it, so the dynamic
+ * linker binds libxlsxwriter's call here (an executable's definition comes
+ * first), and it forwards to minizip's with ZIP_LEVEL. The prototype is
+ * minizip's zip.h (zipFile = void *, zip_fileinfo passed through), which
+ * Debian's libxlsxwriter-dev does not install.
+ */
+int zipOpenNewFileInZip4_64(void *file, const char *filename, const void *zipfi, const void *extrafield_local,
+                            unsigned size_extrafield_local, const void *extrafield_global,
+                            unsigned size_extrafield_global, const char *comment, int method, int level, int raw,
+                            int window_bits, int mem_level, int strategy, const char *password,
+                            unsigned long crc_for_crypting, unsigned long version_made_by, unsigned long flag_base,
+                            int zip64);
+int zipOpenNewFileInZip4_64(void *file, const char *filename, const void *zipfi, const void *extrafield_local,
+                            unsigned size_extrafield_local, const void *extrafield_global,
+                            unsigned size_extrafield_global, const char *comment, int method, int level, int raw,
+                            int window_bits, int mem_level, int strategy, const char *password,
+                            unsigned long crc_for_crypting, unsigned long version_made_by, unsigned long flag_base,
+                            int zip64)
+{
+	typedef int (*open_fn)(void *, const char *, const void *, const void *, unsigned, const void *, unsigned,
+	                       const char *, int, int, int, int, int, int, const char *, unsigned long, unsigned long,
+	                       unsigned long, int);
+	static open_fn real;
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "zipOpenNewFileInZip4_64");
+		if (!sym)
+			return -104; /* ZIP_INTERNALERROR: no minizip below us */
+		memcpy(&real, &sym, sizeof(real));
+	}
+	UNUSED(level);
+	return real(file, filename, zipfi, extrafield_local, size_extrafield_local, extrafield_global,
+	            size_extrafield_global, comment, method, ZIP_LEVEL, raw, window_bits, mem_level, strategy, password,
+	            crc_for_crypting, version_made_by, flag_base, zip64);
+}
+
 /* Column widths (characters), in header order. */
 static const double widths[XLSXEXPORT_NCOLS] = {14, 16, 10, 30, 40, 20, 14, 20, 14, 24, 18, 20, 20};
 
@@ -42,21 +89,27 @@ static const double widths[XLSXEXPORT_NCOLS] = {14, 16, 10, 30, 40, 20, 14, 20, 
 #define CELL_TEXT_MAX 32767
 
 /*
- * One column per cell source. Instants as microseconds since the epoch: the
- * text of a bigint parses faster than a timestamp's, and the date cells, ISO
- * strings and Jalali days are all computed from it.
+ * One column per cell source, fetched in binary (no timestamp or integer
+ * formatting on the server, no parsing here). Names come from the small
+ * tables, loaded once (struct names), not joined per row.
  */
 static const char row_columns[] =
-    "SELECT n.phone_number, s.status, s.total_attempts,"
-    " (extract(epoch FROM s.last_attempt_at) * 1000000)::int8, s.last_user_message,"
-    " (extract(epoch FROM n.created_at) * 1000000)::int8,"
-    " (SELECT concat_ws(' ', u.first_name, u.last_name) FROM users u WHERE u.id = s.assigned_agent_id),"
-    " (SELECT u.username FROM users u WHERE u.id = s.assigned_agent_id),"
-    " (SELECT sc.display_name FROM call_attempts a JOIN scenarios sc ON sc.id = a.scenario_id"
-    "   WHERE a.id = s.last_attempt_id),"
-    " (SELECT l.display_name FROM call_attempts a JOIN outbound_lines l ON l.id = a.outbound_line_id"
-    "   WHERE a.id = s.last_attempt_id) ";
-enum { F_PHONE, F_STATUS, F_ATTEMPTS, F_LAST_US, F_MESSAGE, F_CREATED_US, F_AGENT, F_USERNAME, F_SCENARIO, F_LINE };
+    "SELECT n.phone_number, s.status, s.total_attempts, s.last_attempt_at, s.last_user_message, n.created_at,"
+    " s.assigned_agent_id, s.last_scenario_id, s.last_outbound_line_id ";
+enum { F_PHONE, F_STATUS, F_ATTEMPTS, F_LAST_AT, F_MESSAGE, F_CREATED_AT, F_AGENT, F_SCENARIO, F_LINE };
+
+/* PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC. */
+#define PG_EPOCH_US 946684800000000LL
+
+/* id -> one or two names, sorted by id (the users, the company's scenarios or lines). */
+struct name {
+	long id;
+	char *a, *b;
+};
+struct names {
+	struct name *v;
+	size_t n;
+};
 
 /* Local-time conversion with memory: rows come in runs of nearby instants. */
 struct tzcache {
@@ -75,6 +128,7 @@ struct writer {
 	struct tzcache tz;
 	char *cut; /* CELL_TEXT_MAX + 1 bytes for text that needs cutting */
 	lxw_error lerr;
+	struct names users, scenarios, lines;
 };
 
 static long long floor_div(long long a, long long b)
@@ -181,55 +235,106 @@ static int add_sheet(struct writer *w)
 	return w->lerr ? -1 : 0;
 }
 
-static const char *val(const PGresult *r, int f, size_t *len)
+static int name_cmp(const void *k, const void *e)
 {
-	if (PQgetisnull(r, 0, f)) {
+	long id = *(const long *)k, other = ((const struct name *)e)->id;
+	return id < other ? -1 : id > other;
+}
+
+static const struct name *name_find(const struct names *ns, long id)
+{
+	return ns->n ? bsearch(&id, ns->v, ns->n, sizeof(*ns->v), name_cmp) : NULL;
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++) {
+		free(ns->v[i].a);
+		free(ns->v[i].b);
+	}
+	free(ns->v);
+	memset(ns, 0, sizeof(*ns));
+}
+
+/* Loads "SELECT id, a[, b] ... ORDER BY id" into ns. Returns 0 or -1 (err set). */
+static int names_load(PGconn *db, const char *sql, const char *company, struct names *ns, char *err, size_t errlen);
+
+static const char *bin_text(const PGresult *r, int i, int f, size_t *len)
+{
+	if (PQgetisnull(r, i, f)) {
 		*len = 0;
 		return NULL;
 	}
-	*len = (size_t)PQgetlength(r, 0, f);
-	return PQgetvalue(r, 0, f);
+	*len = (size_t)PQgetlength(r, i, f);
+	return PQgetvalue(r, i, f); /* libpq ends every value with a NUL, binary ones too */
 }
 
-/* One selected number (r: a single-row result) as the next row. */
-static int write_row(struct writer *w, const PGresult *r)
+static bool bin_int4(const PGresult *r, int i, int f, long *out)
+{
+	if (PQgetisnull(r, i, f) || PQgetlength(r, i, f) != 4)
+		return false;
+	const unsigned char *p = (const unsigned char *)PQgetvalue(r, i, f);
+	*out = (long)(int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+	return true;
+}
+
+/* A timestamptz as microseconds since the Unix epoch. */
+static bool bin_ts(const PGresult *r, int i, int f, long long *us)
+{
+	if (PQgetisnull(r, i, f) || PQgetlength(r, i, f) != 8)
+		return false;
+	const unsigned char *p = (const unsigned char *)PQgetvalue(r, i, f);
+	uint64_t v = 0;
+	for (int k = 0; k < 8; k++)
+		v = v << 8 | p[k];
+	*us = (long long)v + PG_EPOCH_US;
+	return true;
+}
+
+/* An instant as a date cell (local time) at col and its Jalali day at jcol. */
+static void cell_instant(struct writer *w, long row, int col, int jcol, long long us)
+{
+	cell_number(w, row, col, excel_serial(local_seconds(&w->tz, us)), w->date);
+	const char *j = jalali_day(&w->tz, us);
+	cell_text(w, row, jcol, j, strlen(j));
+}
+
+/* Selected number i of the batch r as the next row. */
+static int write_row(struct writer *w, const PGresult *r, int i)
 {
 	size_t len;
 	const char *v;
 	char iso[64];
+	long id, n;
+	long long us;
+	const struct name *nm;
+
 	if (w->sheet_row >= XLSXEXPORT_SHEET_ROWS && add_sheet(w))
 		return -1;
 	long row = ++w->sheet_row;
 
-	v = val(r, F_PHONE, &len);
+	v = bin_text(r, i, F_PHONE, &len);
 	cell_text(w, row, 0, v, len);
-	v = val(r, F_STATUS, &len);
+	v = bin_text(r, i, F_STATUS, &len);
 	cell_text(w, row, 1, v ? v : "IN_QUEUE", v ? len : 8);
-	v = val(r, F_ATTEMPTS, &len);
-	cell_number(w, row, 2, v ? strtod(v, NULL) : 0, NULL);
-	v = val(r, F_LAST_US, &len);
-	if (v) {
-		long long us = strtoll(v, NULL, 10);
+	cell_number(w, row, 2, bin_int4(r, i, F_ATTEMPTS, &n) ? (double)n : 0, NULL);
+	if (bin_ts(r, i, F_LAST_AT, &us)) {
 		iso_utc(us, iso);
 		cell_text(w, row, 3, iso, strlen(iso));
-		cell_number(w, row, 7, excel_serial(local_seconds(&w->tz, us)), w->date);
-		const char *j = jalali_day(&w->tz, us);
-		cell_text(w, row, 8, j, strlen(j));
+		cell_instant(w, row, 7, 8, us);
 	}
-	v = val(r, F_MESSAGE, &len);
+	v = bin_text(r, i, F_MESSAGE, &len);
 	cell_text(w, row, 4, v, len);
-	v = val(r, F_CREATED_US, &len);
-	if (v) {
-		long long us = strtoll(v, NULL, 10);
-		cell_number(w, row, 5, excel_serial(local_seconds(&w->tz, us)), w->date);
-		const char *j = jalali_day(&w->tz, us);
-		cell_text(w, row, 6, j, strlen(j));
+	if (bin_ts(r, i, F_CREATED_AT, &us))
+		cell_instant(w, row, 5, 6, us);
+	if (bin_int4(r, i, F_AGENT, &id) && (nm = name_find(&w->users, id))) {
+		cell_text(w, row, 9, nm->a, strlen(nm->a));
+		cell_text(w, row, 10, nm->b, strlen(nm->b));
 	}
-	static const int text_cols[][2] = {{F_AGENT, 9}, {F_USERNAME, 10}, {F_SCENARIO, 11}, {F_LINE, 12}};
-	for (size_t i = 0; i < ARRAY_LEN(text_cols); i++) {
-		v = val(r, text_cols[i][0], &len);
-		cell_text(w, row, text_cols[i][1], v, len);
-	}
+	if (bin_int4(r, i, F_SCENARIO, &id) && (nm = name_find(&w->scenarios, id)))
+		cell_text(w, row, 11, nm->a, strlen(nm->a));
+	if (bin_int4(r, i, F_LINE, &id) && (nm = name_find(&w->lines, id)))
+		cell_text(w, row, 12, nm->a, strlen(nm->a));
 	return w->lerr ? -1 : 0;
 }
 
@@ -256,19 +361,46 @@ static bool exec_ok(PGconn *db, const char *sql, char *err, size_t errlen)
 	return ok;
 }
 
-/* After an early stop of the row stream: cancel the query and read what is left. */
-static void drain(PGconn *db)
+static int names_load(PGconn *db, const char *sql, const char *company, struct names *ns, char *err, size_t errlen)
 {
-	PGcancel *cn = PQgetCancel(db);
-	char buf[256];
-	if (cn) {
-		if (!PQcancel(cn, buf, sizeof(buf)))
-			log_warn("event=export_cancel_failed error=\"%s\"", buf);
-		PQfreeCancel(cn);
-	}
-	PGresult *r;
-	while ((r = PQgetResult(db)))
+	const char *p[1] = {company};
+	PGresult *r = PQexecParams(db, sql, company ? 1 : 0, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		set_err(err, errlen, "database error", PQresultErrorMessage(r));
 		PQclear(r);
+		return -1;
+	}
+	int n = PQntuples(r), two = PQnfields(r) > 2;
+	ns->v = xcalloc((size_t)(n ? n : 1), sizeof(*ns->v));
+	for (int i = 0; i < n; i++) {
+		ns->v[i].id = strtol(PQgetvalue(r, i, 0), NULL, 10);
+		ns->v[i].a = xstrdup(PQgetvalue(r, i, 1));
+		ns->v[i].b = two ? xstrdup(PQgetvalue(r, i, 2)) : NULL;
+	}
+	ns->n = (size_t)n;
+	PQclear(r);
+	return 0;
+}
+
+/* Rows per FETCH: one result per batch (libpq's per-result cost spread over many rows), two
+ * batches in memory at most. */
+#define FETCH_ROWS 5000
+
+/* Asks for the next batch of the cursor, in binary. */
+static bool fetch_send(PGconn *db)
+{
+	char sql[64];
+	snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM numbers_export", FETCH_ROWS);
+	return PQsendQueryParams(db, sql, 0, NULL, NULL, NULL, NULL, 1) == 1;
+}
+
+/* The batch asked for by fetch_send (caller PQclears); the connection is idle again. */
+static PGresult *fetch_wait(PGconn *db)
+{
+	PGresult *r = PQgetResult(db), *more;
+	while ((more = PQgetResult(db)))
+		PQclear(more);
+	return r;
 }
 
 int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxexport_opts *opts, long *rows,
@@ -278,7 +410,7 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 	struct writer w = {.tz = {.bucket = LLONG_MIN, .day = LONG_MIN}};
 	char *sql = NULL;
 	PGresult *r = NULL;
-	bool in_tx = false, streaming = false;
+	bool in_tx = false, pending = false;
 	int rc = -1;
 	long done = 0, total = 0, every = opts->every > 0 ? opts->every : 10000;
 
@@ -291,6 +423,11 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 	if (!exec_ok(db, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err, errlen))
 		goto out;
 	in_tx = true;
+	/* one long scan, read to the end: planned for all rows (not a cursor's first tenth),
+	 * not compiled (costs more than it saves), number_state sorted in memory */
+	if (!exec_ok(db, "SET LOCAL cursor_tuple_fraction = 1; SET LOCAL jit = off; SET LOCAL work_mem = '64MB'", err,
+	             errlen))
+		goto out;
 
 	sql = xasprintf("SELECT count(*) %s", q.from_where);
 	r = PQexecParams(db, sql, q.nparams, NULL, q.params, NULL, NULL, 0);
@@ -303,6 +440,22 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 	r = NULL;
 	free(sql);
 	sql = NULL;
+	/*
+	 * Every user (an agent may have moved to another company since), the company's scenarios
+	 * and lines: a few thousand rows at most, whatever the export's size.
+	 */
+	if (names_load(db, "SELECT id, concat_ws(' ', first_name, last_name), username FROM users ORDER BY id", NULL,
+	               &w.users, err, errlen))
+		goto out;
+	if (sel->company_id) {
+		char cid[24];
+		snprintf(cid, sizeof(cid), "%ld", sel->company_id);
+		if (names_load(db, "SELECT id, display_name FROM scenarios WHERE company_id = $1 ORDER BY id", cid,
+		               &w.scenarios, err, errlen) ||
+		    names_load(db, "SELECT id, display_name FROM outbound_lines WHERE company_id = $1 ORDER BY id", cid,
+		               &w.lines, err, errlen))
+			goto out;
+	}
 
 	lxw_workbook_options o = {.constant_memory = LXW_TRUE, .tmpdir = (char *)opts->tmpdir, .use_zip64 = LXW_TRUE};
 	w.wb = workbook_new_opt(opts->path, &o);
@@ -324,19 +477,40 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 		goto out;
 	}
 
-	sql = xasprintf("%s%s %s", row_columns, q.from_where, q.order_by);
-	if (!PQsendQueryParams(db, sql, q.nparams, NULL, q.params, NULL, NULL, 0) || !PQsetSingleRowMode(db)) {
+	/*
+	 * A cursor read in batches, the next FETCH sent before the current batch is written: the
+	 * server computes batch k+1 while this process writes batch k.
+	 */
+	sql = xasprintf("DECLARE numbers_export NO SCROLL CURSOR FOR %s%s %s", row_columns, q.from_where, q.order_by);
+	r = PQexecParams(db, sql, q.nparams, NULL, q.params, NULL, NULL, 1);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		set_err(err, errlen, "database error", PQresultErrorMessage(r));
+		goto out;
+	}
+	PQclear(r);
+	r = NULL;
+	if (!fetch_send(db)) {
 		set_err(err, errlen, "database error", PQerrorMessage(db));
 		goto out;
 	}
-	streaming = true;
+	pending = true;
 	for (;;) {
-		r = PQgetResult(db);
-		if (!r)
-			break;
-		ExecStatusType st = PQresultStatus(r);
-		if (st == PGRES_SINGLE_TUPLE) {
-			if (write_row(&w, r)) {
+		r = fetch_wait(db);
+		pending = false;
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			set_err(err, errlen, "database error", PQresultErrorMessage(r));
+			goto out;
+		}
+		int n = PQntuples(r);
+		if (n == FETCH_ROWS) {
+			if (!fetch_send(db)) {
+				set_err(err, errlen, "database error", PQerrorMessage(db));
+				goto out;
+			}
+			pending = true;
+		}
+		for (int i = 0; i < n; i++) {
+			if (write_row(&w, r, i)) {
 				set_err(err, errlen, "cannot write the workbook", lxw_strerror(w.lerr));
 				goto out;
 			}
@@ -345,14 +519,12 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 				set_err(err, errlen, "canceled", NULL);
 				goto out;
 			}
-		} else if (st != PGRES_TUPLES_OK) {
-			set_err(err, errlen, "database error", PQresultErrorMessage(r));
-			goto out;
 		}
 		PQclear(r);
+		r = NULL;
+		if (!pending)
+			break;
 	}
-	r = NULL;
-	streaming = false;
 	if (!exec_ok(db, "COMMIT", err, errlen))
 		goto out;
 	in_tx = false;
@@ -371,8 +543,8 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 	rc = 0;
 out:
 	PQclear(r);
-	if (streaming)
-		drain(db);
+	if (pending)
+		PQclear(fetch_wait(db));
 	if (in_tx) {
 		char ignore[8];
 		(void)exec_ok(db, "ROLLBACK", ignore, sizeof(ignore));
@@ -384,6 +556,9 @@ out:
 	if (rc)
 		unlink(opts->path);
 	free(w.cut);
+	names_free(&w.users);
+	names_free(&w.scenarios);
+	names_free(&w.lines);
 	free(sql);
 	selection_query_free(&q);
 	return rc;

@@ -1,6 +1,6 @@
 /*
  * The numbers export (COMPAT §2.9, SPEC §6): a selection streamed out of
- * PostgreSQL row by row (single-row mode) into an XLSX file written by
+ * PostgreSQL through a cursor, batch by batch, into an XLSX file written by
  * libxlsxwriter in constant-memory mode. Memory stays flat in the row count.
  * Shared by the export worker and `dialerctl export`.
  */
