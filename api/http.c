@@ -16,6 +16,7 @@
 #include <sys/un.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <sys/queue.h>
 #include <event2/thread.h>
 
@@ -237,6 +238,8 @@ static void ctx_free(struct http_ctx *c)
 		pgpool_release(c->tx);
 	if (c->state && c->state_free)
 		c->state_free(c->state);
+	if (c->aux && c->aux_free)
+		c->aux_free(c->aux);
 	for (int i = 0; i < c->nparams; i++)
 		free(c->params[i]);
 	evhttp_clear_headers(&c->query);
@@ -263,6 +266,25 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 		abort();
 	}
 	c->replied = true;
+	if (c->req_lost) {
+		/* the connection and its request are gone (http_watch_close): nothing to send */
+		double lost_dur = (double)(util_now_ns() - c->t0) / 1e9;
+		evbuffer_free(buf);
+		metrics_observe(c->route ? c->route_idx : METRICS_ROUTES_MAX - 1, 499, lost_dur);
+		log_set_ctx(c->rid);
+		log_info("event=http method=%s route=\"%s\" status=499 dur_ms=%.2f peer=%s user=%s reason=client_gone",
+		         c->route ? c->route->method : "-", c->route ? c->route->pattern : "-", lost_dur * 1e3, c->peer,
+		         c->user.username ? c->user.username : "-");
+		log_set_ctx(NULL);
+		ctx_free(c);
+		return;
+	}
+	if (c->on_gone) {
+		struct evhttp_connection *evc = evhttp_request_get_connection(c->req);
+		if (evc)
+			evhttp_connection_set_closecb(evc, NULL, NULL);
+		c->on_gone = NULL;
+	}
 	if (content_type)
 		evhttp_add_header(h, "Content-Type", content_type);
 	evhttp_add_header(h, "X-Request-Id", c->rid);
@@ -300,6 +322,52 @@ void http_reply_raw(struct http_ctx *c, int status, const char *content_type, co
 	struct evbuffer *buf = evbuffer_new();
 	evbuffer_add(buf, data, len);
 	finish(c, status, buf, content_type);
+}
+
+void http_reply_file(struct http_ctx *c, int status, const char *content_type, int fd, size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+	if (evbuffer_add_file(buf, fd, 0, (ev_off_t)len)) { /* closes fd on failure too */
+		evbuffer_free(buf);
+		http_error(c, 500, "INTERNAL_ERROR", "cannot send the file");
+		return;
+	}
+	finish(c, status, buf, content_type);
+}
+
+static void conn_closed(struct evhttp_connection *evc, void *arg)
+{
+	struct http_ctx *c = arg;
+	void (*gone)(struct http_ctx *) = c->on_gone;
+	UNUSED(evc);
+	/* evhttp_connection_free is running: a request still queued on the connection is freed
+	 * right after this returns (one detached earlier is not, and a reply frees it) */
+	if (evhttp_request_get_connection(c->req))
+		c->req_lost = true;
+	c->on_gone = NULL;
+	if (gone)
+		gone(c);
+}
+
+void http_watch_close(struct http_ctx *c, void (*gone)(struct http_ctx *c))
+{
+	struct evhttp_connection *evc = evhttp_request_get_connection(c->req);
+	if (!evc)
+		return;
+	c->on_gone = gone;
+	evhttp_connection_set_closecb(evc, conn_closed, c);
+}
+
+bool http_client_closed(struct http_ctx *c)
+{
+	struct evhttp_connection *evc = c->req_lost ? NULL : evhttp_request_get_connection(c->req);
+	struct bufferevent *bev = evc ? evhttp_connection_get_bufferevent(evc) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	char b;
+	if (fd < 0)
+		return true;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static void free_ref(const void *data, size_t len, void *extra)

@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 	numbers_routes();
 	dialer_routes();
 	deadletters_routes();
+	jobs_routes();
 	auth_init();
 	workq_start(2, 512);
 
