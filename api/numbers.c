@@ -1,6 +1,7 @@
 /*
  * The numbers pool (/api/numbers, COMPAT §2.9 with the preface's changes):
- * list, count, add, one number and its attempts, status/delete/reset, bulk.
+ * list, count, add, one number and its attempts, status/delete/reset, bulk,
+ * and the selection of an export (its job: api/export.c).
  * Filters go through common/selection; per-company state is number_state.
  */
 #include <stdlib.h>
@@ -670,9 +671,24 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 	                          (json_int_t)(matched - done)));
 }
 
+/* Over BULK_SYNC_LIMIT matched numbers the action is a job (api/export.c); at or under it, one
+ * statement here, as before. */
+static void bulk_counted(struct http_ctx *c, PGresult *res)
+{
+	struct nreq *r = c->state;
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	if (strtol(PQgetvalue(res, 0, 0), NULL, 10) > cfg.bulk_sync_limit) {
+		numbers_bulk_job_start(c, &r->sel, (enum numaction)r->act, r->new_status);
+		return;
+	}
+	run_action(c, bulk_done);
+}
+
 static void bulk_scoped(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
+	char lim[24];
 	if (!company_needed_or_reply(c, "company_name"))
 		return;
 	r->sel.company_id = c->company_id;
@@ -681,20 +697,31 @@ static void bulk_scoped(struct http_ctx *c)
 		http_invalid(c, "selection", "too many ids or too long a search");
 		return;
 	}
-	run_action(c, bulk_done);
+	/* counts at most one past the limit: deciding costs no more than the limit's worth */
+	snprintf(lim, sizeof(lim), "%ld", (long)cfg.bulk_sync_limit + 1);
+	const char **p = xmalloc((size_t)(r->q.nparams + 1) * sizeof(*p));
+	memcpy(p, r->q.params, (size_t)r->q.nparams * sizeof(*p));
+	p[r->q.nparams] = lim;
+	char *sql = xasprintf("SELECT count(*) FROM (SELECT 1 %s LIMIT $%d) x", r->q.from_where, r->q.nparams + 1);
+	http_db(c, sql, r->q.nparams + 1, p, bulk_counted);
+	free(sql);
+	free(p);
 }
 
-static void bulk(struct http_ctx *c)
+/*
+ * The selection fields of a bulk or export body (COMPAT §2.9) into r->sel (the dates only as
+ * given: dates_or_reply comes after the caller's own 400s), then "No numbers selected" (400,
+ * before the company: COMPAT §6). *company is the body's company_name. Returns 0, or -1 after
+ * replying.
+ */
+static int body_selection_or_reply(struct http_ctx *c, struct nreq *r, const char **company, const char **start,
+                                   const char **end)
 {
-	struct nreq *r = nreq_new(c);
-	const char *action, *sort_by, *sort_order, *company, *start, *end;
+	const char *sort_by, *sort_order;
 	int select_all;
 	long long agent = 0;
 	bool has_agent;
-	if (!require_admin_or_reply(c) || field_object_or_reply(c, true) ||
-	    field_enum_or_reply(c, "action", bulk_actions, &action) ||
-	    field_enum_or_reply(c, "status", selection_call_statuses, &r->new_status) ||
-	    ids_or_reply(c, "ids", &r->ids, &r->sel.nids) ||
+	if (ids_or_reply(c, "ids", &r->ids, &r->sel.nids) ||
 	    ids_or_reply(c, "excluded_ids", &r->excluded, &r->sel.nexcluded) ||
 	    field_bool_or_reply(c, "select_all", &select_all) ||
 	    field_enum_or_reply(c, "filter_status", selection_call_statuses, &r->sel.status) ||
@@ -702,34 +729,67 @@ static void bulk(struct http_ctx *c)
 	    field_str_or_reply(c, "search", 0, SELECTION_SEARCH_MAX, false, &r->sel.search) ||
 	    field_enum_or_reply(c, "sort_by", sort_fields, &sort_by) ||
 	    field_enum_or_reply(c, "sort_order", sort_orders, &sort_order) ||
-	    field_str_or_reply(c, "start_date", 0, 32, false, &start) ||
-	    field_str_or_reply(c, "end_date", 0, 32, false, &end) ||
-	    field_str_or_reply(c, "company_name", 1, 64, false, &company))
+	    field_str_or_reply(c, "start_date", 0, 32, false, start) ||
+	    field_str_or_reply(c, "end_date", 0, 32, false, end) ||
+	    field_str_or_reply(c, "company_name", 1, 64, false, company) ||
+	    field_int_or_reply(c, "agent_id", 1, 2147483647LL, false, &has_agent, &agent))
+		return -1;
+	if (selection_parse_sort(sort_by, sort_order, &r->sel.sort, &r->sel.ascending))
+		abort(); /* both checked against the same lists above */
+	r->sel.agent_id = has_agent ? (long)agent : 0;
+	r->sel.select_all = select_all == 1;
+	r->sel.ids = r->ids;
+	r->sel.excluded = r->excluded;
+	if (!r->sel.select_all && r->sel.nids == 0) {
+		http_error(c, 400, "BAD_REQUEST", "No numbers selected");
+		return -1;
+	}
+	return 0;
+}
+
+static void bulk(struct http_ctx *c)
+{
+	struct nreq *r = nreq_new(c);
+	const char *action, *company, *start, *end;
+	if (!require_admin_or_reply(c) || field_object_or_reply(c, true) ||
+	    field_enum_or_reply(c, "action", bulk_actions, &action) ||
+	    field_enum_or_reply(c, "status", selection_call_statuses, &r->new_status))
 		return;
 	if (!action) {
 		http_invalid(c, "action", "field required");
 		return;
 	}
-	if (field_int_or_reply(c, "agent_id", 1, 2147483647LL, false, &has_agent, &agent))
-		return;
-	r->sel.agent_id = has_agent ? (long)agent : 0;
-	r->sel.select_all = select_all == 1;
-	r->sel.ids = r->ids;
-	r->sel.excluded = r->excluded;
 	r->act = !strcmp(action, "delete") ? ACT_DELETE : !strcmp(action, "reset") ? ACT_RESET : ACT_STATUS;
-	if (!r->sel.select_all && r->sel.nids == 0) {
-		http_error(c, 400, "BAD_REQUEST", "No numbers selected");
+	if (body_selection_or_reply(c, r, &company, &start, &end))
 		return;
-	}
 	if (r->act == ACT_STATUS && !r->new_status) {
 		http_error(c, 400, "BAD_REQUEST", "Unsupported action");
 		return;
 	}
 	if (r->act != ACT_STATUS)
 		r->new_status = NULL;
-	if (!dates_or_reply(c, start, end, true))
+	if (dates_or_reply(c, start, end, true))
+		resolve_target(c, company, bulk_scoped);
+}
+
+/* ---- POST /api/numbers/export: the selection here, the job in api/export.c ---- */
+
+static void export_scoped(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	r->sel.company_id = c->company_id;
+	numbers_export_start(c, &r->sel);
+}
+
+static void export(struct http_ctx *c)
+{
+	struct nreq *r = nreq_new(c);
+	const char *company, *start, *end;
+	if (!require_admin_or_reply(c) || field_object_or_reply(c, true) ||
+	    body_selection_or_reply(c, r, &company, &start, &end))
 		return;
-	resolve_target(c, company, bulk_scoped);
+	if (dates_or_reply(c, start, end, true))
+		resolve_target(c, company, export_scoped);
 }
 
 static const struct route routes[] = {
@@ -737,6 +797,7 @@ static const struct route routes[] = {
     {"POST", "/api/numbers", add, AUTH_JWT, RF_JSON},
     {"GET", "/api/numbers/stats", count, AUTH_JWT, 0},
     {"POST", "/api/numbers/bulk", bulk, AUTH_JWT, RF_JSON},
+    {"POST", "/api/numbers/export", export, AUTH_JWT, RF_JSON},
     {"GET", "/api/numbers/{number_id}", get_one, AUTH_JWT, 0},
     {"DELETE", "/api/numbers/{number_id}", delete_one, AUTH_JWT, 0},
     {"GET", "/api/numbers/{number_id}/attempts", attempts, AUTH_JWT, 0},

@@ -15,6 +15,10 @@
 #include "common.h"
 #include "selection.h"
 
+/* The download (COMPAT §2.9). */
+#define XLSXEXPORT_FILE_NAME    "numbers_export.xlsx"
+#define XLSXEXPORT_CONTENT_TYPE "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 /* Rows per sheet after the header: Excel's limit is 1,048,576 rows. A bigger
  * export goes on in sheets "numbers_2", "numbers_3", ... with the same header. */
 #define XLSXEXPORT_SHEET_ROWS 1048575L
