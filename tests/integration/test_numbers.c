@@ -17,6 +17,7 @@
 #include "harness.h"
 
 static struct th_api api;
+static struct th_proc *bulk_worker; /* bulk actions over BULK_SYNC_LIMIT (10,000) are its jobs */
 static char *db_url;
 static char *root_token, *admin_token, *agent_token, *agent2_token, *globex_token;
 static long long acme_id, globex_id, agent_id, agent2_id;
@@ -153,7 +154,19 @@ static int group_setup(void **state)
 	db_url = th_fresh_db("it_test_numbers");
 	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
 		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "LIST_MAX=200", NULL) < 0)
+	/* a bulk over more than BULK_SYNC_LIMIT numbers is a job, answered inline within JOB_WAIT_SECONDS */
+	char dkv[600], dbkv[600], rkv[300], bin[512], log_path[512];
+	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s/%s-data", th_tmp_dir(), th_test_name());
+	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "LIST_MAX=200", dkv, "JOB_WAIT_SECONDS=120", NULL) < 0)
+		return -1;
+	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
+	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
+	snprintf(bin, sizeof(bin), "%s/dialer-bulk", th_env("DIALER_BIN_DIR"));
+	snprintf(log_path, sizeof(log_path), "%s/%s-bulk.log", th_tmp_dir(), th_test_name());
+	const char *wargv[] = {"dialer-bulk", NULL};
+	const char *wenv[] = {dbkv, rkv, dkv, "LOG_LEVEL=info", NULL};
+	bulk_worker = th_proc_start(bin, wargv, wenv, log_path);
+	if (bulk_worker == NULL)
 		return -1;
 	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
 	if (root_token == NULL)
@@ -177,6 +190,8 @@ static int group_teardown(void **state)
 
 	(void)state;
 	st = th_api_stop(&api);
+	if (th_proc_stop(bulk_worker) != 0)
+		st = -1;
 	free(root_token);
 	free(admin_token);
 	free(agent_token);
@@ -789,6 +804,7 @@ static void test_bulk_100k(void **state)
 	         " SELECT (SELECT id FROM companies WHERE name = 'acme'), id, phone_number, 'CONNECTED', now()"
 	         " FROM numbers WHERE phone_number LIKE '0936' || '%' ORDER BY numbers.id LIMIT 10"));
 	assert_int_equal(total(admin_token, "search=0936"), 100000);
+	/* over BULK_SYNC_LIMIT: each of these runs as a bulk job (dialer-bulk), answered inline */
 	r = bulk(admin_token, "{\"action\": \"update_status\", \"status\": \"MISSED\", \"select_all\": true,"
 	                      " \"search\": \"0936\", \"company_name\": \"acme\"}");
 	expect_bulk(r, 99990, 0, 0, 10);
