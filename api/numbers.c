@@ -411,8 +411,8 @@ static bool company_needed_or_reply(struct http_ctx *c, const char *field)
 static void run_action(struct http_ctx *c, http_db_cb done)
 {
 	struct nreq *r = c->state;
-	char *sql = numaction_sql(&r->q, (enum numaction)r->act, c->user.is_superuser, c->company_id, r->new_status,
-	                          0, NULL);
+	char *sql =
+	    numaction_sql(&r->q, (enum numaction)r->act, c->user.is_superuser, c->company_id, r->new_status, 0, NULL);
 	http_db(c, sql, r->q.nparams, r->q.params, done);
 	free(sql);
 }

@@ -44,8 +44,8 @@ static long company_lookup(PGconn *pg, const char *company)
 {
 	const char *p[1] = {company};
 	long id = 0;
-	PGresult *r = db_exec(pg, "SELECT id FROM companies WHERE id::text = $1 OR name = $1 ORDER BY id::text = $1 DESC",
-	                      1, p);
+	PGresult *r =
+	    db_exec(pg, "SELECT id FROM companies WHERE id::text = $1 OR name = $1 ORDER BY id::text = $1 DESC", 1, p);
 	if (r && PQntuples(r) > 0)
 		id = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	else if (r)

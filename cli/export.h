@@ -13,7 +13,7 @@
  */
 int export_main(int argc, char **argv);
 
-#define EXPORT_USAGE                                                                                          \
+#define EXPORT_USAGE                                                                                              \
 	"       dialerctl export --out FILE [--company ID|SLUG] [--status S] [--global-status S] [--search TEXT]" \
 	" [--start-date YYYY-MM-DD] [--end-date YYYY-MM-DD] [--agent-id ID] [--sort-by F] [--sort-order asc|desc]\n"
 

@@ -52,8 +52,8 @@ static void show(struct progress *p, long done, long total, bool final)
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(BAR_WIDTH - fill));
 		bar[BAR_WIDTH] = '\0';
-		fprintf(p->out, "\r%s [%s] %3d%%  %ld/%ld rows  %.0f rows/s  %s %s\033[K", p->label, bar, pct, done, total,
-		        rate, final ? "took" : "ETA", final ? took : eta);
+		fprintf(p->out, "\r%s [%s] %3d%%  %ld/%ld rows  %.0f rows/s  %s %s\033[K", p->label, bar, pct, done,
+		        total, rate, final ? "took" : "ETA", final ? took : eta);
 		if (final)
 			fputc('\n', p->out);
 		p->drawn = !final;

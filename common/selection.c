@@ -355,7 +355,8 @@ int selection_from_json(const json_t *j, struct selection *f, struct selection_a
 	    str_from_json(j, "global_status", &f->global_status) || str_from_json(j, "search", &f->search) ||
 	    str_from_json(j, "sort_by", &sort_by) || str_from_json(j, "sort_order", &sort_order) ||
 	    time_from_json(j, "start", &f->has_start, &f->start) || time_from_json(j, "end", &f->has_end, &f->end) ||
-	    ids_from_json(j, "ids", &a->ids, &f->nids) || ids_from_json(j, "excluded_ids", &a->excluded, &f->nexcluded) ||
+	    ids_from_json(j, "ids", &a->ids, &f->nids) ||
+	    ids_from_json(j, "excluded_ids", &a->excluded, &f->nexcluded) ||
 	    ids_from_json(j, "search_agents", &a->agents, &f->nsearch_agents))
 		goto bad;
 	if ((f->status && !selection_status_valid(f->status)) ||

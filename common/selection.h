@@ -78,9 +78,9 @@ int selection_search_patterns(const char *search, char **phone_like, char **name
 /* The company's users a search names, for selection.search_agents: $1 the
  * company id, $2 name_like and $3 phone_like of selection_search_patterns
  * ($3 may be NULL). At most 1000. */
-#define SELECTION_SEARCH_AGENTS_SQL                                                                      \
-	"SELECT id FROM users WHERE company_id = $1 AND (username ILIKE $2 OR first_name ILIKE $2"       \
-	" OR last_name ILIKE $2 OR concat_ws(' ', first_name, last_name) ILIKE $2"                        \
+#define SELECTION_SEARCH_AGENTS_SQL                                                                \
+	"SELECT id FROM users WHERE company_id = $1 AND (username ILIKE $2 OR first_name ILIKE $2" \
+	" OR last_name ILIKE $2 OR concat_ws(' ', first_name, last_name) ILIKE $2"                 \
 	" OR ($3::text IS NOT NULL AND phone_number LIKE $3)) LIMIT 1000"
 
 /* Appends a bound parameter (copied; NULL = SQL NULL); returns its number ($n). */

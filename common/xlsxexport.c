@@ -22,19 +22,19 @@
 
 const char *const xlsxexport_headers[XLSXEXPORT_NCOLS] = {
     /* the original's five (COMPAT §2.9), then ours */
-    "شماره",               /* phone */
-    "وضعیت",               /* the company's status, IN_QUEUE without one */
-    "تعداد تلاش",          /* attempts */
-    "آخرین تلاش",          /* last attempt, ISO 8601 (as the API writes it) */
-    "پیام تماس",           /* last user_message */
-    "تاریخ ایجاد",         /* created_at: date cell, local time */
-    "تاریخ ایجاد (شمسی)",  /* created_at: Jalali date, local day */
-    "زمان آخرین تلاش",     /* last attempt: date cell, local time */
-    "آخرین تلاش (شمسی)",   /* last attempt: Jalali date, local day */
-    "نام کارشناس",         /* assigned agent: first and last name */
-    "نام کاربری کارشناس",  /* assigned agent: username */
-    "سناریو",              /* scenario of the last attempt (display name) */
-    "خط",                  /* outbound line of the last attempt (display name) */
+    "شماره",              /* phone */
+    "وضعیت",              /* the company's status, IN_QUEUE without one */
+    "تعداد تلاش",         /* attempts */
+    "آخرین تلاش",         /* last attempt, ISO 8601 (as the API writes it) */
+    "پیام تماس",          /* last user_message */
+    "تاریخ ایجاد",        /* created_at: date cell, local time */
+    "تاریخ ایجاد (شمسی)", /* created_at: Jalali date, local day */
+    "زمان آخرین تلاش",    /* last attempt: date cell, local time */
+    "آخرین تلاش (شمسی)",  /* last attempt: Jalali date, local day */
+    "نام کارشناس",        /* assigned agent: first and last name */
+    "نام کاربری کارشناس", /* assigned agent: username */
+    "سناریو",             /* scenario of the last attempt (display name) */
+    "خط",                 /* outbound line of the last attempt (display name) */
 };
 
 /*
@@ -403,8 +403,8 @@ static PGresult *fetch_wait(PGconn *db)
 	return r;
 }
 
-int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxexport_opts *opts, long *rows,
-                     char *err, size_t errlen)
+int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxexport_opts *opts, long *rows, char *err,
+                     size_t errlen)
 {
 	struct selection_query q;
 	struct writer w = {.tz = {.bucket = LLONG_MIN, .day = LONG_MIN}};

@@ -36,9 +36,9 @@ extern const char *const xlsxexport_headers[XLSXEXPORT_NCOLS];
 typedef int (*xlsxexport_progress_fn)(void *arg, long done, long total);
 
 struct xlsxexport_opts {
-	const char *path;   /* the file written (created or truncated; removed on failure) */
-	const char *tmpdir; /* libxlsxwriter's scratch files; NULL = the system default */
-	long every;         /* progress every this many rows (0 = 10,000) */
+	const char *path;                /* the file written (created or truncated; removed on failure) */
+	const char *tmpdir;              /* libxlsxwriter's scratch files; NULL = the system default */
+	long every;                      /* progress every this many rows (0 = 10,000) */
 	xlsxexport_progress_fn progress; /* may be NULL */
 	void *arg;
 };
@@ -51,7 +51,7 @@ struct xlsxexport_opts {
  * or -1 with a one-line reason in err (a database error, a write error,
  * "canceled"); the file is then removed.
  */
-int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxexport_opts *opts, long *rows,
-                     char *err, size_t errlen) MUSTCHECK;
+int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxexport_opts *opts, long *rows, char *err,
+                     size_t errlen) MUSTCHECK;
 
 #endif

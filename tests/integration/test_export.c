@@ -334,9 +334,19 @@ static const char *save(const struct th_resp *r, const char *name)
 /* ------------------------------------------------------------------ the known set */
 
 static const char *const headers[NCOLS] = {
-    "شماره",       "وضعیت",          "تعداد تلاش",        "آخرین تلاش",  "پیام تماس",
-    "تاریخ ایجاد", "تاریخ ایجاد (شمسی)", "زمان آخرین تلاش", "آخرین تلاش (شمسی)", "نام کارشناس",
-    "نام کاربری کارشناس", "سناریو", "خط",
+    "شماره",
+    "وضعیت",
+    "تعداد تلاش",
+    "آخرین تلاش",
+    "پیام تماس",
+    "تاریخ ایجاد",
+    "تاریخ ایجاد (شمسی)",
+    "زمان آخرین تلاش",
+    "آخرین تلاش (شمسی)",
+    "نام کارشناس",
+    "نام کاربری کارشناس",
+    "سناریو",
+    "خط",
 };
 
 static long long scenario_id, line_id;
@@ -742,10 +752,11 @@ static void test_bulk_job(void **state)
 	free(sql(body));
 
 	long long jobs0 = sql_int("SELECT count(*) FROM jobs WHERE kind = 'bulk'");
-	r = bulk(&api, admin_token,
-	         "{\"action\": \"update_status\", \"status\": \"BUSY\", \"select_all\": true, \"search\": \"0912800000\","
-	         " \"filter_status\": \"IN_QUEUE\", \"excluded_ids\": [], \"company_name\": \"acme\","
-	         " \"start_date\": null, \"sort_by\": \"created_at\", \"sort_order\": \"desc\", \"ids\": []}");
+	r = bulk(
+	    &api, admin_token,
+	    "{\"action\": \"update_status\", \"status\": \"BUSY\", \"select_all\": true, \"search\": \"0912800000\","
+	    " \"filter_status\": \"IN_QUEUE\", \"excluded_ids\": [], \"company_name\": \"acme\","
+	    " \"start_date\": null, \"sort_by\": \"created_at\", \"sort_order\": \"desc\", \"ids\": []}");
 	/* 7 match: over the limit, a job, answered inline */
 	TH_EXPECT_STATUS(r, 200);
 	expect_counts(r->json, 7, 0, 0, 0);
@@ -813,8 +824,8 @@ static void test_cli_export(void **state)
 	snprintf(company, sizeof(company), "%lld", acme_id);
 	char bin[512];
 	snprintf(bin, sizeof(bin), "%s/dialerctl", th_env("DIALER_BIN_DIR"));
-	const char *argv[] = {bin,         "export",     "--out",        out,   "--company", company,
-	                      "--search",  "091270000",  "--sort-order", "asc", NULL};
+	const char *argv[] = {bin,        "export",    "--out",        out,   "--company", company,
+	                      "--search", "091270000", "--sort-order", "asc", NULL};
 	const char *env[] = {dbkv, "TIMEZONE=Asia/Tehran", NULL};
 	char *stdout_text = NULL;
 	assert_int_equal(th_run(argv, env, 60000, &stdout_text), 0);

@@ -80,10 +80,11 @@ static int run_bulk(struct job_ctx *j)
 		free(sql);
 		selection_query_free(&q);
 		if (!r) {
-			snprintf(j->err, sizeof(j->err),
-			         "database error after %ld of %ld numbers (those are done; run the action again for the "
-			         "rest)",
-			         matched, total);
+			snprintf(
+			    j->err, sizeof(j->err),
+			    "database error after %ld of %ld numbers (those are done; run the action again for the "
+			    "rest)",
+			    matched, total);
 			goto out;
 		}
 		long m = strtol(PQgetvalue(r, 0, 0), NULL, 10);
@@ -99,10 +100,10 @@ static int run_bulk(struct job_ctx *j)
 	}
 	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld job_id=%lld", numaction_name(act),
 	         j->company_id, matched, changed, j->id);
-	json_t *result = json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(act == NUMACTION_STATUS ? changed : 0),
-	                           "reset", (json_int_t)(act == NUMACTION_RESET ? changed : 0), "deleted",
-	                           (json_int_t)(act == NUMACTION_DELETE ? changed : 0), "skipped_immutable",
-	                           (json_int_t)(matched - changed));
+	json_t *result = json_pack(
+	    "{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(act == NUMACTION_STATUS ? changed : 0), "reset",
+	    (json_int_t)(act == NUMACTION_RESET ? changed : 0), "deleted",
+	    (json_int_t)(act == NUMACTION_DELETE ? changed : 0), "skipped_immutable", (json_int_t)(matched - changed));
 	rc = job_complete(j, NULL, result, NULL, NULL, NULL, 0) == 0 ? 0 : -1;
 	json_decref(result);
 out:

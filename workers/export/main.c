@@ -59,8 +59,8 @@ static int run_export(struct job_ctx *j)
 		goto out;
 	}
 	json_t *result = json_pack("{s:I, s:s}", "rows", (json_int_t)rows, "file_name", XLSXEXPORT_FILE_NAME);
-	int done = job_complete(j, NULL, result, rel, XLSXEXPORT_FILE_NAME, XLSXEXPORT_CONTENT_TYPE,
-	                        cfg.export_ttl_hours);
+	int done =
+	    job_complete(j, NULL, result, rel, XLSXEXPORT_FILE_NAME, XLSXEXPORT_CONTENT_TYPE, cfg.export_ttl_hours);
 	json_decref(result);
 	if (done == 0) {
 		log_info("event=export_written job_id=%lld rows=%ld file=%s", j->id, rows, rel);
