@@ -282,6 +282,77 @@ static void test_statuses(void **state)
 	assert_false(selection_status_mutable("COMPLAINED"));
 }
 
+/* A selection survives a job's params: the same SQL text and parameters come out. */
+static void test_json_roundtrip(void **state)
+{
+	static const long long ids[] = {5, 7, 9}, excl[] = {7}, agents[] = {3, 4};
+	struct selection cases[] = {
+	    {.company_id = 12,
+	     .status = "MISSED",
+	     .global_status = "ACTIVE",
+	     .search = "0912 ۱۲",
+	     .search_agents = agents,
+	     .nsearch_agents = 2,
+	     .has_start = true,
+	     .start = 1771360200,
+	     .has_end = true,
+	     .end = 1771446600,
+	     .select_all = true,
+	     .excluded = excl,
+	     .nexcluded = 1,
+	     .sort = SELECTION_SORT_LAST_ATTEMPT_AT,
+	     .ascending = true,
+	     .agent_id = 8},
+	    {.ids = ids, .nids = 3, .sort = SELECTION_SORT_STATUS},
+	    {.company_id = 3, .only_agent_id = 4, .status = "IN_QUEUE", .select_all = true},
+	    {.select_all = false},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct selection back;
+		struct selection_arrays arr;
+		struct selection_query q1, q2;
+		json_t *j = selection_to_json(&cases[i]);
+		char *text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		j = json_loads(text, 0, NULL); /* as the worker reads it from the jobs row */
+		free(text);
+		assert_non_null(j);
+		assert_int_equal(selection_from_json(j, &back, &arr), 0);
+		assert_int_equal(selection_build(&cases[i], &q1), 0);
+		assert_int_equal(selection_build(&back, &q2), 0);
+		assert_string_equal(q1.from_where, q2.from_where);
+		assert_string_equal(q1.order_by, q2.order_by);
+		assert_int_equal(q1.nparams, q2.nparams);
+		for (int k = 0; k < q1.nparams; k++)
+			if (q1.params[k] || q2.params[k])
+				assert_string_equal(q1.params[k], q2.params[k]);
+		selection_query_free(&q1);
+		selection_query_free(&q2);
+		selection_arrays_free(&arr);
+		json_decref(j);
+	}
+	/* malformed params are refused, nothing allocated */
+	static const char *const bad[] = {
+	    "[]",
+	    "{\"status\": \"NOPE\"}",
+	    "{\"ids\": [1, \"2\"]}",
+	    "{\"sort_by\": \"phone\"}",
+	    "{\"company_id\": -1}",
+	    "{\"start\": \"yesterday\"}",
+	    "{\"search\": 5}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct selection back;
+		struct selection_arrays arr;
+		json_t *j = json_loads(bad[i], 0, NULL);
+		assert_non_null(j);
+		assert_int_equal(selection_from_json(j, &back, &arr), -1);
+		assert_null(arr.ids);
+		json_decref(j);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -292,6 +363,7 @@ int main(void)
 	    cmocka_unit_test(test_search_predicate),
 	    cmocka_unit_test(test_sort),
 	    cmocka_unit_test(test_statuses),
+	    cmocka_unit_test(test_json_roundtrip),
 	};
 	return cmocka_run_group_tests_name("selection", tests, NULL, NULL);
 }
