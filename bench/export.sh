@@ -5,8 +5,8 @@
 #   1. `dialerctl export` under /usr/bin/time -v, for ROWS and for ROWS/10 (peak RSS must not grow
 #      with the row count), the file checked with unzip;
 #   2. the API path: POST /api/numbers/export of every number -> 202 (JOB_WAIT_SECONDS=1) -> the
-#      export worker's job polled until completed -> download; end to end, with the worker's peak
-#      RSS (VmHWM).
+#      export worker's job polled until completed (every 100 ms) -> download; end to end, with the
+#      worker's peak RSS (VmHWM).
 # Prints a Markdown table. The import half of issue 6's bench is bench/import.sh (not this script).
 # Usage: bench/export.sh   (env: ROWS=1000000)
 source "$(dirname "$0")/lib.sh"
@@ -72,4 +72,29 @@ echo "| path | rows | seconds | peak RSS | file |"
 echo "|---|---|---|---|---|"
 echo "| \`dialerctl export --company bench\` | $n2 | $s2 | $((r2 / 1024)) MiB | $((b2 / 1048576)) MiB |"
 echo "| \`dialerctl export --company bench\` | $n1 | $s1 | $((r1 / 1024)) MiB | $((b1 / 1048576)) MiB |"
-# API_PATH_PLACEHOLDER
+
+# The API path: the request, the job in dialer-export, the download, end to end.
+echo "bench: POST /api/numbers/export of $ROWS numbers through the export worker ..." >&2
+bench_api
+bin/dialer-export >"$TMP/export.log" 2>&1 &
+WORKER_PID=$!
+BENCH_PIDS+=("$WORKER_PID")
+TOKEN="$(bench_login)"
+sleep 1
+t0="$(date +%s.%N)"
+resp="$(curl -sf "$API_URL/api/numbers/export" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d '{"select_all": true, "company_name": "bench"}')"
+job="$(sed -n 's/.*"job_id": *\([0-9]*\).*/\1/p' <<<"$resp")"
+[[ -n "$job" ]] || { echo "bench: expected a 202 with a job_id, got: $resp" >&2; exit 1; }
+for _ in $(seq 600); do
+    state="$(curl -sf "$API_URL/api/jobs/$job" -H "Authorization: Bearer $TOKEN")"
+    grep -Eq '"status" *: *"completed"' <<<"$state" && break
+    grep -Eq '"status" *: *"failed"' <<<"$state" && { echo "bench: the job failed: $state" >&2; exit 1; }
+    sleep 0.1
+done
+t1="$(date +%s.%N)"
+curl -sf -o "$TMP/api.xlsx" "$API_URL/api/jobs/$job/download" -H "Authorization: Bearer $TOKEN"
+t2="$(date +%s.%N)"
+unzip -tq "$TMP/api.xlsx" >/dev/null || { echo "bench: the download is not a valid zip" >&2; exit 1; }
+hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$WORKER_PID/status")"
+echo "| POST /api/numbers/export → job → download | $n1 | $(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {printf "%.2f (job) + %.2f (download)", b - a, c - b}') | $((hwm / 1024)) MiB (worker VmHWM) | $(( $(stat -c %s "$TMP/api.xlsx") / 1048576 )) MiB |"

@@ -442,13 +442,14 @@ int xlsxexport_write(PGconn *db, const struct selection *sel, const struct xlsxe
 	sql = NULL;
 	/*
 	 * Every user (an agent may have moved to another company since), the company's scenarios
-	 * and lines: a few thousand rows at most, whatever the export's size.
+	 * and lines: a few thousand rows at most, whatever the export's size. Without a company
+	 * the per-company columns are empty: nothing to look up.
 	 */
-	if (names_load(db, "SELECT id, concat_ws(' ', first_name, last_name), username FROM users ORDER BY id", NULL,
-	               &w.users, err, errlen))
-		goto out;
 	if (sel->company_id) {
 		char cid[24];
+		if (names_load(db, "SELECT id, concat_ws(' ', first_name, last_name), username FROM users ORDER BY id",
+		               NULL, &w.users, err, errlen))
+			goto out;
 		snprintf(cid, sizeof(cid), "%ld", sel->company_id);
 		if (names_load(db, "SELECT id, display_name FROM scenarios WHERE company_id = $1 ORDER BY id", cid,
 		               &w.scenarios, err, errlen) ||
