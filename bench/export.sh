@@ -48,30 +48,31 @@ VACUUM ANALYZE;
 SQL
 }
 
-# export_cli: "seconds peak_rss_kb rows bytes" of dialerctl export of company bench
+# export_cli: "seconds cpu_seconds peak_rss_kb rows bytes" of dialerctl export of company bench
 export_cli() {
-    local out="$TMP/cli.xlsx" secs rss rows
+    local out="$TMP/cli.xlsx" secs rss rows cpu
     rm -f "$out"
     /usr/bin/time -v bin/dialerctl export --out "$out" --company bench >"$TMP/cli.out" 2>"$TMP/cli.time"
     secs="$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); print (n == 3 ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2])}' "$TMP/cli.time")"
     rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/cli.time")"
+    cpu="$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$TMP/cli.time")"
     rows="$(sed -n 's/^exported \([0-9]*\) rows.*/\1/p' "$TMP/cli.out")"
     unzip -tq "$out" >/dev/null || { echo "bench: $out is not a valid zip" >&2; exit 1; }
-    echo "$secs $rss $rows $(stat -c %s "$out")"
+    echo "$secs $cpu $rss $rows $(stat -c %s "$out")"
 }
 
 # a tenth first, then all: the peak RSS must not grow with the row count
 seed 1 $((ROWS / 10))
 echo "bench: dialerctl export of $((ROWS / 10)) numbers ..." >&2
-read -r s2 r2 n2 b2 <<<"$(export_cli)"
+read -r s2 c2 r2 n2 b2 <<<"$(export_cli)"
 seed $((ROWS / 10 + 1)) "$ROWS"
 echo "bench: dialerctl export of $ROWS numbers ..." >&2
-read -r s1 r1 n1 b1 <<<"$(export_cli)"
+read -r s1 c1 r1 n1 b1 <<<"$(export_cli)"
 
-echo "| path | rows | seconds | peak RSS | file |"
-echo "|---|---|---|---|---|"
-echo "| \`dialerctl export --company bench\` | $n2 | $s2 | $((r2 / 1024)) MiB | $((b2 / 1048576)) MiB |"
-echo "| \`dialerctl export --company bench\` | $n1 | $s1 | $((r1 / 1024)) MiB | $((b1 / 1048576)) MiB |"
+echo "| path | rows | seconds | CPU seconds (user+sys) | peak RSS | file |"
+echo "|---|---|---|---|---|---|"
+echo "| \`dialerctl export --company bench\` | $n2 | $s2 | $c2 | $((r2 / 1024)) MiB | $((b2 / 1048576)) MiB |"
+echo "| \`dialerctl export --company bench\` | $n1 | $s1 | $c1 | $((r1 / 1024)) MiB | $((b1 / 1048576)) MiB |"
 
 # The API path: the request, the job in dialer-export, the download, end to end.
 echo "bench: POST /api/numbers/export of $ROWS numbers through the export worker ..." >&2
@@ -81,6 +82,9 @@ WORKER_PID=$!
 BENCH_PIDS+=("$WORKER_PID")
 TOKEN="$(bench_login)"
 sleep 1
+# the worker's CPU ticks (utime + stime) before and after the job
+ticks() { awk '{print $14 + $15}' "/proc/$WORKER_PID/stat"; }
+k0="$(ticks)"
 t0="$(date +%s.%N)"
 resp="$(curl -sf "$API_URL/api/numbers/export" -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' -d '{"select_all": true, "company_name": "bench"}')"
@@ -93,8 +97,9 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 t1="$(date +%s.%N)"
+k1="$(ticks)"
 curl -sf -o "$TMP/api.xlsx" "$API_URL/api/jobs/$job/download" -H "Authorization: Bearer $TOKEN"
 t2="$(date +%s.%N)"
 unzip -tq "$TMP/api.xlsx" >/dev/null || { echo "bench: the download is not a valid zip" >&2; exit 1; }
 hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$WORKER_PID/status")"
-echo "| POST /api/numbers/export → job → download | $n1 | $(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {printf "%.2f (job) + %.2f (download)", b - a, c - b}') | $((hwm / 1024)) MiB (worker VmHWM) | $(( $(stat -c %s "$TMP/api.xlsx") / 1048576 )) MiB |"
+echo "| POST /api/numbers/export → job → download | $n1 | $(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {printf "%.2f (job) + %.2f (download)", b - a, c - b}') | $(awk -v a="$k0" -v b="$k1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f (worker)", (b - a) / hz}') | $((hwm / 1024)) MiB (worker VmHWM) | $(( $(stat -c %s "$TMP/api.xlsx") / 1048576 )) MiB |"
