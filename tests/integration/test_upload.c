@@ -12,7 +12,11 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,6 +425,54 @@ static void test_worker_killed(void **state)
 	free(csv);
 }
 
+/* A client that disconnects while its request waits for the job: the wait notices at its next
+ * poll and ends (no use after free, no leak: the API's clean exit under ASan checks that), and
+ * the job itself still runs. */
+static void test_client_gone(void **state)
+{
+	(void)state;
+	th_proc_stop(worker); /* nothing runs the job meanwhile: the request has to wait */
+	worker = NULL;
+	long long before = qi("SELECT count(*) FROM jobs");
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)api.port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	char req[1024];
+	const char *body = "phone\n09161234567\n";
+	int n = snprintf(req, sizeof(req),
+	                 "POST /api/numbers/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+	                 "Content-Type: text/csv\r\nContent-Length: %zu\r\n\r\n%s",
+	                 acme_token, strlen(body), body);
+	assert_int_equal(write(fd, req, (size_t)n), n);
+	long long deadline = th_now_ms() + 10000;
+	while (qi("SELECT count(*) FROM jobs") == before) {
+		if (th_now_ms() > deadline)
+			fail_msg("the upload created no job");
+		th_sleep_ms(20);
+	}
+	close(fd);
+	th_sleep_ms(1500); /* a few polls of the wait */
+	/* the API still answers, and the job runs once a worker is back */
+	struct th_resp *r = th_call(&api, "GET", "/health", NULL, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	worker = worker_start();
+	long long id = qi("SELECT max(id) FROM jobs");
+	json_t *job = wait_job(&api, acme_token, id, 30000);
+	TH_EXPECT_STR(job, "status", "completed");
+	json_decref(job);
+	char log_path[600], line[4096];
+	snprintf(log_path, sizeof(log_path), "%s/%s-api.log", th_tmp_dir(), th_test_name());
+	FILE *f = fopen(log_path, "r");
+	bool seen = false;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		seen |= strstr(line, "event=job_wait_client_gone") != NULL;
+	fclose(f);
+	assert_true(seen);
+}
+
 /* A running job whose worker is gone (no lock holder) and has used its attempts is failed. */
 static void test_dead_worker_gives_up(void **state)
 {
@@ -501,7 +553,7 @@ int main(void)
 	    cmocka_unit_test(test_multipart_counts),     cmocka_unit_test(test_raw_csv),
 	    cmocka_unit_test(test_accepted_202),         cmocka_unit_test(test_body_limits),
 	    cmocka_unit_test(test_bad_requests),         cmocka_unit_test(test_worker_killed),
-	    cmocka_unit_test(test_dead_worker_gives_up),
+	    cmocka_unit_test(test_dead_worker_gives_up), cmocka_unit_test(test_client_gone),
 	};
 	return cmocka_run_group_tests_name("upload", tests, group_setup, group_teardown);
 }
