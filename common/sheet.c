@@ -302,6 +302,19 @@ static char csv_sniff(const unsigned char *p, size_t n)
 	return ',';
 }
 
+static bool is_zip(const unsigned char *p)
+{
+	return !memcmp(p, "PK\3\4", 4);
+}
+
+/* The OLE2 compound file of a legacy .xls or a password-protected workbook (first 4 of 8 magic bytes). */
+static bool is_ole(const unsigned char *p)
+{
+	return !memcmp(p, "\xd0\xcf\x11\xe0", 4);
+}
+
+static int xlsx_read(struct reader *r, const char *path);
+
 enum csv_state { CSV_FIELD_START, CSV_UNQUOTED, CSV_QUOTED, CSV_QUOTED_QUOTE };
 
 static int csv_read(struct reader *r, const char *path)
@@ -323,6 +336,10 @@ static int csv_read(struct reader *r, const char *path)
 		fail(r, "cannot open file: %s", strerror(errno));
 		goto out;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		fail(r, "cannot read file: %s", strerror(EISDIR));
+		goto out;
+	}
 	r->prog.total = st.st_size > 0 ? (uint64_t)st.st_size : 0;
 	buf = xmalloc(CHUNK);
 	field = xmalloc(fmax);
@@ -331,6 +348,14 @@ static int csv_read(struct reader *r, const char *path)
 	if (n < 0) {
 		fail(r, "cannot read file: %s", strerror(errno));
 		goto out;
+	}
+	if (n >= 4 && (is_zip(buf) || is_ole(buf))) { /* an xlsx (or .xls) under a .csv name: the content wins */
+		close(fd);
+		fd = -1;
+		r->prog.total = 0;
+		free(buf);
+		free(field);
+		return xlsx_read(r, path);
 	}
 	if (n >= 2 && ((buf[0] == 0xff && buf[1] == 0xfe) || (buf[0] == 0xfe && buf[1] == 0xff))) {
 		fail(r, "the file is UTF-16 text: save it as CSV UTF-8");
@@ -920,7 +945,7 @@ static void XMLCALL sst_start(void *ud, const XML_Char *name, const XML_Char **a
 				xfail(x, "declares %s strings, more than the limit of %zu", v, x->r->lim.max_strings);
 				return;
 			}
-			if (i == 1 && e != v && !*e && c > 0) { /* reserve the offsets once */
+			if (i == 1 && e != v && !*e && c + 1 > x->off_cap) { /* reserve the offsets (never shrink) */
 				x->off_cap = (size_t)c + 1;
 				x->off = xrealloc(x->off, x->off_cap * sizeof(*x->off));
 			}
@@ -1251,7 +1276,7 @@ static int xlsx_open(struct xlsx *x, const char *path)
 	}
 	n = read_full(fd, magic, sizeof(magic));
 	close(fd);
-	if (n == 8 && !memcmp(magic, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8)) {
+	if (n >= 4 && is_ole(magic)) {
 		fail(r, "not an xlsx file: an old .xls workbook or a password-protected one: save it as .xlsx or "
 		        "CSV");
 		return -1;
@@ -1361,8 +1386,8 @@ enum sheet_format sheet_detect(const char *path, const char *filename)
 
 	if (dot && !strcasecmp(dot, ".csv"))
 		return SHEET_CSV;
-	if (dot && (!strcasecmp(dot, ".xlsx") || !strcasecmp(dot, ".xlsm")))
-		return SHEET_XLSX;
+	if (dot && (!strcasecmp(dot, ".xlsx") || !strcasecmp(dot, ".xlsm") || !strcasecmp(dot, ".xls")))
+		return SHEET_XLSX; /* .xls: for the xlsx reader's message on it */
 	if (!path)
 		return SHEET_CSV;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1370,7 +1395,7 @@ enum sheet_format sheet_detect(const char *path, const char *filename)
 		return SHEET_CSV;
 	n = read_full(fd, magic, sizeof(magic));
 	close(fd);
-	return n == 4 && !memcmp(magic, "PK\3\4", 4) ? SHEET_XLSX : SHEET_CSV;
+	return n == 4 && (is_zip(magic) || is_ole(magic)) ? SHEET_XLSX : SHEET_CSV;
 }
 
 int sheet_read_phones_opts(const char *path, enum sheet_format fmt, const struct sheet_opts *opts, sheet_row_fn fn,

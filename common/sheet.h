@@ -12,9 +12,9 @@ enum sheet_format { SHEET_CSV, SHEET_XLSX };
 
 /*
  * Guesses the format from filename (or, when filename is NULL, from path):
- * ".csv" → CSV, ".xlsx"/".xlsm" → XLSX (case-insensitive); otherwise from the
- * first bytes of path ("PK\3\4" → XLSX), else CSV. Never fails: an unreadable
- * file is reported by sheet_read_phones.
+ * ".csv" → CSV, ".xlsx"/".xlsm"/".xls" → XLSX (case-insensitive); otherwise
+ * from the first bytes of path (a zip's "PK\3\4" or an OLE2 file → XLSX), else
+ * CSV. Never fails: an unreadable file is reported by sheet_read_phones.
  */
 enum sheet_format sheet_detect(const char *path, const char *filename);
 
@@ -82,7 +82,8 @@ struct sheet_opts {
  * CSV: UTF-8 (a BOM is skipped), delimiter ',' ';' or tab sniffed from the
  * first lines, RFC 4180 quotes ("" inside quotes; newlines inside quotes stay
  * in the value), CRLF, LF or CR line ends. A quote left open at the end of the
- * file is an error, as are NUL bytes and UTF-16.
+ * file is an error, as are NUL bytes and UTF-16. A "CSV" whose bytes are a zip
+ * (an xlsx renamed) is read as XLSX.
  * XLSX: the workbook's active sheet (the first one unless the file says
  * otherwise, as the original's openpyxl did); shared strings, inline strings,
  * formula strings, numbers (an integral value is written as an integer:

@@ -340,6 +340,8 @@ static void test_detect(void **state)
 	assert_int_equal(sheet_detect(zipish, "upload"), SHEET_XLSX);
 	assert_int_equal(sheet_detect(text, "upload.bin"), SHEET_CSV);
 	assert_int_equal(sheet_detect(path_of("absent"), NULL), SHEET_CSV);
+	assert_int_equal(sheet_detect(text, "old.xls"), SHEET_XLSX);
+	assert_int_equal(sheet_detect(write_file("ole", "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8), NULL), SHEET_XLSX);
 }
 
 /* ---------------------------------------------------------------------------
@@ -395,6 +397,10 @@ static void test_xlsx_libxlsxwriter(void **state)
 		assert_string_equal(got_str(&g), lxw_want);
 		assert_int_equal(g.last.rows, 9);
 		assert_true(g.last.done == g.last.total && g.last.total > 0);
+		got_free(&g);
+		/* the same bytes under a .csv name: the content wins */
+		assert_int_equal(run(p, SHEET_CSV, NULL, &g, err, sizeof(err)), 0);
+		assert_string_equal(got_str(&g), lxw_want);
 		got_free(&g);
 	}
 }
