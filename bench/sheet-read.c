@@ -70,8 +70,8 @@ static int gen_xlsx(const char *path, long rows, int cm)
 		snprintf(name, sizeof(name), "person %ld", i);
 		worksheet_write_string(ws, (lxw_row_t)(i + 1), 0, name, NULL);
 		if (i % 3 == 2) {
-			worksheet_write_number(ws, (lxw_row_t)(i + 1), 1, 9000000000.0 + (double)((i * 7919) % 999999999),
-			                       NULL);
+			worksheet_write_number(ws, (lxw_row_t)(i + 1), 1,
+			                       9000000000.0 + (double)((i * 7919) % 999999999), NULL);
 		} else {
 			phone(i, p, sizeof(p));
 			worksheet_write_string(ws, (lxw_row_t)(i + 1), 1, p, NULL);

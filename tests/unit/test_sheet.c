@@ -670,6 +670,8 @@ static void expect_fail(const char *path, const struct sheet_opts *o, const char
 		fail_msg("%s: rc %d, want -1 (rows \"%.200s\")", path, rc, got_str(&g));
 	if (!strstr(err, msg))
 		fail_msg("%s: error \"%s\" lacks \"%s\"", path, err, msg);
+	if (getenv("SHEET_TEST_VERBOSE"))
+		print_message("%s: %s\n", strrchr(path, '/') + 1, err);
 	got_free(&g);
 }
 
