@@ -363,7 +363,17 @@ static int csv_read(struct reader *r, const char *path)
 	}
 	if (n >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf)
 		pos = 3;
-	delim = csv_sniff(buf + pos, (size_t)n - pos);
+	/* Excel's "sep=;" first line names the delimiter */
+	if ((size_t)n - pos >= 6 && !memcmp(buf + pos, "sep=", 4) && buf[pos + 4] != '"' &&
+	    (buf[pos + 5] == '\n' || buf[pos + 5] == '\r')) {
+		delim = (char)buf[pos + 4];
+		pos += 6;
+		if (buf[pos - 1] == '\r' && pos < (size_t)n && buf[pos] == '\n')
+			pos++;
+		line = rec_line = 2;
+	} else {
+		delim = csv_sniff(buf + pos, (size_t)n - pos);
+	}
 	want = want_col(r, 0);
 
 	while (n > 0) {

@@ -80,7 +80,7 @@ struct sheet_opts {
  * column is the first non-empty cell of that row, and the row is data.
  *
  * CSV: UTF-8 (a BOM is skipped), delimiter ',' ';' or tab sniffed from the
- * first lines, RFC 4180 quotes ("" inside quotes; newlines inside quotes stay
+ * first lines (or named by Excel's "sep=X" first line), RFC 4180 quotes ("" inside quotes; newlines inside quotes stay
  * in the value), CRLF, LF or CR line ends. A quote left open at the end of the
  * file is an error, as are NUL bytes and UTF-16. A "CSV" whose bytes are a zip
  * (an xlsx renamed) is read as XLSX.

@@ -180,6 +180,8 @@ static const struct csv_case csv_cases[] = {
     {"sniff ignores quoted delimiters", "\"a,b\";phone\n\"c,d\";09123456789\n", "2:09123456789;", 0},
     {"semicolon beats a comma in a value", "name;phone\nali, reza;09123456789\nx;09351234567\n",
      "2:09123456789;3:09351234567;", 0},
+    {"excel sep= line", "sep=;\r\nname;phone\r\na,b;09123456789\r\n", "3:09123456789;", 0},
+    {"excel sep= line, tab, BOM", BOM "sep=\t\nphone\n09123456789\n", "3:09123456789;", 0},
     {"single column, spaces", "0912 345 6789\n", "1:0912 345 6789;", 0},
     {"empty file", "", "", 0},
     {"only a header", "phone\n", "", 0},
