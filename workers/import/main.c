@@ -15,7 +15,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "phone.h"
-#include "sheet_stub.h"
+#include "sheet.h"
 #include "util.h"
 #include "worker.h"
 
@@ -98,11 +98,12 @@ static int copy_flush(struct import *im)
 	return 0;
 }
 
-static void on_progress(void *ctx, long long done, long long total)
+static int on_progress(void *ctx, const struct sheet_progress *p)
 {
 	struct import *im = ctx;
-	im->bytes_done = done;
-	im->bytes_total = total;
+	im->bytes_done = (long long)p->done;
+	im->bytes_total = (long long)p->total;
+	return 0;
 }
 
 static int on_row(void *ctx, long line, const char *value, size_t len)
@@ -208,13 +209,13 @@ static int run(struct job_ctx *j)
 	r = NULL;
 	in_copy = true;
 
-	sheet_set_progress(on_progress, &im);
-	int read_rc = sheet_read_phones(path, fmt, on_row, &im, rerr, sizeof(rerr));
-	sheet_set_progress(NULL, NULL);
+	struct sheet_opts opts = {.progress = on_progress};
+	/* 0: read whole; 1: on_row stopped it (lost job, database error: j->err says); -1: bad file */
+	int read_rc = sheet_read_phones_opts(path, fmt, &opts, on_row, &im, rerr, sizeof(rerr));
 	if (read_rc || im.failed || j->err[0] || copy_flush(&im)) {
 		copy_end(&im, false);
 		in_copy = false;
-		if (read_rc)
+		if (read_rc < 0)
 			snprintf(j->err, sizeof(j->err), "%s", rerr);
 		goto out;
 	}
