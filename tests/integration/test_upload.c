@@ -500,6 +500,46 @@ static void test_xlsx(void **state)
 	unlink(path);
 }
 
+/* dialerctl import FILE --company acme: the job through PostgreSQL and Redis directly, plain
+ * progress lines (stderr is not a terminal here), the ImportResult on stdout. */
+static void test_cli_import(void **state)
+{
+	struct expect e;
+	(void)state;
+	char *csv = gen_csv(3000, 16, true, &e);
+	char path[600], bin[600], dbkv[700], rkv[300], dkv[600], *out = NULL;
+	snprintf(path, sizeof(path), "%s/%s-cli.csv", th_tmp_dir(), th_test_name());
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(csv, f);
+	fclose(f);
+	snprintf(bin, sizeof(bin), "%s/dialerctl", th_env("DIALER_BIN_DIR"));
+	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
+	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
+	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s", data_dir);
+	const char *argv[] = {bin, "import", path, "--company", "acme", NULL};
+	const char *env[] = {dbkv, rkv, dkv, NULL};
+	assert_int_equal(th_run(argv, env, 60000, &out), 0);
+	json_t *res = json_loads(out, 0, NULL);
+	if (!res)
+		fail_msg("dialerctl import printed: %s", out);
+	check_result(res, &e);
+	json_decref(res);
+	free(out);
+	/* the job belongs to acme, and its name is the file's */
+	assert_int_equal(qi("SELECT count(*) FROM jobs WHERE file_name = 'test_upload-cli.csv' AND company_id = "
+	                    "(SELECT id FROM companies WHERE name = 'acme') AND state = 'completed'"),
+	                 1);
+	/* an unknown company, a missing file */
+	const char *bad1[] = {bin, "import", path, "--company", "nope", NULL};
+	assert_int_equal(th_run(bad1, env, 30000, NULL), 1);
+	const char *bad2[] = {bin, "import", "/nonexistent/file.csv", NULL};
+	assert_int_equal(th_run(bad2, env, 30000, NULL), 1);
+	assert_int_equal(uploads_left(), 0);
+	unlink(path);
+	free(csv);
+}
+
 /* A client that disconnects while its request waits for the job: the wait notices at its next
  * poll and ends (no use after free, no leak: the API's clean exit under ASan checks that), and
  * the job itself still runs. */
@@ -629,7 +669,7 @@ int main(void)
 	    cmocka_unit_test(test_accepted_202),         cmocka_unit_test(test_body_limits),
 	    cmocka_unit_test(test_bad_requests),         cmocka_unit_test(test_worker_killed),
 	    cmocka_unit_test(test_dead_worker_gives_up), cmocka_unit_test(test_xlsx),
-	    cmocka_unit_test(test_client_gone),
+	    cmocka_unit_test(test_cli_import),           cmocka_unit_test(test_client_gone),
 	};
 	return cmocka_run_group_tests_name("upload", tests, group_setup, group_teardown);
 }
