@@ -32,6 +32,7 @@ void holidays_routes(void); /* api/holidays.c: /api/holidays */
 void billing_routes(void);  /* api/billing.c: /api/{company}/billing[/transactions] */
 void catalog_routes(void);  /* api/catalog.c: /api/{company}/scenarios, /outbound-lines */
 void numbers_routes(void);  /* api/numbers.c: /api/numbers */
+void upload_routes(void);   /* api/upload.c: POST /api/numbers/upload */
 void dialer_routes(void);   /* api/dialer.c: /api/dialer */
 /* api/deadletters.c: /api/{company}/dead-letters */
 void deadletters_routes(void);

@@ -4,6 +4,7 @@
  * reply path with its access log line and metrics.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -910,6 +911,62 @@ out:
 	for (int i = 0; i < nsegs; i++)
 		free(segs[i]);
 	log_set_ctx(NULL);
+}
+
+/* ------------------------------------------------------- body size per route */
+
+/*
+ * libevent 2.1 checks a request body against its connection's limit while it reads it, and
+ * offers no hook between the request line and the body (evhttp_set_newreqcb comes in 2.2). So
+ * dialer-api defines evhttp_parse_firstline_, libevent's internal parser of the request line
+ * (exported in the dynamic table, see the Makefile, so that libevent's PLT call lands here),
+ * calls the real one, and sets the connection's limit for the request just parsed: its route's
+ * (RF_LARGE_BODY: UPLOAD_MAX_BYTES), else HTTP_MAX_BODY_BYTES. Every other route keeps the small
+ * limit, and a keep-alive connection gets it back on its next request.
+ * tests/integration/test_upload.c checks both sides.
+ */
+typedef int (*firstline_fn)(struct evhttp_request *, struct evbuffer *);
+static firstline_fn real_firstline;
+static pthread_once_t firstline_once = PTHREAD_ONCE_INIT;
+
+static void firstline_init(void)
+{
+	real_firstline = (firstline_fn)dlsym(RTLD_NEXT, "evhttp_parse_firstline_");
+	if (!real_firstline) {
+		log_error("event=libevent_symbol_missing symbol=evhttp_parse_firstline_");
+		abort();
+	}
+}
+
+static bool large_body_route(struct evhttp_request *req)
+{
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	char *segs[SEGS_MAX + 1] = {0};
+	bool known, large = false;
+	int nsegs = split_path(path ? path : "/", segs, SEGS_MAX);
+	if (nsegs < 0)
+		return false;
+	const char *method = method_name(evhttp_request_get_command(req));
+	int idx = route_match(method, segs, nsegs, &known);
+	if (idx >= 0 && !path_owned_by_other(idx, method, segs, nsegs))
+		large = (croutes[idx].r->flags & RF_LARGE_BODY) != 0;
+	for (int i = 0; i < nsegs; i++)
+		free(segs[i]);
+	return large;
+}
+
+int evhttp_parse_firstline_(struct evhttp_request *req, struct evbuffer *buf);
+int evhttp_parse_firstline_(struct evhttp_request *req, struct evbuffer *buf)
+{
+	pthread_once(&firstline_once, firstline_init);
+	int rc = real_firstline(req, buf);
+	struct evhttp_connection *evc = evhttp_request_get_connection(req);
+	/* 1 = ALL_DATA_READ; only our server's connections (not a client's) */
+	if (rc == 1 && evc && evhttp_connection_get_server(evc) && evhttp_request_get_uri(req))
+		evhttp_connection_set_max_body_size(evc, large_body_route(req) ? cfg.upload_max_bytes
+		                                                               : cfg.http_max_body_bytes);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ threads */

@@ -65,6 +65,7 @@ int main(int argc, char **argv)
 	billing_routes();
 	catalog_routes();
 	numbers_routes();
+	upload_routes();
 	dialer_routes();
 	deadletters_routes();
 	jobs_routes();

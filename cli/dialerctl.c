@@ -2,7 +2,8 @@
  * dialerctl: the operator CLI. migrate (schema + default company), bootstrap
  * (first superuser when there are no users), create-admin, config (effective
  * configuration, secrets masked), simulate (a call center against the API,
- * cli/simulate.c), export (numbers to XLSX, cli/export.c).
+ * cli/simulate.c), import (a number file as an import job, cli/import.c), export (numbers to
+ * XLSX, cli/export.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "config.h"
 #include "db.h"
 #include "export.h"
+#include "import.h"
 #include "simulate.h"
 #include "util.h"
 
@@ -23,7 +25,7 @@ static int usage(void)
 	                "       dialerctl bootstrap\n"
 	                "       dialerctl create-admin USERNAME PASSWORD [--role ADMIN|AGENT] [--company SLUG]"
 	                " [--superuser]\n"
-	                "       dialerctl config\n" SIMULATE_USAGE EXPORT_USAGE
+	                "       dialerctl config\n" SIMULATE_USAGE IMPORT_USAGE EXPORT_USAGE
 	                "The first user ever created is a superuser. Configuration comes from the environment"
 	                " and .env.\n");
 	return 2;
@@ -201,6 +203,8 @@ int main(int argc, char **argv)
 		rc = simulate_main(argc - 1, argv + 1);
 	else if (!strcmp(argv[1], "export"))
 		rc = export_main(argc - 1, argv + 1);
+	else if (!strcmp(argv[1], "import"))
+		rc = import_main(argc - 1, argv + 1);
 	else if (!strcmp(argv[1], "config")) {
 		config_dump(stdout);
 		rc = 0;
