@@ -43,13 +43,15 @@ const char *const xlsxexport_headers[XLSXEXPORT_NCOLS] = {
  * ~430 MB of XML, and deflating it was 44% of the export's CPU. Level 1 takes
  * about half the time for a file ~20% larger (docs/benchmarks.md, "Export").
  */
-#define ZIP_LEVEL 1
+#ifndef XLSXEXPORT_ZIP_LEVEL /* -DXLSXEXPORT_ZIP_LEVEL=6 to compare (docs/benchmarks.md) */
+#define XLSXEXPORT_ZIP_LEVEL 1
+#endif
 
 /*
  * libxlsxwriter opens each part of the zip with this minizip call, resolved
  * at run time: a program that links this file defines it, so the dynamic
  * linker binds libxlsxwriter's call here (an executable's definition comes
- * first), and it forwards to minizip's with ZIP_LEVEL. The prototype is
+ * first), and it forwards to minizip's with XLSXEXPORT_ZIP_LEVEL. The prototype is
  * minizip's zip.h (zipFile = void *, zip_fileinfo passed through), which
  * Debian's libxlsxwriter-dev does not install.
  */
@@ -78,8 +80,8 @@ int zipOpenNewFileInZip4_64(void *file, const char *filename, const void *zipfi,
 	}
 	UNUSED(level);
 	return real(file, filename, zipfi, extrafield_local, size_extrafield_local, extrafield_global,
-	            size_extrafield_global, comment, method, ZIP_LEVEL, raw, window_bits, mem_level, strategy, password,
-	            crc_for_crypting, version_made_by, flag_base, zip64);
+	            size_extrafield_global, comment, method, XLSXEXPORT_ZIP_LEVEL, raw, window_bits, mem_level,
+	            strategy, password, crc_for_crypting, version_made_by, flag_base, zip64);
 }
 
 /* Column widths (characters), in header order. */
