@@ -526,6 +526,23 @@ static void test_export_inline(void **state)
 	expect_cell(&s, 1, 1, "IN_QUEUE");
 	sheet_free(&s);
 
+	/* a superuser without a company: the pool alone, no per-company columns (as on the list) */
+	r = th_callf(&api, "POST", "/api/numbers/export", root_token, "{\"ids\": [%lld], \"sort_order\": \"asc\"}", a);
+	TH_EXPECT_STATUS(r, 200);
+	path = save(r, "nocompany.xlsx");
+	th_resp_free(r);
+	sheet_read(path, "xl/worksheets/sheet1.xml", &s);
+	assert_int_equal(s.nrows, 2);
+	expect_cell(&s, 1, 0, "09127000001");
+	expect_cell(&s, 1, 1, "IN_QUEUE");
+	expect_cell(&s, 1, 2, "0");
+	expect_date(&s, 1, 5, 1774038600.0 + TEHRAN);
+	for (int col = 7; col < NCOLS; col++)
+		expect_cell(&s, 1, col, "");
+	expect_cell(&s, 1, 3, "");
+	expect_cell(&s, 1, 4, "");
+	sheet_free(&s);
+
 	/* an empty selection is a file with the header only */
 	r = th_call(&api, "POST", "/api/numbers/export", admin_token,
 	            "{\"select_all\": true, \"search\": \"0911111\", \"start_date\": \"۲۰۲۶-۰۲-۱۸\"}");
