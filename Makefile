@@ -45,7 +45,7 @@ INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(OUT)/tests/integration/%)
 HARNESS_OBJ := $(patsubst %.c,$(OUT)/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)))
 
-.PHONY: all tests asan run test clean format format-check
+.PHONY: all tests asan run test clean format format-check fuzz
 # keep objects of test binaries (pattern-rule intermediates) for incremental builds
 .SECONDARY:
 all: $(BINS)
@@ -69,11 +69,13 @@ $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
-# dialer-api replaces libevent's HTML error page with a JSON one (api/http.c):
-# the symbol must be in the dynamic table so libevent's PLT call resolves to it.
+# dialer-api replaces libevent's HTML error page with a JSON one, and hooks its request-line
+# parser to give each route its body limit (api/http.c): the symbols must be in the dynamic
+# table so libevent's PLT calls resolve to them.
 $(BIN)/dialer-api: $(API_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -Wl,--export-dynamic-symbol=evhttp_send_error -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS_ALL) -Wl,--export-dynamic-symbol=evhttp_send_error \
+	    -Wl,--export-dynamic-symbol=evhttp_parse_firstline_ -o $@ $^ $(LIBS)
 
 $(BIN)/dialer-scheduler: $(SCHED_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -97,6 +99,16 @@ $(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(COMMON_LIB)
 $(OUT)/tests/integration/%: $(OUT)/tests/integration/%.o $(HARNESS_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(shell pkg-config --libs $(TEST_PKGS))
+
+# libFuzzer harnesses (clang): `make fuzz`, then e.g.
+#   build/fuzz/fuzz_multipart -max_total_time=60 tests/fuzz/corpus_multipart
+# (make test runs the same oracle as a deterministic loop: tests/unit/test_multipart.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c common/multipart.c common/util.c common/log.c
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS_ALL) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

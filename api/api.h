@@ -6,6 +6,7 @@
 #define DIALER_API_API_H
 
 #include "http.h"
+#include "jobs.h" /* common/jobs.h */
 
 /* UserOut (COMPAT §2.1) from users u LEFT JOIN companies c. */
 #define USER_COLUMNS                                                                                         \
@@ -31,6 +32,7 @@ void holidays_routes(void); /* api/holidays.c: /api/holidays */
 void billing_routes(void);  /* api/billing.c: /api/{company}/billing[/transactions] */
 void catalog_routes(void);  /* api/catalog.c: /api/{company}/scenarios, /outbound-lines */
 void numbers_routes(void);  /* api/numbers.c: /api/numbers */
+void upload_routes(void);   /* api/upload.c: POST /api/numbers/upload */
 void dialer_routes(void);   /* api/dialer.c: /api/dialer */
 /* Frees the calling loop thread's next-batch caches; called as the thread ends. */
 void dialer_thread_exit(void);
@@ -115,5 +117,64 @@ bool user_conflict_or_reply(struct http_ctx *c, PGresult *res) MUSTCHECK;
 /* Role checks: false after replying 403 with COMPAT's text. */
 bool require_admin_or_reply(struct http_ctx *c) MUSTCHECK;
 bool require_superuser_or_reply(struct http_ctx *c) MUSTCHECK;
+
+/* ---- jobs (api/jobs.c): starting a job from a request, the sync-wait, /api/jobs ---- */
+/* A finished (completed or failed) job, as a job_finished_fn or the download sees it.
+ * Everything borrowed, valid during the call. */
+struct job_row {
+	long long id;
+	enum job_kind kind;
+	const char *state;     /* "completed" or "failed" (the download: any) */
+	json_t *json;          /* the wire shape (JOBS_JSON_SQL) */
+	json_t *result;        /* json["result"]: JSON null when none */
+	const char *error;     /* NULL unless failed */
+	const char *file_path; /* relative to DATA_DIR; NULL when none, deleted or expired */
+	const char *file_name; /* download name, or NULL */
+	const char *content_type;
+	bool expired; /* expires_at has passed */
+};
+
+/* Replies for a finished job. It must end the request (one reply), like any handler step. */
+typedef void (*job_finished_fn)(struct http_ctx *c, const struct job_row *job);
+
+/* What jobs_start creates. Borrowed for the duration of the call only (copied). */
+struct job_new {
+	enum job_kind kind;
+	long company_id;          /* 0: none (a superuser without a target company) */
+	json_t *params;           /* the job's parameters, or NULL */
+	const char *file_path;    /* input file relative to DATA_DIR, or NULL; becomes the job's
+	                           * (deleted with it, or at once if the job cannot be created) */
+	const char *file_name;    /* the client's name for the input, or the download name */
+	const char *content_type; /* of file_path, or NULL */
+};
+
+/*
+ * Creates a queued job for c's user (INSERT, then XADD to the kind's stream), then waits for it
+ * as jobs_wait does. Replies by itself on failure: 503 when PostgreSQL or Redis is unavailable
+ * (a row already inserted is marked failed), 500 on another database error.
+ */
+void jobs_start(struct http_ctx *c, const struct job_new *spec, job_finished_fn finished);
+
+/*
+ * The sync-wait. Without blocking the loop (an evtimer polls the row, 20 ms doubling to
+ * 500 ms), waits up to JOB_WAIT_SECONDS for job id to finish, then calls finished(c, job)
+ * to reply; past the wait (or at once when JOB_WAIT_SECONDS is 0), or when the client has
+ * gone, replies 202 {"job_id", "job_url", "status"} with a Location header. A client that
+ * disconnects is noticed at the next poll; libevent freeing the connection meanwhile is
+ * handled too (http_watch_close). Uses c->aux: the caller must not.
+ */
+void jobs_wait(struct http_ctx *c, long long id, job_finished_fn finished);
+
+/* Ready-made finished replies: */
+/* 200 with job->result (import, bulk); a failed job as jobs_reply_failed. */
+void jobs_reply_result(struct http_ctx *c, const struct job_row *job);
+/* 200 with the job's file (export), Content-Type and Content-Disposition: attachment with its
+ * name; 410 once expired or deleted; a failed job as jobs_reply_failed. */
+void jobs_reply_file(struct http_ctx *c, const struct job_row *job);
+/* 400 JOB_FAILED: {"detail": <the job's error>, "error": {…, "details": {"job_id"}}}. */
+void jobs_reply_failed(struct http_ctx *c, const struct job_row *job);
+
+/* GET /api/jobs, /api/jobs/{id}, /api/jobs/{id}/download. */
+void jobs_routes(void);
 
 #endif

@@ -4,6 +4,7 @@
  * reply path with its access log line and metrics.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include <sys/un.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <sys/queue.h>
 #include <event2/thread.h>
 
@@ -237,6 +239,8 @@ static void ctx_free(struct http_ctx *c)
 		pgpool_release(c->tx);
 	if (c->state && c->state_free)
 		c->state_free(c->state);
+	if (c->aux && c->aux_free)
+		c->aux_free(c->aux);
 	for (int i = 0; i < c->nparams; i++)
 		free(c->params[i]);
 	evhttp_clear_headers(&c->query);
@@ -263,6 +267,25 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 		abort();
 	}
 	c->replied = true;
+	if (c->req_lost) {
+		/* the connection and its request are gone (http_watch_close): nothing to send */
+		double lost_dur = (double)(util_now_ns() - c->t0) / 1e9;
+		evbuffer_free(buf);
+		metrics_observe(c->route ? c->route_idx : METRICS_ROUTES_MAX - 1, 499, lost_dur);
+		log_set_ctx(c->rid);
+		log_info("event=http method=%s route=\"%s\" status=499 dur_ms=%.2f peer=%s user=%s reason=client_gone",
+		         c->route ? c->route->method : "-", c->route ? c->route->pattern : "-", lost_dur * 1e3, c->peer,
+		         c->user.username ? c->user.username : "-");
+		log_set_ctx(NULL);
+		ctx_free(c);
+		return;
+	}
+	if (c->on_gone) {
+		struct evhttp_connection *evc = evhttp_request_get_connection(c->req);
+		if (evc)
+			evhttp_connection_set_closecb(evc, NULL, NULL);
+		c->on_gone = NULL;
+	}
 	if (content_type)
 		evhttp_add_header(h, "Content-Type", content_type);
 	evhttp_add_header(h, "X-Request-Id", c->rid);
@@ -300,6 +323,52 @@ void http_reply_raw(struct http_ctx *c, int status, const char *content_type, co
 	struct evbuffer *buf = evbuffer_new();
 	evbuffer_add(buf, data, len);
 	finish(c, status, buf, content_type);
+}
+
+void http_reply_file(struct http_ctx *c, int status, const char *content_type, int fd, size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+	if (evbuffer_add_file(buf, fd, 0, (ev_off_t)len)) { /* closes fd on failure too */
+		evbuffer_free(buf);
+		http_error(c, 500, "INTERNAL_ERROR", "cannot send the file");
+		return;
+	}
+	finish(c, status, buf, content_type);
+}
+
+static void conn_closed(struct evhttp_connection *evc, void *arg)
+{
+	struct http_ctx *c = arg;
+	void (*gone)(struct http_ctx *) = c->on_gone;
+	UNUSED(evc);
+	/* evhttp_connection_free is running: a request still queued on the connection is freed
+	 * right after this returns (one detached earlier is not, and a reply frees it) */
+	if (evhttp_request_get_connection(c->req))
+		c->req_lost = true;
+	c->on_gone = NULL;
+	if (gone)
+		gone(c);
+}
+
+void http_watch_close(struct http_ctx *c, void (*gone)(struct http_ctx *c))
+{
+	struct evhttp_connection *evc = evhttp_request_get_connection(c->req);
+	if (!evc)
+		return;
+	c->on_gone = gone;
+	evhttp_connection_set_closecb(evc, conn_closed, c);
+}
+
+bool http_client_closed(struct http_ctx *c)
+{
+	struct evhttp_connection *evc = c->req_lost ? NULL : evhttp_request_get_connection(c->req);
+	struct bufferevent *bev = evc ? evhttp_connection_get_bufferevent(evc) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	char b;
+	if (fd < 0)
+		return true;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static void free_ref(const void *data, size_t len, void *extra)
@@ -842,6 +911,62 @@ out:
 	for (int i = 0; i < nsegs; i++)
 		free(segs[i]);
 	log_set_ctx(NULL);
+}
+
+/* ------------------------------------------------------- body size per route */
+
+/*
+ * libevent 2.1 checks a request body against its connection's limit while it reads it, and
+ * offers no hook between the request line and the body (evhttp_set_newreqcb comes in 2.2). So
+ * dialer-api defines evhttp_parse_firstline_, libevent's internal parser of the request line
+ * (exported in the dynamic table, see the Makefile, so that libevent's PLT call lands here),
+ * calls the real one, and sets the connection's limit for the request just parsed: its route's
+ * (RF_LARGE_BODY: UPLOAD_MAX_BYTES), else HTTP_MAX_BODY_BYTES. Every other route keeps the small
+ * limit, and a keep-alive connection gets it back on its next request.
+ * tests/integration/test_upload.c checks both sides.
+ */
+typedef int (*firstline_fn)(struct evhttp_request *, struct evbuffer *);
+static firstline_fn real_firstline;
+static pthread_once_t firstline_once = PTHREAD_ONCE_INIT;
+
+static void firstline_init(void)
+{
+	real_firstline = (firstline_fn)dlsym(RTLD_NEXT, "evhttp_parse_firstline_");
+	if (!real_firstline) {
+		log_error("event=libevent_symbol_missing symbol=evhttp_parse_firstline_");
+		abort();
+	}
+}
+
+static bool large_body_route(struct evhttp_request *req)
+{
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	char *segs[SEGS_MAX + 1] = {0};
+	bool known, large = false;
+	int nsegs = split_path(path ? path : "/", segs, SEGS_MAX);
+	if (nsegs < 0)
+		return false;
+	const char *method = method_name(evhttp_request_get_command(req));
+	int idx = route_match(method, segs, nsegs, &known);
+	if (idx >= 0 && !path_owned_by_other(idx, method, segs, nsegs))
+		large = (croutes[idx].r->flags & RF_LARGE_BODY) != 0;
+	for (int i = 0; i < nsegs; i++)
+		free(segs[i]);
+	return large;
+}
+
+int evhttp_parse_firstline_(struct evhttp_request *req, struct evbuffer *buf);
+int evhttp_parse_firstline_(struct evhttp_request *req, struct evbuffer *buf)
+{
+	pthread_once(&firstline_once, firstline_init);
+	int rc = real_firstline(req, buf);
+	struct evhttp_connection *evc = evhttp_request_get_connection(req);
+	/* 1 = ALL_DATA_READ; only our server's connections (not a client's) */
+	if (rc == 1 && evc && evhttp_connection_get_server(evc) && evhttp_request_get_uri(req))
+		evhttp_connection_set_max_body_size(evc, large_body_route(req) ? cfg.upload_max_bytes
+		                                                               : cfg.http_max_body_bytes);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ threads */

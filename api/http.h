@@ -41,7 +41,8 @@ enum auth_kind {
 };
 
 enum {
-	RF_JSON = 1 << 0, /* parse the body as JSON (or a form) before auth; 422 when malformed */
+	RF_JSON = 1 << 0,       /* parse the body as JSON (or a form) before auth; 422 when malformed */
+	RF_LARGE_BODY = 1 << 1, /* the body may reach UPLOAD_MAX_BYTES (others: HTTP_MAX_BODY_BYTES) */
 };
 
 struct http_ctx;
@@ -92,7 +93,12 @@ struct http_ctx {
 	long company_id; /* target company, once resolved by a handler */
 	char *company;
 	void (*next)(struct http_ctx *c); /* continuation for shared steps (company_from_path) */
+	void *aux; /* a shared step's own state beside the handler's (api/jobs.c: job creation and
+	            * the sync-wait); freed with aux_free after the reply */
+	void (*aux_free)(void *);
+	void (*on_gone)(struct http_ctx *c); /* http_watch_close */
 	bool replied;
+	bool req_lost; /* libevent freed the request with its connection: the reply only frees c */
 };
 
 /* Result of a database step; res borrowed. See http_db_ok_or_reply. */
@@ -106,6 +112,9 @@ typedef void (*http_redis_cb)(struct http_ctx *c, redisReply *reply);
 void http_reply_json(struct http_ctx *c, int status, json_t *body);
 /* Sends raw bytes with a content type. */
 void http_reply_raw(struct http_ctx *c, int status, const char *content_type, const void *data, size_t len);
+/* Sends len bytes of the open file fd (taken: closed after sending, also on failure) with a
+ * content type; libevent sends it with sendfile, never reading it into memory. */
+void http_reply_file(struct http_ctx *c, int status, const char *content_type, int fd, size_t len);
 /* Sends {"detail": msg, "error": {"code", "message", "details"}}; logs it. */
 void http_error(struct http_ctx *c, int status, const char *code, const char *fmt, ...) PRINTF_LIKE(4, 5);
 /* Same with a details object (stolen, may be NULL). */
@@ -142,6 +151,17 @@ void http_redis(struct http_ctx *c, http_redis_cb cb, int argc, const char **arg
 /* Runs work(c->state) on the CPU pool, then done(c) on this loop; replies 503
  * itself (and returns false) when the pool is full. */
 bool http_offload_or_reply(struct http_ctx *c, void (*work)(void *state), void (*done)(struct http_ctx *c)) MUSTCHECK;
+
+/*
+ * Watches the client's connection while the handler waits for something long (a job): if
+ * libevent frees the connection before the reply (shutdown, a failed write), gone(c) runs
+ * once; the handler must still end the request with exactly one reply call (http_reply_json,
+ * http_error, ...), which then only frees the context. Undone by the reply.
+ */
+void http_watch_close(struct http_ctx *c, void (*gone)(struct http_ctx *c));
+/* True when the client has closed its side of the connection (libevent 2.1 does not notice
+ * while a request is being handled: this peeks at the socket). */
+bool http_client_closed(struct http_ctx *c);
 
 /* ---- server ---- */
 

@@ -66,8 +66,10 @@ int main(int argc, char **argv)
 	billing_routes();
 	catalog_routes();
 	numbers_routes();
+	upload_routes();
 	dialer_routes();
 	deadletters_routes();
+	jobs_routes();
 	auth_init();
 	workq_start(2, 512);
 

@@ -2,7 +2,7 @@
  * dialerctl: the operator CLI. migrate (schema + default company), bootstrap
  * (first superuser when there are no users), create-admin, config (effective
  * configuration, secrets masked), simulate (a call center against the API,
- * cli/simulate.c).
+ * cli/simulate.c), import (a number file as an import job, cli/import.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "authn.h"
 #include "config.h"
 #include "db.h"
+#include "import.h"
 #include "simulate.h"
 #include "util.h"
 
@@ -22,7 +23,7 @@ static int usage(void)
 	                "       dialerctl bootstrap\n"
 	                "       dialerctl create-admin USERNAME PASSWORD [--role ADMIN|AGENT] [--company SLUG]"
 	                " [--superuser]\n"
-	                "       dialerctl config\n" SIMULATE_USAGE
+	                "       dialerctl config\n" SIMULATE_USAGE IMPORT_USAGE
 	                "The first user ever created is a superuser. Configuration comes from the environment"
 	                " and .env.\n");
 	return 2;
@@ -198,6 +199,8 @@ int main(int argc, char **argv)
 		rc = cmd_create_admin(argc, argv);
 	else if (!strcmp(argv[1], "simulate"))
 		rc = simulate_main(argc - 1, argv + 1);
+	else if (!strcmp(argv[1], "import"))
+		rc = import_main(argc - 1, argv + 1);
 	else if (!strcmp(argv[1], "config")) {
 		config_dump(stdout);
 		rc = 0;

@@ -15,6 +15,7 @@
 #define STREAM_RESULTS     "dialer:results"
 #define STREAM_JOBS_IMPORT "dialer:jobs:import"
 #define STREAM_JOBS_EXPORT "dialer:jobs:export"
+#define STREAM_JOBS_BULK   "dialer:jobs:bulk"
 #define STREAM_EVENTS      "dialer:events"
 
 struct worker_ctx {
