@@ -7,6 +7,7 @@
  * registration of scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN,
  * or a per-company dialer token that implies the company.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -260,6 +261,7 @@ struct next_batch {
 	uint64_t deadline_ns; /* a short batch waits for a refill until then */
 	int pops;
 	bool final;
+	bool by_text; /* EVAL instead of EVALSHA (Redis did not know the script) */
 	time_t now;
 	bool allowed;
 	char reason[40];
@@ -531,6 +533,13 @@ static void batch_reply(struct http_ctx *c)
 
 static void pop(struct http_ctx *c, bool final);
 
+static char pop_sha[41];
+
+static void pop_sha_init(void)
+{
+	hopper_script_sha(HOPPER_POP_LUA, pop_sha);
+}
+
 static void pop_again(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -543,6 +552,12 @@ static void pop_again(evutil_socket_t fd, short what, void *arg)
 static void popped(struct http_ctx *c, redisReply *reply)
 {
 	struct next_batch *nb = c->state;
+	if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !nb->by_text) {
+		nb->by_text = true; /* a restarted Redis: the text once, EVALSHA works again after it */
+		nb->pops--;
+		pop(c, nb->final);
+		return;
+	}
 	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
 	    reply->element[3]->type != REDIS_REPLY_ARRAY) {
 		log_warn("event=hopper_pop_failed company=%s error=\"%s\"", c->company,
@@ -601,7 +616,12 @@ static void pop(struct http_ctx *c, bool final)
 	snprintf(prev, sizeof(prev), "%zu", json_array_size(nb->numbers));
 	nb->final = final;
 	nb->pops++;
-	const char *argv[] = {"EVAL",      HOPPER_POP_LUA, "4",  list, HOPPER_LOCKS,     HOPPER_BATCHES,
+	/* EVALSHA: the script's text goes to Redis once (again after a NOSCRIPT, see popped) */
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, pop_sha_init);
+	const char *argv[] = {nb->by_text ? "EVAL" : "EVALSHA",
+	                      nb->by_text ? HOPPER_POP_LUA : pop_sha,
+	                      "4",  list, HOPPER_LOCKS,     HOPPER_BATCHES,
 	                      dry,         n,              now,  lock_ms, age,           nb->batch_id,
 	                      cid,         req,            final ? "1" : "2", nb->ids.p ? nb->ids.p : "", prev};
 	http_redis(c, popped, (int)ARRAY_LEN(argv), argv, NULL);

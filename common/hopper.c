@@ -8,27 +8,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "log.h"
 #include "util.h"
 
+/* One ZMSCORE and one ZADD per LPOP, not a call per number; an id seen twice (a wrapped walk
+ * pushed it again) is taken once. */
 const char HOPPER_POP_LUA[] =
     "local n, now = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local until_ms, oldest = now + tonumber(ARGV[3]), now - tonumber(ARGV[4])\n"
-    "local ids, out, dropped = {}, {}, 0\n"
+    "local ids, out, seen, dropped = {}, {}, {}, 0\n"
     "while #ids < n do\n"
     "  local got = redis.call('LPOP', KEYS[1], n - #ids)\n"
     "  if not got then break end\n"
+    "  local cand, phones = {}, {}\n"
     "  for _, e in ipairs(got) do\n"
     "    local id, phone, t = string.match(e, '^(%d+):([^:]*):(%d+)$')\n"
-    "    local s = id and redis.call('ZSCORE', KEYS[2], id)\n"
-    "    if id and tonumber(t) >= oldest and (not s or tonumber(s) <= now) then\n"
-    "      redis.call('ZADD', KEYS[2], until_ms, id)\n"
-    "      ids[#ids + 1] = id\n"
-    "      out[#out + 1] = id\n"
-    "      out[#out + 1] = phone\n"
+    "    if id and not seen[id] and tonumber(t) >= oldest then\n"
+    "      seen[id] = true\n"
+    "      cand[#cand + 1] = id\n"
+    "      phones[#cand] = phone\n"
     "    else\n"
     "      dropped = dropped + 1\n"
     "    end\n"
+    "  end\n"
+    "  if #cand > 0 then\n"
+    "    local scores, z = redis.call('ZMSCORE', KEYS[2], unpack(cand)), {}\n"
+    "    for i, id in ipairs(cand) do\n"
+    "      if not scores[i] or tonumber(scores[i]) <= now then\n"
+    "        z[#z + 1] = until_ms\n"
+    "        z[#z + 1] = id\n"
+    "        ids[#ids + 1] = id\n"
+    "        out[#out + 1] = id\n"
+    "        out[#out + 1] = phones[i]\n"
+    "      else\n"
+    "        dropped = dropped + 1\n"
+    "      end\n"
+    "    end\n"
+    "    if #z > 0 then redis.call('ZADD', KEYS[2], unpack(z)) end\n"
     "  end\n"
     "end\n"
     "if ARGV[8] == '1' or #ids == n then\n"
@@ -44,23 +62,22 @@ const char HOPPER_BEGIN_LUA[] =
     "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return {0} end\n"
     "return {1, redis.call('GET', KEYS[2]) or '0', redis.call('HGET', KEYS[3], 'cursor') or '0'}\n";
 
+/* Lock checks in chunks of 1000 (one ZMSCORE each), pushes in chunks of 1000. */
 const char HOPPER_FILL_LUA[] =
     "redis.call('DEL', KEYS[5])\n"
     "if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then return -1 end\n"
-    "local now, batch, pushed = tonumber(ARGV[2]), {}, 0\n"
-    "for i = 8, #ARGV do\n"
-    "  local e = ARGV[i]\n"
-    "  local s = redis.call('ZSCORE', KEYS[2], string.match(e, '^(%d+):'))\n"
-    "  if not s or tonumber(s) <= now then\n"
-    "    batch[#batch + 1] = e .. ':' .. ARGV[3]\n"
-    "    pushed = pushed + 1\n"
-    "    if #batch == 1000 then\n"
-    "      redis.call('RPUSH', KEYS[1], unpack(batch))\n"
-    "      batch = {}\n"
-    "    end\n"
+    "local now, pushed = tonumber(ARGV[2]), 0\n"
+    "for i = 8, #ARGV, 1000 do\n"
+    "  local ids, last = {}, math.min(i + 999, #ARGV)\n"
+    "  for j = i, last do ids[#ids + 1] = string.match(ARGV[j], '^(%d+):') end\n"
+    "  local scores, batch = redis.call('ZMSCORE', KEYS[2], unpack(ids)), {}\n"
+    "  for j = i, last do\n"
+    "    local s = scores[j - i + 1]\n"
+    "    if not s or tonumber(s) <= now then batch[#batch + 1] = ARGV[j] .. ':' .. ARGV[3] end\n"
     "  end\n"
+    "  if #batch > 0 then redis.call('RPUSH', KEYS[1], unpack(batch)) end\n"
+    "  pushed = pushed + #batch\n"
     "end\n"
-    "if #batch > 0 then redis.call('RPUSH', KEYS[1], unpack(batch)) end\n"
     "redis.call('HSET', KEYS[4], 'cursor', ARGV[4])\n"
     "redis.call('SADD', KEYS[7], ARGV[6])\n"
     "if pushed == 0 and ARGV[5] == '1' then redis.call('SET', KEYS[6], '1', 'PX', ARGV[7]) end\n"
@@ -94,6 +111,22 @@ const char HOPPER_CANDIDATES_SQL[] =
     "  LIMIT ($2::int - (SELECT count(*) FROM hi)))"
     " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
     "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
+
+void hopper_script_sha(const char *script, char out[41])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (!EVP_Digest(script, strlen(script), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+		log_error("event=sha1_failed");
+		abort();
+	}
+	for (unsigned i = 0; i < 20; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[40] = '\0';
+}
 
 int hopper_release_sync(redisContext *rc, const long long *ids, int n)
 {

@@ -427,8 +427,10 @@ static void test_concurrent(void **state)
 				    next_batch(d % 2 ? "?company=acme&size=50" : "?company=globex&size=50");
 				json_t *nums = json_object_get(json_object_get(r->json, "batch"), "numbers"), *n;
 				size_t k;
-				if (r->status != 200)
+				if (r->status != 200) {
+					fprintf(stderr, "dialer %d round %d: %ld %s\n", d, i, r->status, r->body ? r->body : "");
 					_exit(2);
+				}
 				json_array_foreach(nums, k, n) fprintf(f, "%s\n", th_json_str(n, "phone_number"));
 				th_resp_free(r);
 			}
