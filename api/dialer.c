@@ -511,6 +511,13 @@ static void refill_start(struct http_ctx *c, long size)
 	rds_command(c->thr->redis, refill_begun, r, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
+static long refill_low_water(long company_id, long size)
+{
+	const struct hopper_slot *s = hopper_slot(company_id);
+	long low = 2 * size + 4 * (long)HOPPER_REFILL_MIN;
+	return s && s->k / 2 > low ? s->k / 2 : low;
+}
+
 /* How long a short batch waits for a refill (re-popping with backoff) before it goes out as is. */
 #define NEXT_BATCH_WAIT_MS 300
 
@@ -578,8 +585,9 @@ static void popped(struct http_ctx *c, redisReply *reply)
 	if (dropped)
 		metrics_count("hopper_entries_dropped", (uint64_t)dropped);
 	long have = (long)json_array_size(nb->numbers);
-	/* the hopper runs low: refill it before it is empty (the refill is this thread's, detached) */
-	if (!dry && remaining < 2 * nb->size + 4 * (long)HOPPER_REFILL_MIN)
+	/* the hopper runs low (half of what the last refill read, which grows with the demand):
+	 * refill it before it is empty; the refill is this thread's, detached from the request */
+	if (!dry && remaining < refill_low_water(c->company_id, nb->size))
 		refill_start(c, nb->size);
 	if (have >= nb->size || nb->final) {
 		batch_reply(c);

@@ -26,8 +26,11 @@ SQL
 bench_api
 # the scheduler leader records the batches (the pop script appends them to a stream) and mirrors
 # their locks onto the numbers
-bin/dialer-scheduler >"$TMP/scheduler.log" 2>&1 &
-BENCH_PIDS+=($!)
+# (NO_SCHEDULER=1: the API and Redis alone, nothing recorded: the ceiling without the recorder)
+if [[ "${NO_SCHEDULER:-0}" != 1 ]]; then
+    bin/dialer-scheduler >"$TMP/scheduler.log" 2>&1 &
+    BENCH_PIDS+=($!)
+fi
 BARE_PORT="$(free_port)"
 bench_bare "$BARE_PORT"
 export DIALER_TOKEN
@@ -35,7 +38,9 @@ export DIALER_TOKEN
 read -r rps p50 p99 bad <<<"$(wrk_row "$API_URL" "$CONNS" -s bench/next-batch.lua)"
 t_end=$(date +%s.%N)
 # the recorder's lag: how long after the last batch the stream is drained into PostgreSQL
-while [[ "$(redis-cli -p "$REDIS_PORT" XLEN dialer:batches)" != 0 ]]; do sleep 0.1; done
+while [[ "${NO_SCHEDULER:-0}" != 1 && "$(redis-cli -p "$REDIS_PORT" XLEN dialer:batches)" != 0 ]]; do
+    sleep 0.1
+done
 drain="$(awk -v a="$(date +%s.%N)" -v b="$t_end" 'BEGIN { print a - b }')"
 read -r brps bp50 bp99 bbad <<<"$(wrk_row "http://127.0.0.1:$BARE_PORT/" "$CONNS")"
 check="$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) || ' batches, ' || sum(returned_size) || ' numbers handed out, '
