@@ -34,6 +34,8 @@ void catalog_routes(void);  /* api/catalog.c: /api/{company}/scenarios, /outboun
 void numbers_routes(void);  /* api/numbers.c: /api/numbers */
 void upload_routes(void);   /* api/upload.c: POST /api/numbers/upload */
 void dialer_routes(void);   /* api/dialer.c: /api/dialer */
+/* Frees the calling loop thread's next-batch caches; called as the thread ends. */
+void dialer_thread_exit(void);
 /* api/deadletters.c: /api/{company}/dead-letters */
 void deadletters_routes(void);
 
@@ -102,6 +104,11 @@ bool company_config_ok_or_reply(struct http_ctx *c, PGresult *res) MUSTCHECK;
  * next-batch decides afresh from the database, then calls next(c) whatever Redis answered (a
  * failure is logged: the change is committed, and the value expires within seconds anyway). */
 void company_callstate_drop_then(struct http_ctx *c, void (*next)(struct http_ctx *c));
+
+/* After an admin change to numbers (delete, status, reset): drops every
+ * company's hopper, so that no candidate read before the change is
+ * dispatched after it (common/hopper.h), then continues with next. */
+void hopper_flush_then(struct http_ctx *c, void (*next)(struct http_ctx *c));
 
 /* Maps a unique violation on users (username, phone) to COMPAT's 400 text;
  * false (nothing sent) when res is not one. */

@@ -134,13 +134,18 @@ static void update(struct http_ctx *c)
 	free(settings);
 }
 
+static void deleted_reply(struct http_ctx *c)
+{
+	http_reply_json(
+	    c, 200, json_pack("{s:b, s:I, s:s}", "deleted", 1, "id", (json_int_t)c->company_id, "name", c->company));
+}
+
 static void deleted(struct http_ctx *c, PGresult *res)
 {
 	if (!http_db_ok_or_reply(c, res))
 		return;
 	log_info("event=company_deleted id=%ld name=%s", c->company_id, c->company);
-	http_reply_json(
-	    c, 200, json_pack("{s:b, s:I, s:s}", "deleted", 1, "id", (json_int_t)c->company_id, "name", c->company));
+	hopper_flush_then(c, deleted_reply); /* its hopper's candidates are no longer held apart */
 }
 
 static void delete_loaded(struct http_ctx *c, PGresult *res)

@@ -1,11 +1,13 @@
 /*
  * The dialer's API (/api/dialer, COMPAT §2.10): next-batch (the call-allowed
- * state, then one statement that picks, locks and records a batch),
+ * state, then one Redis script that pops, locks and records a batch from the
+ * company's hopper, which the API refills in bulk from PostgreSQL),
  * report-result (validated,
  * appended to the results stream, answered 202 once Redis has it) and the
  * registration of scenarios and outbound lines (§3.7). Bearer DIALER_TOKEN,
  * or a per-company dialer token that implies the company.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +15,7 @@
 #include "api.h"
 #include "callstate.h"
 #include "config.h"
+#include "hopper.h"
 #include "metrics.h"
 #include "phone.h"
 #include "selection.h"
@@ -244,9 +247,21 @@ static void register_lines(struct http_ctx *c)
 /* size: COMPAT validates 1..500; MAX_BATCH_SIZE caps what is returned. */
 #define NEXT_BATCH_SIZE_MAX 500
 
+/* The lists a batch carries (COMPAT §3.3 step 7; active_agents is seed 000's). */
+enum { L_SCENARIOS, L_LINES, L_INBOUND, L_OUTBOUND, L_AGENTS, L_COUNT };
+static const char *const list_keys[L_COUNT] = {"active_scenarios", "outbound_lines", "inbound_agents",
+                                               "outbound_agents", "active_agents"};
+
 struct next_batch {
 	long size;
+	json_t *lists[L_COUNT]; /* this batch's references to the cached lists */
 	char batch_id[33];
+	json_t *numbers;      /* popped so far: [{id, phone_number}] */
+	struct buf ids;       /* their ids, comma-separated (the batch record) */
+	uint64_t deadline_ns; /* a short batch waits for a refill until then */
+	int pops;
+	bool final;
+	bool by_text; /* EVAL instead of EVALSHA (Redis did not know the script) */
 	time_t now;
 	bool allowed;
 	char reason[40];
@@ -261,6 +276,10 @@ static void next_batch_free(void *p)
 	struct next_batch *nb = p;
 	if (nb->cs_loaded)
 		callstate_free(&nb->cs);
+	json_decref(nb->numbers);
+	for (int i = 0; i < L_COUNT; i++)
+		json_decref(nb->lists[i]);
+	free(nb->ids.p);
 	free(nb);
 }
 
@@ -290,132 +309,386 @@ static void next_batch_blocked(struct http_ctx *c)
 	http_reply_json(c, 200, out);
 }
 
-static json_t *json_col(PGresult *res, int col)
+/* ---- the hopper (common/hopper.h; docs/architecture.md "next-batch") ---- */
+
+/*
+ * The company's active scenarios, lines and agents (COMPAT §3.3 step 7), per
+ * loop thread for NEXT_BATCH_LISTS_TTL_MS: a batch then costs no database
+ * round trip at all. A change (a registration, an agent added) reaches the
+ * dialers within that time.
+ */
+#define NEXT_BATCH_LISTS_TTL_MS 1000
+#define NEXT_BATCH_LISTS_SLOTS  64
+
+static __thread struct lists_slot {
+	long company_id;
+	uint64_t expires_ns;
+	json_t *lists[L_COUNT];
+} lists_cache[NEXT_BATCH_LISTS_SLOTS];
+
+static const char LISTS_SQL[] =
+    "WITH ag AS (SELECT id, COALESCE(NULLIF(btrim(concat_ws(' ', first_name, last_name)), ''), username)"
+    "  AS full_name, phone_number, agent_type FROM users"
+    "  WHERE company_id = $1::int AND role = 'AGENT' AND is_active)"
+    " SELECT COALESCE((SELECT json_agg(json_build_object('id', id, 'name', name, 'display_name', display_name)"
+    "  ORDER BY id) FROM scenarios WHERE company_id = $1::int AND is_active), '[]'),"
+    " COALESCE((SELECT json_agg(json_build_object('id', id, 'phone_number', phone_number, 'display_name',"
+    "  display_name) ORDER BY id) FROM outbound_lines WHERE company_id = $1::int AND is_active), '[]'),"
+    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('INBOUND', 'BOTH')), '[]'),"
+    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('OUTBOUND', 'BOTH')), '[]'),"
+    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
+    "  phone_number) ORDER BY id) FROM ag), '[]')";
+
+static struct lists_slot *lists_slot(long company_id)
 {
-	json_t *j = json_loads(PQgetvalue(res, 0, col), 0, NULL);
-	return j ? j : json_array();
+	return &lists_cache[(unsigned long)company_id % NEXT_BATCH_LISTS_SLOTS];
 }
 
 /*
- * Where each company's last batch ended, per loop thread. Without it every
- * batch scans from the lowest id past every number earlier batches locked
- * (and their dead index entries, until vacuum): the cost grows with the
- * numbers handed out. With it a batch starts after the previous one and
- * wraps around to the start when it runs out; the cursor is forgotten after
- * NEXT_BATCH_CURSOR_TTL_MS so that numbers made dialable again below it (a
- * reset, an expired lock or cooldown) are served oldest first within that
- * time.
+ * Per loop thread and company: how many numbers a refill reads (doubling
+ * while refills follow each other within NEXT_BATCH_HOT_MS, halving when they
+ * are NEXT_BATCH_COLD_MS apart), and whether this thread runs one now.
  */
-#define NEXT_BATCH_CURSOR_TTL_MS 30000
-#define NEXT_BATCH_CURSORS       64
+#define NEXT_BATCH_HOT_MS  1000
+#define NEXT_BATCH_COLD_MS 10000
+#define HOPPER_SLOTS       64
 
-static __thread struct batch_cursor {
+static __thread struct hopper_slot {
 	long company_id;
-	long long last_id;
-	uint64_t expires_ns;
-} batch_cursors[NEXT_BATCH_CURSORS];
+	long k;
+	uint64_t last_ns;
+	bool running;
+} hopper_slots[HOPPER_SLOTS];
 
-static struct batch_cursor *batch_cursor(long company_id)
+static struct hopper_slot *hopper_slot(long company_id)
 {
-	return &batch_cursors[(unsigned long)company_id % NEXT_BATCH_CURSORS];
+	struct hopper_slot *s = &hopper_slots[(unsigned long)company_id % HOPPER_SLOTS];
+	if (s->company_id != company_id && !s->running)
+		*s = (struct hopper_slot){.company_id = company_id, .k = HOPPER_REFILL_MIN};
+	return s->company_id == company_id ? s : NULL;
 }
 
-static long long batch_cursor_get(long company_id)
+/* One refill, detached from the request that started it (it may reply meanwhile). */
+struct refill {
+	struct api_thread *thr;
+	long company_id;
+	long k;
+	char epoch[24];
+	char fill_ms[24];
+	char keys[4][64]; /* list, meta, refill lock, dry */
+};
+
+static void refill_end(struct refill *r)
 {
-	struct batch_cursor *bc = batch_cursor(company_id);
-	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns)
-		return 0;
-	return bc->last_id;
+	struct hopper_slot *s = hopper_slot(r->company_id);
+	if (s)
+		s->running = false;
+	free(r);
 }
 
-static void batch_cursor_set(long company_id, long long last_id)
+static void refill_unlock(struct refill *r)
 {
-	struct batch_cursor *bc = batch_cursor(company_id);
-	if (bc->company_id != company_id || util_now_ns() >= bc->expires_ns) {
-		bc->company_id = company_id;
-		bc->expires_ns = util_now_ns() + (uint64_t)NEXT_BATCH_CURSOR_TTL_MS * 1000000u;
+	const char *argv[2] = {"DEL", r->keys[2]};
+	rds_command(r->thr->redis, NULL, NULL, 2, argv, NULL);
+	refill_end(r);
+}
+
+static void refill_filled(redisReply *reply, void *arg)
+{
+	struct refill *r = arg;
+	if (!reply || reply->type != REDIS_REPLY_INTEGER)
+		log_warn("event=hopper_fill_failed company_id=%ld error=\"%s\"", r->company_id,
+		         reply && reply->str ? reply->str : "redis unavailable");
+	else {
+		metrics_count("hopper_refills", 1);
+		metrics_count("hopper_numbers_pushed", reply->integer > 0 ? (uint64_t)reply->integer : 0);
+		log_debug("event=hopper_refilled company_id=%ld read=%ld pushed=%lld", r->company_id, r->k,
+		          reply->integer);
 	}
-	bc->last_id = last_id;
+	refill_end(r);
 }
 
-static void batch_picked(struct http_ctx *c, PGresult *res)
+static void refill_read(PGresult *res, void *arg)
+{
+	struct refill *r = arg;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warn("event=hopper_read_failed company_id=%ld error=\"%s\"", r->company_id,
+		         res ? PQresultErrorMessage(res) : "database unavailable");
+		refill_unlock(r);
+		return;
+	}
+	int rows = PQntuples(res);
+	/* the walk reached the highest id (it wrapped, or found fewer than asked): nothing pushed
+	 * then means nothing to find, and the company rests HOPPER_DRY_MS */
+	bool end = rows < r->k || (rows > 0 && !strcmp(PQgetvalue(res, rows - 1, 2), "t"));
+	char cid[24], cursor[24], dry_ms[16];
+	snprintf(cid, sizeof(cid), "%ld", r->company_id);
+	snprintf(cursor, sizeof(cursor), "%s", rows ? PQgetvalue(res, rows - 1, 0) : "0");
+	snprintf(dry_ms, sizeof(dry_ms), "%d", HOPPER_DRY_MS);
+	int argc = 0, fixed = 3 + 7 + 7;
+	const char **argv = xmalloc((size_t)(fixed + rows) * sizeof(*argv));
+	char **entries = xmalloc((size_t)(rows ? rows : 1) * sizeof(*entries));
+	char now_ms[24];
+	snprintf(now_ms, sizeof(now_ms), "%lld", (long long)(util_wall_us() / 1000));
+	argv[argc++] = "EVAL";
+	argv[argc++] = HOPPER_FILL_LUA;
+	argv[argc++] = "7";
+	argv[argc++] = r->keys[0];
+	argv[argc++] = HOPPER_LOCKS;
+	argv[argc++] = HOPPER_EPOCH;
+	argv[argc++] = r->keys[1];
+	argv[argc++] = r->keys[2];
+	argv[argc++] = r->keys[3];
+	argv[argc++] = HOPPER_SET;
+	argv[argc++] = r->epoch;
+	argv[argc++] = now_ms;
+	argv[argc++] = r->fill_ms;
+	argv[argc++] = cursor;
+	argv[argc++] = end ? "1" : "0";
+	argv[argc++] = cid;
+	argv[argc++] = dry_ms;
+	for (int i = 0; i < rows; i++) {
+		entries[i] = xasprintf("%s:%s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+		argv[argc++] = entries[i];
+	}
+	rds_command(r->thr->redis, refill_filled, r, argc, argv, NULL);
+	for (int i = 0; i < rows; i++)
+		free(entries[i]);
+	free(entries);
+	free(argv);
+}
+
+static void refill_begun(redisReply *reply, void *arg)
+{
+	struct refill *r = arg;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer != 1 ||
+	    reply->element[1]->type != REDIS_REPLY_STRING || reply->element[2]->type != REDIS_REPLY_STRING) {
+		refill_end(r); /* another refill runs, the company is dry, or Redis is away */
+		return;
+	}
+	snprintf(r->epoch, sizeof(r->epoch), "%s", reply->element[1]->str);
+	char cid[24], k[24], cooldown[24];
+	snprintf(cid, sizeof(cid), "%ld", r->company_id);
+	snprintf(k, sizeof(k), "%ld", r->k);
+	snprintf(cooldown, sizeof(cooldown), "%d", cfg.call_cooldown_days);
+	/* entries carry the time the read started: a result committed after it is covered by the
+	 * lock's grace, an entry older than HOPPER_MAX_AGE_MS is not dispatched */
+	snprintf(r->fill_ms, sizeof(r->fill_ms), "%lld", (long long)(util_wall_us() / 1000));
+	const char *p[4] = {cid, k, cooldown, reply->element[2]->str};
+	pgpool_query(r->thr->db, HOPPER_CANDIDATES_SQL, 4, p, refill_read, r);
+}
+
+/* Starts a refill of the company's hopper unless this thread runs one already. */
+static void refill_start(struct http_ctx *c, long size)
+{
+	struct hopper_slot *s = hopper_slot(c->company_id);
+	if (!s || s->running)
+		return;
+	uint64_t now = util_now_ns();
+	if (s->last_ns && now - s->last_ns < (uint64_t)NEXT_BATCH_HOT_MS * 1000000u)
+		s->k = s->k * 2 > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : s->k * 2;
+	else if (s->last_ns && now - s->last_ns > (uint64_t)NEXT_BATCH_COLD_MS * 1000000u)
+		s->k = s->k / 2 < HOPPER_REFILL_MIN ? HOPPER_REFILL_MIN : s->k / 2;
+	if (s->k < 4 * size)
+		s->k = 4 * size > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : 4 * size;
+	s->last_ns = now;
+	s->running = true;
+	struct refill *r = xcalloc(1, sizeof(*r));
+	r->thr = c->thr;
+	r->company_id = c->company_id;
+	r->k = s->k;
+	snprintf(r->keys[0], sizeof(r->keys[0]), HOPPER_LIST_FMT, c->company_id);
+	snprintf(r->keys[1], sizeof(r->keys[1]), HOPPER_META_FMT, c->company_id);
+	snprintf(r->keys[2], sizeof(r->keys[2]), HOPPER_REFILL_FMT, c->company_id);
+	snprintf(r->keys[3], sizeof(r->keys[3]), HOPPER_DRY_FMT, c->company_id);
+	char lock_ms[16];
+	snprintf(lock_ms, sizeof(lock_ms), "%d", HOPPER_REFILL_LOCK_MS);
+	const char *argv[] = {"EVAL", HOPPER_BEGIN_LUA, "4", r->keys[2], HOPPER_EPOCH, r->keys[1], r->keys[3],
+	                      lock_ms};
+	rds_command(c->thr->redis, refill_begun, r, (int)ARRAY_LEN(argv), argv, NULL);
+}
+
+static long refill_low_water(long company_id, long size)
+{
+	const struct hopper_slot *s = hopper_slot(company_id);
+	long low = 2 * size + 4 * (long)HOPPER_REFILL_MIN;
+	return s && s->k / 2 > low ? s->k / 2 : low;
+}
+
+/* How long a short batch waits for a refill (re-popping with backoff) before it goes out as is. */
+#define NEXT_BATCH_WAIT_MS 300
+
+static void batch_reply(struct http_ctx *c)
 {
 	struct next_batch *nb = c->state;
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	long returned = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	if (!PQgetisnull(res, 0, 7))
-		batch_cursor_set(c->company_id, strtoll(PQgetvalue(res, 0, 7), NULL, 10));
+	long returned = (long)json_array_size(nb->numbers);
 	json_t *out = next_batch_head(c);
 	json_object_set_new(out, "batch",
-	                    json_pack("{s:s, s:I, s:I, s:o}", "batch_id", nb->batch_id, "size_requested",
+	                    json_pack("{s:s, s:I, s:I, s:O}", "batch_id", nb->batch_id, "size_requested",
 	                              (json_int_t)nb->size, "size_returned", (json_int_t)returned, "numbers",
-	                              json_col(res, 1)));
-	json_object_set_new(out, "active_scenarios", json_col(res, 2));
-	json_object_set_new(out, "outbound_lines", json_col(res, 3));
-	json_object_set_new(out, "inbound_agents", json_col(res, 4));
-	json_object_set_new(out, "outbound_agents", json_col(res, 5));
-	json_object_set_new(out, "active_agents", json_col(res, 6));
-	metrics_count("next_batch_numbers", returned);
-	log_info("event=next_batch company=%s batch=%s requested=%ld returned=%ld", c->company, nb->batch_id, nb->size,
-	         returned);
+	                              nb->numbers));
+	for (int i = 0; i < L_COUNT; i++)
+		json_object_set(out, list_keys[i], nb->lists[i]);
+	metrics_count("next_batch_numbers", (uint64_t)returned);
+	log_info("event=next_batch company=%s batch=%s requested=%ld returned=%ld pops=%d", c->company, nb->batch_id,
+	         nb->size, returned, nb->pops);
 	http_reply_json(c, 200, out);
 }
 
-/* COMPAT §3.3 step 4: ACTIVE, not locked, outside the cooldown, never
- * dialed by this company since its last reset. */
-#define CANDIDATE                                                                                      \
-	"SELECT n.id FROM numbers n WHERE n.global_status = 'ACTIVE' AND n.assigned_at IS NULL"        \
-	" AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $4::int))" \
-	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id)"
+static void pop(struct http_ctx *c, bool final);
+
+static char pop_sha[41];
+
+static void pop_sha_init(void)
+{
+	hopper_script_sha(HOPPER_POP_LUA, pop_sha);
+}
+
+static void pop_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct http_ctx *c = arg;
+	struct next_batch *nb = c->state;
+	pop(c, util_now_ns() >= nb->deadline_ns);
+}
+
+static void popped(struct http_ctx *c, redisReply *reply)
+{
+	struct next_batch *nb = c->state;
+	if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !nb->by_text) {
+		nb->by_text = true; /* a restarted Redis: the text once, EVALSHA works again after it */
+		nb->pops--;
+		pop(c, nb->final);
+		return;
+	}
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
+	    reply->element[3]->type != REDIS_REPLY_ARRAY) {
+		log_warn("event=hopper_pop_failed company=%s error=\"%s\"", c->company,
+		         reply && reply->str ? reply->str : "redis unavailable");
+		http_error(c, 503, "SERVICE_UNAVAILABLE", "Redis is unavailable, retry shortly");
+		return;
+	}
+	long long remaining = reply->element[0]->integer, dropped = reply->element[2]->integer;
+	bool dry = reply->element[1]->integer != 0;
+	const redisReply *got = reply->element[3];
+	for (size_t i = 0; i + 1 < got->elements; i += 2) {
+		json_array_append_new(nb->numbers, json_pack("{s:I, s:s}", "id",
+		                                             (json_int_t)strtoll(got->element[i]->str, NULL, 10),
+		                                             "phone_number", got->element[i + 1]->str));
+		buf_add(&nb->ids, nb->ids.len ? "," : "", nb->ids.len ? 1 : 0);
+		buf_add(&nb->ids, got->element[i]->str, got->element[i]->len);
+	}
+	if (dropped)
+		metrics_count("hopper_entries_dropped", (uint64_t)dropped);
+	long have = (long)json_array_size(nb->numbers);
+	/* the hopper runs low (half of what the last refill read, which grows with the demand):
+	 * refill it before it is empty; the refill is this thread's, detached from the request */
+	if (!dry && remaining < refill_low_water(c->company_id, nb->size))
+		refill_start(c, nb->size);
+	if (have >= nb->size || nb->final) {
+		batch_reply(c);
+		return;
+	}
+	/* short: wait for the refill, or record what there is when there is nothing to wait for */
+	if (dry || util_now_ns() >= nb->deadline_ns) {
+		pop(c, true);
+		return;
+	}
+	int ms = 1 << (nb->pops < 6 ? nb->pops : 6); /* 2, 4, … 64 ms */
+	struct timeval tv = {0, ms * 1000};
+	if (event_base_once(c->thr->base, -1, EV_TIMEOUT, pop_again, c, &tv))
+		pop(c, true);
+}
 
 /*
- * One statement: candidates after the cursor, then from the start if those
- * were too few, in id order, locked with SKIP LOCKED so concurrent dialers
- * never wait for nor share a number; marked with the batch; the batch
- * recorded (even empty); and the company's active scenarios, lines and
- * agents, as JSON; and where the batch ended, for the cursor.
+ * One pop (HOPPER_POP_LUA): up to the numbers still missing, locked, and the
+ * batch recorded when it is complete or final (the numbers of earlier pops
+ * for this batch included).
  */
+static void pop(struct http_ctx *c, bool final)
+{
+	struct next_batch *nb = c->state;
+	char list[48], dry[48], n[24], now[24], lock_ms[24], age[24], cid[24], req[24], prev[24];
+	snprintf(list, sizeof(list), HOPPER_LIST_FMT, c->company_id);
+	snprintf(dry, sizeof(dry), HOPPER_DRY_FMT, c->company_id);
+	snprintf(n, sizeof(n), "%ld", nb->size - (long)json_array_size(nb->numbers));
+	snprintf(now, sizeof(now), "%lld", (long long)(util_wall_us() / 1000));
+	snprintf(lock_ms, sizeof(lock_ms), "%lld", (long long)cfg.assignment_timeout_minutes * 60000);
+	snprintf(age, sizeof(age), "%d", HOPPER_MAX_AGE_MS);
+	snprintf(cid, sizeof(cid), "%ld", c->company_id);
+	snprintf(req, sizeof(req), "%ld", nb->size);
+	snprintf(prev, sizeof(prev), "%zu", json_array_size(nb->numbers));
+	nb->final = final;
+	nb->pops++;
+	/* EVALSHA: the script's text goes to Redis once (again after a NOSCRIPT, see popped) */
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, pop_sha_init);
+	const char *argv[] = {nb->by_text ? "EVAL" : "EVALSHA",
+	                      nb->by_text ? HOPPER_POP_LUA : pop_sha,
+	                      "4",  list, HOPPER_LOCKS,     HOPPER_BATCHES,
+	                      dry,         n,              now,  lock_ms, age,           nb->batch_id,
+	                      cid,         req,            final ? "1" : "2", nb->ids.p ? nb->ids.p : "", prev};
+	http_redis(c, popped, (int)ARRAY_LEN(argv), argv, NULL);
+}
+
+void dialer_thread_exit(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(lists_cache); i++)
+		for (int k = 0; k < L_COUNT; k++) {
+			json_decref(lists_cache[i].lists[k]);
+			lists_cache[i].lists[k] = NULL;
+		}
+}
+
+/* The batch keeps its own references: the slot may be refreshed (or taken by another company) meanwhile. */
+static void lists_take(struct http_ctx *c, struct lists_slot *ls)
+{
+	struct next_batch *nb = c->state;
+	for (int i = 0; i < L_COUNT; i++)
+		nb->lists[i] = json_incref(ls->lists[i]);
+}
+
+static void lists_loaded(struct http_ctx *c, PGresult *res)
+{
+	if (!http_db_ok_or_reply(c, res))
+		return;
+	struct lists_slot *ls = lists_slot(c->company_id);
+	for (int i = 0; i < L_COUNT; i++) {
+		json_decref(ls->lists[i]);
+		ls->lists[i] = json_loads(PQgetvalue(res, 0, i), 0, NULL);
+		if (!ls->lists[i])
+			ls->lists[i] = json_array();
+	}
+	ls->company_id = c->company_id;
+	ls->expires_ns = util_now_ns() + (uint64_t)NEXT_BATCH_LISTS_TTL_MS * 1000000u;
+	lists_take(c, ls);
+	pop(c, false);
+}
+
+/* Allowed: the lists (cached), then the numbers from the hopper. */
 static void pick_batch(struct http_ctx *c)
 {
 	struct next_batch *nb = c->state;
-	char cid[24], size[24], cooldown[24], cursor[24];
 	if (util_random_hex(nb->batch_id, 16)) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot generate a batch id");
 		return;
 	}
+	nb->numbers = json_array();
+	nb->deadline_ns = util_now_ns() + (uint64_t)NEXT_BATCH_WAIT_MS * 1000000u;
+	struct lists_slot *ls = lists_slot(c->company_id);
+	if (ls->company_id == c->company_id && util_now_ns() < ls->expires_ns) {
+		lists_take(c, ls);
+		pop(c, false);
+		return;
+	}
+	char cid[24];
 	snprintf(cid, sizeof(cid), "%ld", c->company_id);
-	snprintf(size, sizeof(size), "%ld", nb->size);
-	snprintf(cooldown, sizeof(cooldown), "%d", cfg.call_cooldown_days);
-	snprintf(cursor, sizeof(cursor), "%lld", batch_cursor_get(c->company_id));
-	const char *p[5] = {cid, size, nb->batch_id, cooldown, cursor};
-	http_db(
-	    c,
-	    "WITH hi AS (" CANDIDATE " AND n.id > $5::bigint ORDER BY n.id LIMIT $2::int FOR UPDATE OF n SKIP LOCKED),"
-	    " lo AS (" CANDIDATE " AND n.id <= $5::bigint ORDER BY n.id"
-	    "  LIMIT ($2::int - (SELECT count(*) FROM hi)) FOR UPDATE OF n SKIP LOCKED),"
-	    " upd AS (UPDATE numbers n SET assigned_at = now(), assigned_batch_id = $3, assigned_company_id = $1::int"
-	    "  WHERE n.id IN (SELECT id FROM hi UNION ALL SELECT id FROM lo) RETURNING n.id, n.phone_number),"
-	    " bat AS (INSERT INTO dialer_batches (id, company_id, requested_size, returned_size, number_ids)"
-	    "  SELECT $3, $1::int, $2::int, count(*), COALESCE(array_agg(id), '{}') FROM upd RETURNING returned_size),"
-	    " ag AS (SELECT id, COALESCE(NULLIF(btrim(concat_ws(' ', first_name, last_name)), ''), username)"
-	    "  AS full_name, phone_number, agent_type FROM users"
-	    "  WHERE company_id = $1::int AND role = 'AGENT' AND is_active)"
-	    " SELECT (SELECT returned_size FROM bat),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'phone_number', phone_number) ORDER BY id)"
-	    "  FROM upd), '[]'),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'name', name, 'display_name', display_name)"
-	    "  ORDER BY id) FROM scenarios WHERE company_id = $1::int AND is_active), '[]'),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'phone_number', phone_number, 'display_name',"
-	    "  display_name) ORDER BY id) FROM outbound_lines WHERE company_id = $1::int AND is_active), '[]'),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
-	    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('INBOUND', 'BOTH')), '[]'),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
-	    "  phone_number) ORDER BY id) FROM ag WHERE agent_type IN ('OUTBOUND', 'BOTH')), '[]'),"
-	    " COALESCE((SELECT json_agg(json_build_object('id', id, 'full_name', full_name, 'phone_number',"
-	    "  phone_number) ORDER BY id) FROM ag), '[]'),"
-	    " COALESCE((SELECT max(id) FROM lo), (SELECT max(id) FROM hi))",
-	    5, p, batch_picked);
+	const char *p[1] = {cid};
+	http_db(c, LISTS_SQL, 1, p, lists_loaded);
 }
 
 static void decided(struct http_ctx *c)

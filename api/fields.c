@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "callstate.h"
+#include "hopper.h"
 #include "config.h"
 #include "pgjson.h"
 #include "util.h"
@@ -225,6 +226,20 @@ void company_callstate_drop_then(struct http_ctx *c, void (*next)(struct http_ct
 	const char *argv[2] = {"DEL", key};
 	c->next = next;
 	http_redis(c, callstate_dropped, 2, argv, NULL);
+}
+
+static void hopper_flushed(struct http_ctx *c, redisReply *reply)
+{
+	if (!reply || reply->type != REDIS_REPLY_INTEGER) /* its entries are dropped after HOPPER_MAX_AGE_MS anyway */
+		log_warn("event=hopper_flush_failed error=\"%s\"", reply && reply->str ? reply->str : "redis unavailable");
+	c->next(c);
+}
+
+void hopper_flush_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
+{
+	const char *argv[] = {"EVAL", HOPPER_FLUSH_LUA, "2", HOPPER_EPOCH, HOPPER_SET, ""};
+	c->next = next;
+	http_redis(c, hopper_flushed, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 bool require_admin_or_reply(struct http_ctx *c)

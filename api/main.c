@@ -21,6 +21,7 @@ static void *loop_main(void *arg)
 {
 	struct api_thread *t = arg;
 	event_base_loop(t->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	dialer_thread_exit();
 	return NULL;
 }
 

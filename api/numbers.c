@@ -47,6 +47,7 @@ struct nreq {
 	enum action act;
 	const char *new_status; /* borrowed from the body or a static table */
 	bool single;            /* reply one NumberOut, not an array */
+	long matched, done;     /* bulk: rows selected, rows changed */
 	void (*next)(struct http_ctx *c);
 };
 
@@ -422,6 +423,8 @@ static const char *action_name(enum action act)
 	return numaction_name((enum numaction)act);
 }
 
+static void action_reply(struct http_ctx *c);
+
 static void action_done(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
@@ -438,6 +441,12 @@ static void action_done(struct http_ctx *c, PGresult *res)
 	}
 	log_info("event=number_changed action=%s id=%ld company=%ld status=%s", action_name(r->act), r->number_id,
 	         c->company_id, r->new_status ? r->new_status : "-");
+	hopper_flush_then(c, action_reply);
+}
+
+static void action_reply(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
 	if (r->act == ACT_DELETE) {
 		http_reply_json(c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)r->number_id));
 		return;
@@ -656,14 +665,24 @@ static int ids_or_reply(struct http_ctx *c, const char *name, long long **out, s
 	return 0;
 }
 
+static void bulk_reply(struct http_ctx *c);
+
 static void bulk_done(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
 	if (!http_db_ok_or_reply(c, res))
 		return;
-	long matched = strtol(PQgetvalue(res, 0, 0), NULL, 10), done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	r->matched = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	r->done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld", action_name(r->act), c->company_id,
-	         matched, done);
+	         r->matched, r->done);
+	hopper_flush_then(c, bulk_reply);
+}
+
+static void bulk_reply(struct http_ctx *c)
+{
+	struct nreq *r = c->state;
+	long matched = r->matched, done = r->done;
 	http_reply_json(c, 200,
 	                json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(r->act == ACT_STATUS ? done : 0),
 	                          "reset", (json_int_t)(r->act == ACT_RESET ? done : 0), "deleted",

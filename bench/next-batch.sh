@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: GET /api/dialer/next-batch?size=100 from 1,000,000 queued numbers with 16 concurrent
 # dialers (SPEC §6: >= 1,000 batches/s, no number in two batches), beside a bare evhttp reply.
+# The scheduler runs too (it records the batches); the report says how long after the last request
+# every batch was in dialer_batches.
 # Usage: bench/next-batch.sh   (env: ROWS=1000000 CONNS=16 DURATION=10)
 source "$(dirname "$0")/lib.sh"
 ROWS="${ROWS:-1000000}"
@@ -22,13 +24,27 @@ SELECT '09' || lpad(((g::bigint * 7919) % 900000000 + 100000000)::text, 9, '0')
 VACUUM ANALYZE;
 SQL
 bench_api
+# the scheduler leader records the batches (the pop script appends them to a stream) and mirrors
+# their locks onto the numbers
+# (NO_SCHEDULER=1: the API and Redis alone, nothing recorded: the ceiling without the recorder)
+if [[ "${NO_SCHEDULER:-0}" != 1 ]]; then
+    bin/dialer-scheduler >"$TMP/scheduler.log" 2>&1 &
+    BENCH_PIDS+=($!)
+fi
 BARE_PORT="$(free_port)"
 bench_bare "$BARE_PORT"
 export DIALER_TOKEN
 
 read -r rps p50 p99 bad <<<"$(wrk_row "$API_URL" "$CONNS" -s bench/next-batch.lua)"
+t_end=$(date +%s.%N)
+# the recorder's lag: how long after the last batch the stream is drained into PostgreSQL
+while [[ "${NO_SCHEDULER:-0}" != 1 && "$(redis-cli -p "$REDIS_PORT" XLEN dialer:batches)" != 0 ]]; do
+    sleep 0.1
+done
+drain="$(awk -v a="$(date +%s.%N)" -v b="$t_end" 'BEGIN { print a - b }')"
 read -r brps bp50 bp99 bbad <<<"$(wrk_row "http://127.0.0.1:$BARE_PORT/" "$CONNS")"
 check="$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) || ' batches, ' || sum(returned_size) || ' numbers handed out, '
+  || (SELECT count(DISTINCT x) FROM dialer_batches, unnest(number_ids) x) || ' distinct, '
   || (SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL) || ' numbers locked' FROM dialer_batches")"
 echo "| server ($CONNS connections, ${DURATION}s, size=100) | req/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|"
@@ -36,3 +52,5 @@ echo "| next-batch (dialer-api) | $rps | $p50 | $p99 | ${bad:-0} |"
 echo "| bare evhttp reply (reference) | $brps | $bp50 | $bp99 | ${bbad:-0} |"
 echo
 echo "check: $check (equal counts = no number in two batches)"
+printf 'batch records in PostgreSQL %.1f s after the last request\n' "$drain"
+echo "hopper: $(redis-cli -p "$REDIS_PORT" INFO commandstats | grep -E 'cmdstat_(evalsha|eval):' | tr -d '\r')"

@@ -450,6 +450,9 @@ static void batch_done(struct sim *s, struct req *r, long status, double now)
 
 static void dial(struct sim *s, double now)
 {
+	/* call_allowed false: the queued numbers wait too (a call centre stops dialing when told) */
+	if (!s->allowed && now < s->blocked_until)
+		return;
 	if (s->next_dial < now - 0.2)
 		s->next_dial = now - 0.2; /* a small burst at most after a stall */
 	while (s->qlen > 0 && s->next_dial <= now) {

@@ -192,7 +192,8 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct pending *p = priv;
 	UNUSED(ac);
-	p->cb(reply, p->arg);
+	if (p->cb)
+		p->cb(reply, p->arg);
 	free(p);
 }
 
@@ -201,7 +202,8 @@ static void fail_cb(evutil_socket_t fd, short what, void *arg)
 	struct pending *p = arg;
 	UNUSED(fd);
 	UNUSED(what);
-	p->cb(NULL, p->arg);
+	if (p->cb)
+		p->cb(NULL, p->arg);
 	free(p);
 }
 

@@ -35,7 +35,8 @@ struct rds *rds_new(struct event_base *base, const char *url);
 /* Disconnects; pending callbacks get NULL. */
 void rds_free(struct rds *r);
 
-/* Sends a command (argv copied). cb runs later from the loop, never inside this call. */
+/* Sends a command (argv copied). cb runs later from the loop, never inside this call;
+ * cb NULL: the reply is ignored. */
 void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv, const size_t *lens);
 
 /* True while the connection is up (AUTH/SELECT done). */

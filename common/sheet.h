@@ -56,8 +56,8 @@ struct sheet_limits {
 	unsigned max_ratio;       /* [200] inflated/compressed bytes of an entry, counted as it
 	                             inflates once past 1 MiB, also checked on the claimed sizes */
 	uint64_t max_entries;     /* [10,000] entries in the zip's directory */
-	size_t max_strings;       /* [2,000,000] shared strings (also the largest accepted
-	                             count/uniqueCount attribute) */
+	size_t max_strings;       /* [2,000,000] shared strings; a uniqueCount attribute above
+	                             it (or a count 10 times above) fails before any is read */
 	size_t max_strings_bytes; /* [256 MiB] bytes of shared-string text kept (at most 4 GiB) */
 	size_t max_xml_memory;    /* [32 MiB] memory of one XML parser (its buffer, names,
 	                             attributes, nesting): a giant tag fails here */
@@ -80,10 +80,10 @@ struct sheet_opts {
  * column is the first non-empty cell of that row, and the row is data.
  *
  * CSV: UTF-8 (a BOM is skipped), delimiter ',' ';' or tab sniffed from the
- * first lines (or named by Excel's "sep=X" first line), RFC 4180 quotes ("" inside quotes; newlines inside quotes stay
- * in the value), CRLF, LF or CR line ends. A quote left open at the end of the
- * file is an error, as are NUL bytes and UTF-16. A "CSV" whose bytes are a zip
- * (an xlsx renamed) is read as XLSX.
+ * first lines (or named by Excel's "sep=X" first line), RFC 4180 quotes (""
+ * inside quotes; newlines inside quotes stay in the value), CRLF, LF or CR line
+ * ends. A quote left open at the end of the file is an error, as are NUL bytes
+ * and UTF-16. A "CSV" whose bytes are a zip (an xlsx renamed) is read as XLSX.
  * XLSX: the workbook's active sheet (the first one unless the file says
  * otherwise, as the original's openpyxl did); shared strings, inline strings,
  * formula strings, numbers (an integral value is written as an integer:
@@ -93,7 +93,8 @@ struct sheet_opts {
  * to stop (err says so); -1 with a message in err (lower case, no full stop,
  * fit for a user) when the file is unreadable, corrupt or hostile. Rows may
  * have been reported before a -1: the caller discards them. err may be NULL
- * when errlen is 0. opts may be NULL (defaults, no progress).
+ * when errlen is 0. opts may be NULL (defaults, no progress). Reads on
+ * different threads are independent; the callbacks run on the caller's thread.
  */
 int sheet_read_phones_opts(const char *path, enum sheet_format fmt, const struct sheet_opts *opts, sheet_row_fn fn,
                            void *ctx, char *err, size_t errlen) MUSTCHECK;

@@ -234,3 +234,37 @@ int util_parse_long(const char *s, long min, long max, long *out)
 	*out = v;
 	return 0;
 }
+
+void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Appends s as an element of an array literal: NULL, or "…" with " and \ escaped. */
+void buf_array_elem(struct buf *b, const char *s)
+{
+	if (b->len)
+		buf_add(b, ",", 1);
+	if (!s) {
+		buf_add(b, "NULL", 4);
+		return;
+	}
+	buf_add(b, "\"", 1);
+	for (const char *p = s; *p;) {
+		size_t n = strcspn(p, "\"\\");
+		buf_add(b, p, n);
+		p += n;
+		if (*p) {
+			buf_add(b, "\\", 1);
+			buf_add(b, p, 1);
+			p++;
+		}
+	}
+	buf_add(b, "\"", 1);
+}

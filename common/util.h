@@ -46,4 +46,17 @@ size_t util_utf8_chars(const char *s);
 /* Parses a base-10 integer in [min,max] from the whole of s. Returns 0 or -1. */
 int util_parse_long(const char *s, long min, long max, long *out) MUSTCHECK;
 
+/* A growing NUL-terminated byte buffer; OOM is fatal. Free p. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+/* Appends n bytes of s. */
+void buf_add(struct buf *b, const char *s, size_t n);
+
+/* Appends s as an element of a PostgreSQL array literal (without the braces):
+ * NULL, or "…" with " and \ escaped, comma-separated from the previous one. */
+void buf_array_elem(struct buf *b, const char *s);
+
 #endif

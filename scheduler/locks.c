@@ -10,6 +10,8 @@
 
 #include "config.h"
 #include "db.h"
+#include "hopper.h"
+#include "util.h"
 #include "metrics.h"
 #include "scheduler.h"
 
@@ -68,4 +70,19 @@ int sched_return_locks(struct worker_ctx *w, long long *returned, long long *bat
 		log_debug("event=locks_returned count=0 batches=%lld timeout_minutes=%d", *batches,
 		          cfg.assignment_timeout_minutes);
 	return 0;
+}
+
+int sched_expire_redis_locks(struct worker_ctx *w)
+{
+	redisReply *r = redisCommand(w->redis, "ZREMRANGEBYSCORE %s -inf %lld", HOPPER_LOCKS,
+	                             (long long)(util_wall_us() / 1000));
+	int ok = r && r->type == REDIS_REPLY_INTEGER;
+	if (ok && r->integer > 0)
+		log_info("event=redis_locks_expired count=%lld", r->integer);
+	else if (!ok)
+		log_warn("event=redis_lock_sweep_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+	if (ok)
+		metrics_count("scheduler_redis_locks_expired", (uint64_t)r->integer);
+	freeReplyObject(r);
+	return ok ? 0 : -1;
 }

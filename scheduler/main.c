@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "scheduler.h"
@@ -60,10 +61,24 @@ static void tick(struct worker_ctx *w)
 	if (now >= next_sweep_ns && w->db) {
 		long long n = 0, batches = 0;
 		int rc = sched_return_locks(w, &n, &batches);
+		if (sched_expire_redis_locks(w))
+			rc = -1;
 		/* a full pass means more are waiting: go on at the next tick */
 		next_sweep_ns =
 		    now + (rc == 0 && batches >= SCHED_SWEEP_BATCHES ? 1 : SCHED_SWEEP_SECONDS) * 1000000000ull;
 	}
+}
+
+/* The leader records the batches handed out as they come (lag well under a second); the
+ * others wait their turn without spinning. */
+static int run(struct worker_ctx *w)
+{
+	if (!leader) {
+		struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+		return 0;
+	}
+	return sched_record_batches(w, 200) < 0 ? -1 : 0;
 }
 
 static void stop(struct worker_ctx *w)
@@ -82,6 +97,7 @@ int main(void)
 	    .type = "scheduler",
 	    .needs_db = true,
 	    .tick = tick,
+	    .run = run,
 	    .stop = stop,
 	};
 	return worker_main(&def);

@@ -25,6 +25,7 @@
 #include "callstate.h"
 #include "config.h"
 #include "db.h"
+#include "hopper.h"
 #include "metrics.h"
 #include "scheduler.h"
 #include "tz.h"
@@ -164,7 +165,8 @@ int sched_publish(struct worker_ctx *w)
 	PGresult *res = NULL;
 	struct company *c = NULL;
 	struct written *next = NULL;
-	size_t n = 0, nnext = 0, sent = 0, published = 0, deferred = 0;
+	size_t n = 0, nnext = 0, sent = 0, published = 0, deferred = 0, nblocked = 0;
+	long *blocked = NULL;
 	char key[48], ttl[16];
 	int rc = -1;
 
@@ -227,6 +229,10 @@ int sched_publish(struct worker_ctx *w)
 		sent--;
 		if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
 			int was = prev ? prev->reason : -1;
+			if (was != c[i].reason && c[i].reason) {
+				blocked = xrealloc(blocked, (nblocked + 1) * sizeof(*blocked));
+				blocked[nblocked++] = c[i].id;
+			}
 			if (was != c[i].reason)
 				log_info("event=callstate_changed company_id=%ld reason=%s version=%ld", c[i].id,
 				         c[i].reason ? callrule_reason_str((enum callrule_reason)c[i].reason)
@@ -254,6 +260,11 @@ int sched_publish(struct worker_ctx *w)
 	if (!st.epoch)
 		sched_publish_reset();
 	rc = (int)deferred;
+	/* a company just blocked hands its hopper's candidates back (to other companies, and so
+	 * that they are read afresh when it opens again) */
+	for (size_t i = 0; i < nblocked; i++)
+		if (hopper_flush_sync(w->redis, blocked[i]))
+			break;
 
 	uint64_t us = (util_now_ns() - t0) / 1000;
 	metrics_count("scheduler_publish_passes", 1);
@@ -276,6 +287,7 @@ out:
 		}
 		sched_publish_reset();
 	}
+	free(blocked);
 	if (next)
 		written_free(next, nnext);
 	if (c)

@@ -46,4 +46,19 @@ void sched_publish_reset(void);
  */
 int sched_return_locks(struct worker_ctx *w, long long *returned, long long *batches) MUSTCHECK;
 
+/* Drops the Redis locks (HOPPER_LOCKS) past their expiry: the dialer never
+ * reported, or a released lock's grace is over. Returns 0 or -1 (logged). */
+int sched_expire_redis_locks(struct worker_ctx *w) MUSTCHECK;
+
+/* At most this many batch records per read (SCHED_RECORD_MAX × MAX_BATCH_SIZE locks mirrored per statement). */
+#define SCHED_RECORD_MAX 200
+
+/*
+ * Copies the batches next-batch handed out (the HOPPER_BATCHES stream) into
+ * dialer_batches and mirrors their locks onto numbers.assigned_* in one
+ * statement, then deletes them from the stream. Waits up to block_ms for a
+ * first entry. Returns the count of entries taken, or -1 (logged).
+ */
+int sched_record_batches(struct worker_ctx *w, int block_ms) MUSTCHECK;
+
 #endif

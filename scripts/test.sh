@@ -100,12 +100,18 @@ for bin in "${tests[@]}"; do
     echo "=== RUN $name"
     start=$SECONDS
     # In the background (timeout makes its own process group) so Ctrl-C reaches our trap.
-    timeout -k 10 "$timeout_s" "$bin" </dev/null &
+    timeout -k 10 "$timeout_s" "$bin" </dev/null >"$TMP/test-output.txt" 2>&1 &
     TEST_PID=$!
     rc=0
     wait "$TEST_PID" || rc=$?
     TEST_PID=""
     took=$((SECONDS - start))
+    cat "$TMP/test-output.txt"
+    # cmocka does not count a failed group setup/teardown (e.g. a process that exited with a
+    # sanitizer report) in its exit status: its output does
+    if [[ $rc -eq 0 ]] && grep -qE '^\[  (FAILED|ERROR)   \]|^\[  FAILED  \]' "$TMP/test-output.txt"; then
+        rc=1
+    fi
     if [[ $rc -eq 0 ]]; then
         echo "PASS $name (${took}s)"
         passed=$((passed + 1))

@@ -484,6 +484,34 @@ out:
 	return rc;
 }
 
+struct th_proc *th_dialer_start(const char *name, const char *db_url, const char *log_name, ...)
+{
+	enum { EXTRA_MAX = 16 };
+	const char *env[EXTRA_MAX + 3], *argv[2] = {name, NULL};
+	char path[600], log_path[600], dbkv[700], rkv[300];
+	int n = 0;
+	va_list ap;
+
+	snprintf(path, sizeof(path), "%s/%s", th_env("DIALER_BIN_DIR"), name);
+	snprintf(log_path, sizeof(log_path), "%s/%s-%s.log", th_tmp_dir(), th_test_name(), log_name ? log_name : name);
+	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
+	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
+	env[n++] = dbkv;
+	env[n++] = rkv;
+	va_start(ap, log_name);
+	for (const char *kv = va_arg(ap, const char *); kv; kv = va_arg(ap, const char *)) {
+		if (n >= EXTRA_MAX + 2) {
+			fprintf(stderr, "harness: th_dialer_start(%s): more than %d variables\n", name, EXTRA_MAX);
+			va_end(ap);
+			return NULL;
+		}
+		env[n++] = kv;
+	}
+	va_end(ap);
+	env[n] = NULL;
+	return th_proc_start(path, argv, env, log_path);
+}
+
 struct th_proc *th_proc_start(const char *path, const char *const *argv, const char *const *env_extra,
                               const char *log_path)
 {

@@ -78,6 +78,13 @@ struct th_proc;
 struct th_proc *th_proc_start(const char *path, const char *const *argv, const char *const *env_extra,
                               const char *log_path);
 
+/* Starts $DIALER_BIN_DIR/<name> (a dialer process: "dialer-scheduler", "dialer-results", …) with
+ * DATABASE_URL=db_url and REDIS_URL=$REDIS_URL, then the "KEY=VALUE" strings that follow (ending
+ * with NULL; they win), output appended to $DIALER_TEST_TMP/<test>-<log_name>.log (log_name NULL:
+ * name). Returns the process (stop it with th_proc_stop) or NULL. */
+struct th_proc *th_dialer_start(const char *name, const char *db_url, const char *log_name, ...)
+    __attribute__((sentinel));
+
 /* pid of the child. */
 pid_t th_proc_pid(const struct th_proc *p);
 

@@ -2,7 +2,8 @@
  * §3.3, §3.6; issue 5 item 1): the response's keys, the blocked shape and the persisted
  * auto-disable, the published state read from Redis (and ignored when stale), selection rules
  * (once per company, cooldown, ACTIVE only, locked numbers invisible to other companies), every
- * batch recorded, and 16 concurrent dialers never sharing a number. */
+ * batch recorded (by the scheduler, from the stream the pop script appends to) with its locks
+ * mirrored onto the numbers, and 16 concurrent dialers never sharing a number. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,11 +41,57 @@ static void expect_sql(const char *q, const char *expected)
 	free(v);
 }
 
+/* The database's answer to q becomes expected within 10 s (the scheduler records batches and
+ * mirrors their locks asynchronously, in well under a second). */
+static void expect_sql_soon(const char *q, const char *expected)
+{
+	char *v = NULL;
+
+	for (int i = 0; i < 100; i++) {
+		free(v);
+		v = sql(q);
+		if (v && strcmp(v, expected) == 0)
+			break;
+		th_sleep_ms(100);
+	}
+	if (!v || strcmp(v, expected) != 0)
+		fail_msg("%s: got %s, expected %s", q, v ? v : "NULL", expected);
+	free(v);
+}
+
 static void redis_cli(const char *a1, const char *a2, const char *a3)
 {
 	const char *argv[] = {"redis-cli", "-u", th_env("REDIS_URL"), a1, a2, a3, NULL};
 
 	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
+}
+
+/* After the tests changed numbers behind the API's back: no hopper keeps candidates read before. */
+static void hoppers_drop(void)
+{
+	const char *argv[] = {"redis-cli", "-u", th_env("REDIS_URL"), "EVAL",
+	                      "for _, k in ipairs(redis.call('KEYS', 'dialer:hopper:*')) do redis.call('DEL', k) end"
+	                      " redis.call('DEL', 'dialer:hoppers') return redis.call('INCR', 'dialer:hopper:epoch')",
+	                      "0", NULL};
+
+	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
+}
+
+/* Every lock gone, in the database and in Redis, and the hoppers read afresh. */
+static void unlock_all(void)
+{
+	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	redis_cli("DEL", "dialer:locks", "dialer:batches");
+	hoppers_drop();
+}
+
+/* dialer-scheduler: records the batches next-batch hands out, mirrors their locks. */
+static struct th_proc *sched_start(void)
+{
+	struct th_proc *p = th_dialer_start("dialer-scheduler", db_url, NULL, NULL);
+
+	assert_non_null(p);
+	return p;
 }
 
 static void put(const char *path, const char *body)
@@ -179,6 +226,7 @@ static void test_batch(void **state)
 {
 	struct th_resp *r;
 	json_t *b, *nums;
+	struct th_proc *sched = sched_start();
 
 	(void)state;
 	free(sql(
@@ -221,8 +269,8 @@ static void test_batch(void **state)
 	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "outbound_agents"), 0), "full_name", "out1");
 	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "outbound_agents"), 0), "phone_number", "09351112233");
 	assert_int_equal(json_array_size(json_object_get(r->json, "active_agents")), 2);
-	expect_sql("SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL AND assigned_at IS NOT NULL",
-	           "10");
+	expect_sql_soon("SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL AND assigned_at IS NOT NULL",
+	                "10");
 	{
 		char q[320];
 
@@ -232,7 +280,7 @@ static void test_batch(void **state)
 		    " (SELECT count(*) FROM numbers n WHERE n.id = ANY (b.number_ids) AND n.assigned_batch_id = b.id)"
 		    " FROM dialer_batches b WHERE id = '%s'",
 		    th_json_str(b, "batch_id"));
-		expect_sql(q, "10/10/10/10");
+		expect_sql_soon(q, "10/10/10/10");
 	}
 	th_resp_free(r);
 
@@ -248,7 +296,8 @@ static void test_batch(void **state)
 	r = next_batch("?company=acme&size=5");
 	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 0);
 	th_resp_free(r);
-	expect_sql("SELECT count(*) FROM dialer_batches WHERE returned_size = 0", "1");
+	expect_sql_soon("SELECT count(*) FROM dialer_batches WHERE returned_size = 0", "1");
+	assert_int_equal(th_proc_stop(sched), 0);
 }
 
 /* Once per company until reset; the cooldown counts every company's calls; only ACTIVE numbers. */
@@ -257,7 +306,7 @@ static void test_selection_rules(void **state)
 	struct th_resp *r;
 
 	(void)state;
-	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	unlock_all();
 	free(sql("INSERT INTO numbers (phone_number) VALUES ('09390000001'), ('09390000002'), ('09390000003'),"
 	         " ('09390000004')"));
 	/* 01: acme called it 4 days ago (past the cooldown, but acme's state row stays);
@@ -280,13 +329,13 @@ static void test_selection_rules(void **state)
 	assert_non_null(strstr(dump, "09390000004"));
 	th_resp_free(r);
 	/* globex may call 01 (acme's call was 4 days ago), not 02 (its own call) */
-	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	unlock_all();
 	r = next_batch("?company=globex&size=200");
 	assert_non_null(strstr(r->body, "09390000001"));
 	assert_null(strstr(r->body, "09390000002"));
 	th_resp_free(r);
 	/* a reset makes 01 dialable for acme again */
-	free(sql("UPDATE numbers SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"));
+	unlock_all();
 	free(
 	    sql("DELETE FROM number_state WHERE number_id = (SELECT id FROM numbers WHERE phone_number = '09390000001')"
 	        " AND company_id = (SELECT id FROM companies WHERE name = 'acme')"));
@@ -360,8 +409,11 @@ static void test_concurrent(void **state)
 	char path[512];
 	pid_t pids[DIALERS];
 
+	struct th_proc *sched = sched_start();
+
 	(void)state;
 	free(sql("UPDATE numbers SET assigned_at = now() - interval '1 second'")); /* park the others */
+	hoppers_drop();
 	free(sql("INSERT INTO numbers (phone_number) SELECT '0934' || lpad(g::text, 7, '0')"
 	         " FROM generate_series(1, 8000) g"));
 	for (int d = 0; d < DIALERS; d++) {
@@ -375,8 +427,10 @@ static void test_concurrent(void **state)
 				    next_batch(d % 2 ? "?company=acme&size=50" : "?company=globex&size=50");
 				json_t *nums = json_object_get(json_object_get(r->json, "batch"), "numbers"), *n;
 				size_t k;
-				if (r->status != 200)
+				if (r->status != 200) {
+					fprintf(stderr, "dialer %d round %d: %ld %s\n", d, i, r->status, r->body ? r->body : "");
 					_exit(2);
+				}
 				json_array_foreach(nums, k, n) fprintf(f, "%s\n", th_json_str(n, "phone_number"));
 				th_resp_free(r);
 			}
@@ -408,8 +462,51 @@ static void test_concurrent(void **state)
 		if (strcmp(all[i - 1], all[i]) == 0)
 			fail_msg("%s was handed out twice", all[i]);
 	free(all);
-	expect_sql("SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL",
-	           "6400");
+	/* every batch recorded, and its locks mirrored */
+	expect_sql_soon("SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL",
+	                "6400");
+	expect_sql_soon("SELECT count(*) || '/' || sum(returned_size) FROM dialer_batches WHERE requested_size = 50",
+	                "128/6400");
+	assert_int_equal(th_proc_stop(sched), 0);
+}
+
+/* A number the hopper holds as a candidate is not dispatched after an admin deleted it or set a
+ * status on it (the change flushes the hoppers); the others still are, oldest first. */
+static void test_admin_changes(void **state)
+{
+	struct th_resp *r;
+	char path[96];
+	char *del_id, *st_id;
+
+	(void)state;
+	unlock_all();
+	free(sql("UPDATE numbers SET assigned_at = now() - interval '1 second'")); /* park the others */
+	free(sql("INSERT INTO numbers (phone_number) SELECT '0933' || lpad(g::text, 7, '0')"
+	         " FROM generate_series(1, 6) g"));
+	hoppers_drop();
+	r = next_batch("?company=acme&size=1"); /* 01, and the rest wait in acme's hopper */
+	TH_EXPECT_STR(json_array_get(json_object_get(json_object_get(r->json, "batch"), "numbers"), 0), "phone_number",
+	              "09330000001");
+	th_resp_free(r);
+	del_id = sql("SELECT id FROM numbers WHERE phone_number = '09330000002'");
+	st_id = sql("SELECT id FROM numbers WHERE phone_number = '09330000003'");
+	snprintf(path, sizeof(path), "/api/numbers/%s", del_id);
+	r = th_call(&api, "DELETE", path, root_token, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	snprintf(path, sizeof(path), "/api/numbers/%s/status?company=globex", st_id);
+	r = th_call(&api, "PUT", path, root_token, "{\"status\": \"COMPLAINED\"}");
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	r = next_batch("?company=acme&size=10");
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 3);
+	assert_null(strstr(r->body, "09330000002"));
+	assert_null(strstr(r->body, "09330000003"));
+	TH_EXPECT_STR(json_array_get(json_object_get(json_object_get(r->json, "batch"), "numbers"), 0), "phone_number",
+	              "09330000004");
+	th_resp_free(r);
+	free(del_id);
+	free(st_id);
 }
 
 int main(void)
@@ -418,6 +515,7 @@ int main(void)
 	    cmocka_unit_test(test_blocked),         cmocka_unit_test(test_batch),
 	    cmocka_unit_test(test_selection_rules), cmocka_unit_test(test_published_state),
 	    cmocka_unit_test(test_default_company), cmocka_unit_test(test_concurrent),
+	    cmocka_unit_test(test_admin_changes),
 	};
 
 	return cmocka_run_group_tests_name("dialer_next_batch", tests, group_setup, group_teardown);

@@ -120,18 +120,9 @@ static long long redis_int(char *out)
 
 static struct th_proc *worker_start(void)
 {
-	const char *bindir = th_env("DIALER_BIN_DIR");
-	char path[512], log_path[512], dbkv[600], rkv[300];
-	const char *argv[] = {"dialer-results", NULL};
-
-	snprintf(path, sizeof(path), "%s/dialer-results", bindir);
-	snprintf(log_path, sizeof(log_path), "%s/%s-results.log", th_tmp_dir(), th_test_name());
-	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
-	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
 	/* claims after 1 s and dead letters after 2 failed deliveries keep the test short */
-	const char *env[] = {
-	    dbkv, rkv, "LOG_LEVEL=info", "CLAIM_IDLE_MS=1000", "MAX_DELIVERIES=2", "METRICS_PUSH_SECONDS=1", NULL};
-	struct th_proc *p = th_proc_start(path, argv, env, log_path);
+	struct th_proc *p = th_dialer_start("dialer-results", db_url, "results", "LOG_LEVEL=info", "CLAIM_IDLE_MS=1000",
+	                                    "MAX_DELIVERIES=2", "METRICS_PUSH_SECONDS=1", NULL);
 
 	assert_non_null(p);
 	return p;

@@ -45,26 +45,11 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static struct th_proc *sched_start(const char *log_path)
+/* which: "sched1" or "sched2" (its log is sched1_log or sched2_log). */
+static struct th_proc *sched_start(const char *which)
 {
-	char path[600], *env[4] = {0};
-	struct th_proc *p;
-
-	snprintf(path, sizeof(path), "%s/dialer-scheduler", th_env("DIALER_BIN_DIR"));
-	if (asprintf(&env[0], "DATABASE_URL=%s", db_url) < 0 ||
-	    asprintf(&env[1], "REDIS_URL=%s", th_env("REDIS_URL")) < 0)
-		return NULL;
-	env[2] = strdup("ASSIGNMENT_TIMEOUT_MINUTES=60");
-	env[3] = NULL;
-	{
-		const char *argv[] = {"dialer-scheduler", NULL};
-		const char *extra[] = {env[0], env[1], env[2], "LOG_LEVEL=debug", NULL};
-
-		p = th_proc_start(path, argv, extra, log_path);
-	}
-	for (int i = 0; i < 3; i++)
-		free(env[i]);
-	return p;
+	return th_dialer_start("dialer-scheduler", db_url, which, "ASSIGNMENT_TIMEOUT_MINUTES=60", "LOG_LEVEL=debug",
+	                       NULL);
 }
 
 /* GET key, or NULL (caller frees). */
@@ -214,7 +199,7 @@ static int group_setup(void **state)
 	snprintf(sched2_log, sizeof(sched2_log), "%s/test_scheduler-sched2.log", th_tmp_dir());
 	unlink(sched1_log);
 	unlink(sched2_log);
-	sched1 = sched_start(sched1_log);
+	sched1 = sched_start("sched1");
 	return sched1 ? 0 : -1;
 }
 
@@ -454,6 +439,16 @@ static char *take_batch(int size)
 	TH_EXPECT_INT(batch, "size_returned", size);
 	id = strdup(th_json_str(batch, "batch_id"));
 	th_resp_free(r);
+	/* the leader records it (and mirrors its locks) from the batches stream */
+	for (int i = 0; i < 100; i++) {
+		char *v = sqlp("SELECT count(*) FROM numbers WHERE assigned_batch_id = $2 AND assigned_company_id = $1::int",
+		               acme_id, id, NULL);
+		bool done = strtol(v, NULL, 10) == size;
+		free(v);
+		if (done)
+			break;
+		th_sleep_ms(100);
+	}
 	return id;
 }
 
@@ -486,7 +481,7 @@ static void test_expired_locks_returned(void **state)
 	          acme_id, NULL, NULL));
 
 	assert_int_equal(th_proc_stop(sched1), 0);
-	sched1 = sched_start(sched1_log);
+	sched1 = sched_start("sched1");
 	assert_non_null(sched1);
 
 	deadline = th_now_ms() + 8000;
@@ -548,7 +543,7 @@ static void test_failover(void **state)
 	int st;
 
 	(void)state;
-	sched2 = sched_start(sched2_log);
+	sched2 = sched_start("sched2");
 	assert_non_null(sched2);
 	/* both run for a few passes: the lease stays with the first, the second never leads */
 	for (int i = 0; i < 30; i++) {

@@ -1040,6 +1040,57 @@ static void mutate(char *buf, size_t *len, size_t cap)
 	}
 }
 
+/* Mutations that keep XML well-formed, to reach past the parser: values, types, references, whole elements. */
+static void mutate_xml(char *buf, size_t *len, size_t cap)
+{
+	static const char chars[] = "0123456789-+.eEaZ ";
+	static const char *const types[] = {"s", "n", "b", "str", "inlineStr", "e", "d", "x", ""};
+	int k = 1 + (int)(rnd() % 4);
+
+	for (int j = 0; j < k; j++) {
+		size_t at = rnd() % *len;
+		switch (rnd() % 3) {
+		case 0: /* a digit or letter inside a value or reference */
+			for (; at < *len; at++) {
+				if ((buf[at] >= '0' && buf[at] <= '9') || (buf[at] >= 'A' && buf[at] <= 'Z')) {
+					buf[at] = chars[rnd() % (sizeof(chars) - 1)];
+					break;
+				}
+			}
+			break;
+		case 1: { /* a cell type */
+			char *t = strstr(buf + at, "t=\"");
+			const char *nt = types[rnd() % (sizeof(types) / sizeof(types[0]))];
+			char *q;
+			if (!t || !(q = strchr(t + 3, '"')))
+				break;
+			size_t old = (size_t)(q - (t + 3)), nl = strlen(nt);
+			if (*len - old + nl > cap)
+				break;
+			memmove(t + 3 + nl, q, (size_t)(buf + *len - q));
+			memcpy(t + 3, nt, nl);
+			*len = *len - old + nl;
+			break;
+		}
+		default: { /* duplicate or drop a whole <row>…</row> */
+			char *r0 = strstr(buf + at, "<row"), *r1 = r0 ? strstr(r0, "</row>") : NULL;
+			if (!r1)
+				break;
+			size_t n = (size_t)(r1 + 6 - r0);
+			if (rnd() % 2) {
+				memmove(r0, r0 + n, (size_t)(buf + *len - (r0 + n)));
+				*len -= n;
+			} else if (*len + n <= cap) {
+				memmove(r0 + n, r0, (size_t)(buf + *len - r0));
+				*len += n;
+			}
+			break;
+		}
+		}
+		buf[*len] = '\0';
+	}
+}
+
 static double fuzz_seconds(void)
 {
 	const char *s = getenv("SHEET_FUZZ_SECONDS");
@@ -1115,12 +1166,19 @@ static void test_fuzz(void **state)
 		size_t len = sizeof(sheet) - 1, slen = sizeof(sst) - 1;
 		struct got g = {0};
 		char err[256];
-		memcpy(buf, sheet, len);
-		memcpy(sbuf, sst, slen);
-		if (rnd() % 2)
+		memcpy(buf, sheet, len + 1);
+		memcpy(sbuf, sst, slen + 1);
+		switch (rnd() % 3) {
+		case 0:
 			mutate(buf, &len, cap - 1);
-		else
+			break;
+		case 1:
 			mutate(sbuf, &slen, cap - 1);
+			break;
+		default:
+			mutate_xml(buf, &len, cap - 1);
+			break;
+		}
 		struct part parts[] = {
 		    {"xl/workbook.xml", WORKBOOK, 0},
 		    {"xl/_rels/workbook.xml.rels", WB_RELS, 0},

@@ -3,13 +3,16 @@
  * of POST /api/numbers/bulk over more than BULK_SYNC_LIMIT numbers. The
  * action's statement is the API's own (common/numaction), run chunk by chunk
  * in id order, each chunk its own transaction: row locks are held briefly,
- * progress moves, and the result has the synchronous answer's shape.
+ * progress moves, and the result has the synchronous answer's shape. After
+ * each chunk that changed numbers the dialer's hoppers are flushed, as the
+ * API does after its synchronous bulk.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
+#include "hopper.h"
 #include "jobs.h"
 #include "numaction.h"
 #include "selection.h"
@@ -87,9 +90,14 @@ static int run_bulk(struct job_ctx *j)
 			    matched, total);
 			goto out;
 		}
-		long m = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		long m = strtol(PQgetvalue(r, 0, 0), NULL, 10), c = strtol(PQgetvalue(r, 0, 1), NULL, 10);
 		matched += m;
-		changed += strtol(PQgetvalue(r, 0, 1), NULL, 10);
+		changed += c;
+		/* as the API after its own bulk: candidates read before this chunk's commit are not
+		 * dispatched after it (common/hopper.h); a failure is logged, and those entries are
+		 * dropped after HOPPER_MAX_AGE_MS anyway */
+		if (c > 0 && hopper_flush_sync(j->w->redis, 0))
+			log_warn("event=hopper_flush_failed job_id=%lld", j->id);
 		if (!PQgetisnull(r, 0, 3))
 			snprintf(after, sizeof(after), "%s", PQgetvalue(r, 0, 3));
 		PQclear(r);

@@ -12,6 +12,7 @@
 
 #include "apply.h"
 #include "config.h"
+#include "util.h"
 
 /* The staging table: the entry as read (seq = position in the batch), then
  * what the statements resolve. ON COMMIT DELETE ROWS: empty at every BEGIN. */
@@ -110,8 +111,8 @@ static const char *const steps[] = {
     "                 WHERE x.id = s.outbound_line_id AND x.company_id + 0 = s.company_id)"
     " WHERE " LIVE " AND (s.scenario_id IS NOT NULL OR s.outbound_line_id IS NOT NULL)",
     /* 9: lock the numbers in id order, so that concurrent copies never deadlock in the trigger */
-    "SELECT count(*) FROM (SELECT n.id FROM numbers n"
-    " WHERE n.id = ANY (ARRAY(SELECT s.n_id FROM results_stage s WHERE " LIVE ")) ORDER BY n.id FOR UPDATE) l",
+    "SELECT n.id FROM numbers n"
+    " WHERE n.id = ANY (ARRAY(SELECT s.n_id FROM results_stage s WHERE " LIVE ")) ORDER BY n.id FOR UPDATE",
     /* 10: the attempts, in stream order (steps 8-9 through the call_attempts trigger); a stream id
      * another copy committed meanwhile conflicts and is skipped */
     "WITH ins AS ("
@@ -183,47 +184,7 @@ static const char *const steps[] = {
     "  FROM results_stage s",
 };
 
-enum { STEP_CONFIG = 11, STEP_CHARGE = 13, STEP_DEAD = 14, STEP_COUNTS = 15, NSTEPS = (int)ARRAY_LEN(steps) };
-
-/* A growing byte buffer; OOM is fatal. */
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* Appends s as an element of an array literal: NULL, or "…" with " and \ escaped. */
-static void buf_array_elem(struct buf *b, const char *s)
-{
-	if (b->len)
-		buf_add(b, ",", 1);
-	if (!s) {
-		buf_add(b, "NULL", 4);
-		return;
-	}
-	buf_add(b, "\"", 1);
-	for (const char *p = s; *p;) {
-		size_t n = strcspn(p, "\"\\");
-		buf_add(b, p, n);
-		p += n;
-		if (*p) {
-			buf_add(b, "\\", 1);
-			buf_add(b, p, 1);
-			p++;
-		}
-	}
-	buf_add(b, "\"", 1);
-}
+enum { STEP_LOCK = 9, STEP_CONFIG = 11, STEP_CHARGE = 13, STEP_DEAD = 14, STEP_COUNTS = 15, NSTEPS = (int)ARRAY_LEN(steps) };
 
 static const char *num(char out[24], long v, bool given)
 {
@@ -416,7 +377,14 @@ int apply_batch(PGconn *pg, const struct result_entry *entries, int n, struct ap
 	}
 
 	/* results: keep[i + 2] belongs to steps[i] (after BEGIN and the load) */
-	PGresult *charged = keep[STEP_CHARGE + 2], *dead = keep[STEP_DEAD + 2], *counts = keep[STEP_COUNTS + 2];
+	PGresult *charged = keep[STEP_CHARGE + 2], *dead = keep[STEP_DEAD + 2], *counts = keep[STEP_COUNTS + 2],
+	         *locked = keep[STEP_LOCK + 2];
+	if (locked && PQntuples(locked) > 0) {
+		out->nnumbers = PQntuples(locked);
+		out->numbers = xmalloc((size_t)out->nnumbers * sizeof(*out->numbers));
+		for (int i = 0; i < out->nnumbers; i++)
+			out->numbers[i] = strtoll(PQgetvalue(locked, i, 0), NULL, 10);
+	}
 	if (counts && PQntuples(counts) == 1) {
 		out->applied = atoi(PQgetvalue(counts, 0, 0));
 		out->duplicates = atoi(PQgetvalue(counts, 0, 1));

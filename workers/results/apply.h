@@ -31,6 +31,8 @@ struct apply_summary {
 	long disabled[APPLY_DISABLED_MAX]; /* companies the charges disabled */
 	int ndisabled;                     /* may exceed APPLY_DISABLED_MAX (then only the first are listed) */
 	char error[256];                   /* the failure, for logs */
+	long long *numbers;                /* the numbers the applied entries named (their locks to release); free */
+	int nnumbers;
 };
 
 /*
@@ -43,7 +45,7 @@ int apply_prepare(PGconn *pg) MUSTCHECK;
  * Applies entries[0..n) (n ≥ 1; entries with bad[0] set are dead-lettered
  * with that reason) in one transaction and fills *out. Entries are borrowed.
  * Returns an enum apply_rc; on anything but APPLY_OK the transaction was
- * rolled back and out->error says why.
+ * rolled back and out->error says why. The caller frees out->numbers.
  */
 int apply_batch(PGconn *pg, const struct result_entry *entries, int n, struct apply_summary *out) MUSTCHECK;
 

@@ -15,6 +15,7 @@
 #include "callstate.h"
 #include "config.h"
 #include "entry.h"
+#include "hopper.h"
 #include "metrics.h"
 #include "util.h"
 #include "worker.h"
@@ -168,8 +169,14 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 		if (rc == APPLY_OK) {
 			account(e, n, &s, util_now_ns() - t0);
 			drop_callstate(w, &s);
+			/* after the commit: a refill that read the database before it is kept off by the grace */
+			int released = hopper_release_sync(w->redis, s.numbers, s.nnumbers);
+			free(s.numbers);
+			if (released)
+				return -1; /* Redis is failing: the entries stay pending and come back as duplicates */
 			return ack(w, e, n);
 		}
+		free(s.numbers);
 		log_warn("event=batch_failed size=%d attempt=%d rc=%d error=\"%s\"", n, attempt + 1, rc, s.error);
 	}
 	if (rc == APPLY_LOST) {
