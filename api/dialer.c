@@ -506,8 +506,7 @@ static void refill_start(struct http_ctx *c, long size)
 	snprintf(r->keys[3], sizeof(r->keys[3]), HOPPER_DRY_FMT, c->company_id);
 	char lock_ms[16];
 	snprintf(lock_ms, sizeof(lock_ms), "%d", HOPPER_REFILL_LOCK_MS);
-	const char *argv[] = {"EVAL", HOPPER_BEGIN_LUA, "4", r->keys[2], HOPPER_EPOCH, r->keys[1], r->keys[3],
-	                      lock_ms};
+	const char *argv[] = {"EVAL", HOPPER_BEGIN_LUA, "4", r->keys[2], HOPPER_EPOCH, r->keys[1], r->keys[3], lock_ms};
 	rds_command(c->thr->redis, refill_begun, r, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
@@ -576,9 +575,9 @@ static void popped(struct http_ctx *c, redisReply *reply)
 	bool dry = reply->element[1]->integer != 0;
 	const redisReply *got = reply->element[3];
 	for (size_t i = 0; i + 1 < got->elements; i += 2) {
-		json_array_append_new(nb->numbers, json_pack("{s:I, s:s}", "id",
-		                                             (json_int_t)strtoll(got->element[i]->str, NULL, 10),
-		                                             "phone_number", got->element[i + 1]->str));
+		json_array_append_new(nb->numbers,
+		                      json_pack("{s:I, s:s}", "id", (json_int_t)strtoll(got->element[i]->str, NULL, 10),
+		                                "phone_number", got->element[i + 1]->str));
 		buf_add(&nb->ids, nb->ids.len ? "," : "", nb->ids.len ? 1 : 0);
 		buf_add(&nb->ids, got->element[i]->str, got->element[i]->len);
 	}
@@ -629,9 +628,21 @@ static void pop(struct http_ctx *c, bool final)
 	pthread_once(&once, pop_sha_init);
 	const char *argv[] = {nb->by_text ? "EVAL" : "EVALSHA",
 	                      nb->by_text ? HOPPER_POP_LUA : pop_sha,
-	                      "4",  list, HOPPER_LOCKS,     HOPPER_BATCHES,
-	                      dry,         n,              now,  lock_ms, age,           nb->batch_id,
-	                      cid,         req,            final ? "1" : "2", nb->ids.p ? nb->ids.p : "", prev};
+	                      "4",
+	                      list,
+	                      HOPPER_LOCKS,
+	                      HOPPER_BATCHES,
+	                      dry,
+	                      n,
+	                      now,
+	                      lock_ms,
+	                      age,
+	                      nb->batch_id,
+	                      cid,
+	                      req,
+	                      final ? "1" : "2",
+	                      nb->ids.p ? nb->ids.p : "",
+	                      prev};
 	http_redis(c, popped, (int)ARRAY_LEN(argv), argv, NULL);
 }
 

@@ -231,7 +231,8 @@ void company_callstate_drop_then(struct http_ctx *c, void (*next)(struct http_ct
 static void hopper_flushed(struct http_ctx *c, redisReply *reply)
 {
 	if (!reply || reply->type != REDIS_REPLY_INTEGER) /* its entries are dropped after HOPPER_MAX_AGE_MS anyway */
-		log_warn("event=hopper_flush_failed error=\"%s\"", reply && reply->str ? reply->str : "redis unavailable");
+		log_warn("event=hopper_flush_failed error=\"%s\"",
+		         reply && reply->str ? reply->str : "redis unavailable");
 	c->next(c);
 }
 

@@ -47,11 +47,11 @@ struct config {
 	int max_deliveries;     /* results worker: dead-letter an entry delivered more often than this */
 	int results_batch_size; /* results worker: entries read and applied per transaction */
 	/* jobs (import, export, bulk) */
-	char *data_dir;          /* uploads and export files live under here (shared by API and workers) */
-	int job_wait_seconds;    /* how long a job-starting request waits for the result inline */
-	long upload_max_bytes;   /* largest accepted upload (413 beyond) */
-	int export_ttl_hours;    /* export files (and their download) expire after this */
-	int bulk_sync_limit;     /* bulk actions over more rows than this run as jobs */
+	char *data_dir;        /* uploads and export files live under here (shared by API and workers) */
+	int job_wait_seconds;  /* how long a job-starting request waits for the result inline */
+	long upload_max_bytes; /* largest accepted upload (413 beyond) */
+	int export_ttl_hours;  /* export files (and their download) expire after this */
+	int bulk_sync_limit;   /* bulk actions over more rows than this run as jobs */
 };
 
 extern struct config cfg;

@@ -150,7 +150,8 @@ int hopper_release_sync(redisContext *rc, const long long *ids, int n)
 		redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
 		int ok = r && r->type == REDIS_REPLY_INTEGER;
 		if (!ok)
-			log_warn("event=lock_release_failed count=%d error=\"%s\"", m, r && r->str ? r->str : rc->errstr);
+			log_warn("event=lock_release_failed count=%d error=\"%s\"", m,
+			         r && r->str ? r->str : rc->errstr);
 		freeReplyObject(r);
 		free(num);
 		free(argv);

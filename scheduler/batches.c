@@ -54,8 +54,8 @@ static bool digits(const redisReply *v, bool commas)
 
 int sched_record_batches(struct worker_ctx *w, int block_ms)
 {
-	redisReply *r = redisCommand(w->redis, "XREAD COUNT %d BLOCK %d STREAMS %s 0", SCHED_RECORD_MAX, block_ms,
-	                             HOPPER_BATCHES);
+	redisReply *r =
+	    redisCommand(w->redis, "XREAD COUNT %d BLOCK %d STREAMS %s 0", SCHED_RECORD_MAX, block_ms, HOPPER_BATCHES);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		log_warn("event=batch_record_read_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
 		freeReplyObject(r);
@@ -114,7 +114,8 @@ int sched_record_batches(struct worker_ctx *w, int block_ms)
 	if (rc == 0) {
 		redisReply *d = redisCommandArgv(w->redis, ndel, del, NULL);
 		if (!d || d->type != REDIS_REPLY_INTEGER) /* recorded again next time: the ids conflict */
-			log_warn("event=batch_record_xdel_failed error=\"%s\"", d && d->str ? d->str : w->redis->errstr);
+			log_warn("event=batch_record_xdel_failed error=\"%s\"",
+			         d && d->str ? d->str : w->redis->errstr);
 		freeReplyObject(d);
 		rc = (int)entries->elements;
 	}

@@ -74,8 +74,8 @@ int sched_return_locks(struct worker_ctx *w, long long *returned, long long *bat
 
 int sched_expire_redis_locks(struct worker_ctx *w)
 {
-	redisReply *r = redisCommand(w->redis, "ZREMRANGEBYSCORE %s -inf %lld", HOPPER_LOCKS,
-	                             (long long)(util_wall_us() / 1000));
+	redisReply *r =
+	    redisCommand(w->redis, "ZREMRANGEBYSCORE %s -inf %lld", HOPPER_LOCKS, (long long)(util_wall_us() / 1000));
 	int ok = r && r->type == REDIS_REPLY_INTEGER;
 	if (ok && r->integer > 0)
 		log_info("event=redis_locks_expired count=%lld", r->integer);

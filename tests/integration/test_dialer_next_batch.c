@@ -69,10 +69,14 @@ static void redis_cli(const char *a1, const char *a2, const char *a3)
 /* After the tests changed numbers behind the API's back: no hopper keeps candidates read before. */
 static void hoppers_drop(void)
 {
-	const char *argv[] = {"redis-cli", "-u", th_env("REDIS_URL"), "EVAL",
+	const char *argv[] = {"redis-cli",
+	                      "-u",
+	                      th_env("REDIS_URL"),
+	                      "EVAL",
 	                      "for _, k in ipairs(redis.call('KEYS', 'dialer:hopper:*')) do redis.call('DEL', k) end"
 	                      " redis.call('DEL', 'dialer:hoppers') return redis.call('INCR', 'dialer:hopper:epoch')",
-	                      "0", NULL};
+	                      "0",
+	                      NULL};
 
 	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
 }
@@ -428,7 +432,8 @@ static void test_concurrent(void **state)
 				json_t *nums = json_object_get(json_object_get(r->json, "batch"), "numbers"), *n;
 				size_t k;
 				if (r->status != 200) {
-					fprintf(stderr, "dialer %d round %d: %ld %s\n", d, i, r->status, r->body ? r->body : "");
+					fprintf(stderr, "dialer %d round %d: %ld %s\n", d, i, r->status,
+					        r->body ? r->body : "");
 					_exit(2);
 				}
 				json_array_foreach(nums, k, n) fprintf(f, "%s\n", th_json_str(n, "phone_number"));
@@ -463,8 +468,8 @@ static void test_concurrent(void **state)
 			fail_msg("%s was handed out twice", all[i]);
 	free(all);
 	/* every batch recorded, and its locks mirrored */
-	expect_sql_soon("SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL",
-	                "6400");
+	expect_sql_soon(
+	    "SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL", "6400");
 	expect_sql_soon("SELECT count(*) || '/' || sum(returned_size) FROM dialer_batches WHERE requested_size = 50",
 	                "128/6400");
 	assert_int_equal(th_proc_stop(sched), 0);

@@ -441,8 +441,9 @@ static char *take_batch(int size)
 	th_resp_free(r);
 	/* the leader records it (and mirrors its locks) from the batches stream */
 	for (int i = 0; i < 100; i++) {
-		char *v = sqlp("SELECT count(*) FROM numbers WHERE assigned_batch_id = $2 AND assigned_company_id = $1::int",
-		               acme_id, id, NULL);
+		char *v =
+		    sqlp("SELECT count(*) FROM numbers WHERE assigned_batch_id = $2 AND assigned_company_id = $1::int",
+		         acme_id, id, NULL);
 		bool done = strtol(v, NULL, 10) == size;
 		free(v);
 		if (done)

@@ -198,8 +198,8 @@ static void test_simulate_runs(void **state)
 	for (int i = 0; i < 100; i++) {
 		free(v);
 		v = NULL;
-		assert_int_equal(th_sql(db_url, "SELECT COALESCE(sum(returned_size), 0) FROM dialer_batches", 0, NULL, &v),
-		                 0);
+		assert_int_equal(
+		    th_sql(db_url, "SELECT COALESCE(sum(returned_size), 0) FROM dialer_batches", 0, NULL, &v), 0);
 		if (strtoll(v, NULL, 10) == numbers)
 			break;
 		th_sleep_ms(100);

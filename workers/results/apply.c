@@ -184,7 +184,14 @@ static const char *const steps[] = {
     "  FROM results_stage s",
 };
 
-enum { STEP_LOCK = 9, STEP_CONFIG = 11, STEP_CHARGE = 13, STEP_DEAD = 14, STEP_COUNTS = 15, NSTEPS = (int)ARRAY_LEN(steps) };
+enum {
+	STEP_LOCK = 9,
+	STEP_CONFIG = 11,
+	STEP_CHARGE = 13,
+	STEP_DEAD = 14,
+	STEP_COUNTS = 15,
+	NSTEPS = (int)ARRAY_LEN(steps)
+};
 
 static const char *num(char out[24], long v, bool given)
 {
