@@ -106,14 +106,15 @@ import_one() {
     phases="$(grep -o 'event=import_done.*' "$TMP/import.log" | tail -n1)"
     awk -v f="$fmt" -v p="$pass" -v n="$rows" -v a="$t0" -v b="$t1" -v c="$c_at" -v run="$run_ms" \
         -v ins="$g_ins" -v dup="$g_dup" -v inv="$g_inv" -v w="$whwm" -v api="$ahwm" \
-        -v rd="$(kv read_ms "$phases")" -v is="$(kv insert_ms "$phases")" -v cm="$(kv commit_ms "$phases")" '
+        -v rd="$(kv read_ms "$phases")" -v cp="$(kv copy_ms "$phases")" -v is="$(kv insert_ms "$phases")" \
+        -v cm="$(kv commit_ms "$phases")" '
         function ms(x) { return x == "" ? "-" : sprintf("%.2f", x / 1000) }
-        BEGIN { printf "| %s | %s | %d | **%.2f s** | %.0f | %.2f | %.2f | %s / %s / %s | %d / %d / %d | %s MB | %s MB |\n",
-                f, p, n, b - a, n / (b - a), c - a, run / 1000, ms(rd), ms(is), ms(cm), ins, dup, inv, w, api }'
+        BEGIN { printf "| %s | %s | %d | **%.2f s** | %.0f | %.2f | %.2f | %s / %s / %s / %s | %d / %d / %d | %s MB | %s MB |\n",
+                f, p, n, b - a, n / (b - a), c - a, run / 1000, ms(rd), ms(cp), ms(is), ms(cm), ins, dup, inv, w, api }'
 }
 
 echo
-echo "| file | pool | rows | end to end | rows/s | upload (s) | worker (s) | read+COPY / insert / commit (s) | inserted / duplicates / invalid | dialer-import peak RSS | dialer-api peak RSS (so far) |"
+echo "| file | pool | rows | end to end | rows/s | upload (s) | worker (s) | read / COPY / insert / commit (s) | inserted / duplicates / invalid | dialer-import peak RSS | dialer-api peak RSS (so far) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for fmt in $FORMATS; do
     "${PSQL[@]}" -c "SET client_min_messages = warning; TRUNCATE numbers CASCADE" >/dev/null
