@@ -11,10 +11,10 @@
 # JOB_WAIT_SECONDS=600: the answer is the result) to the answer; a 202 is polled on
 # GET /api/jobs/{id}. The counts are checked against the generator's and the pool's size.
 # Columns: end to end; upload = curl start → job row created (the body sent and saved); worker =
-# the job's run in dialer-import (its job_ended line); the worker's own phases from its import_done log line
-# (read = reading + normalizing + COPY into the temp table, insert = INSERT … ON CONFLICT into
-# numbers, commit).
-# Usage: bench/import-export.sh   (env: ROWS=1000000 FORMATS="csv xlsx" EXPORT=1 KEEP=0)
+# the job's run in dialer-import (its job_ended line); the worker's own phases from its import_done
+# line (read = reading, normalizing, deduplicating and sorting; COPY into the temp table; insert =
+# the INSERT … ON CONFLICT into numbers; commit = the job's completion and COMMIT).
+# Usage: bench/import-export.sh   (env: ROWS=1000000 FORMATS="csv xlsx" EXPORT=1)
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 ROWS="${ROWS:-1000000}"
