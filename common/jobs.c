@@ -237,7 +237,7 @@ int job_complete(struct job_ctx *j, PGconn *conn, json_t *result, const char *ou
 	/* done = total, so that the last progress reads as whole */
 	PGresult *res = db ? db_exec(db,
 	                             "UPDATE jobs SET state = 'completed', result = $3::jsonb, file_path = $4, "
-	                             "file_name = COALESCE($5, file_name), content_type = $6, finished_at = now(), "
+	                             "file_name = COALESCE($5, file_name), content_type = $6, finished_at = clock_timestamp(), "
 	                             "heartbeat_at = now(), done = COALESCE(total, done), error = NULL, expires_at = "
 	                             "now() + make_interval(hours => $7::integer) "
 	                             "WHERE id = $1 AND state = 'running' AND worker = $2",
@@ -270,7 +270,7 @@ int job_fail(struct job_ctx *j, const char *fmt, ...)
 	const char *p[3] = {ids, j->w->consumer, msg};
 	PGconn *db = ctl_db();
 	PGresult *res = db ? db_exec(db,
-	                             "UPDATE jobs j SET state = 'failed', error = $3, finished_at = now(), file_path = "
+	                             "UPDATE jobs j SET state = 'failed', error = $3, finished_at = clock_timestamp(), file_path = "
 	                             "NULL FROM (SELECT id, file_path FROM jobs WHERE id = $1 FOR UPDATE) old "
 	                             "WHERE j.id = old.id AND j.state = 'running' AND j.worker = $2 "
 	                             "RETURNING old.file_path",

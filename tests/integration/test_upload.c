@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <xlsxwriter.h>
 
 #include "harness.h"
@@ -300,6 +301,50 @@ static void test_accepted_202(void **state)
 	r = th_call(&api, "GET", url, acme_token, NULL);
 	TH_EXPECT_ERROR(r, 404, NULL);
 	th_resp_free(r);
+	free(csv);
+}
+
+/* Another transaction inserts one of the file's new numbers while the import's INSERT runs: the
+ * worker's plain INSERT (its fast path) meets a unique violation once that transaction commits,
+ * and the statement is run again with ON CONFLICT DO NOTHING: the job completes, and the number
+ * counts as a duplicate. */
+static void test_concurrent_insert(void **state)
+{
+	struct expect e;
+	(void)state;
+	char *csv = gen_csv(300, 18, false, &e);
+	long long before = qi("SELECT count(*) FROM numbers WHERE phone_number LIKE '0918%%'");
+	PGconn *hold = PQconnectdb(db_url);
+	assert_int_equal(PQstatus(hold), CONNECTION_OK);
+	PGresult *res = PQexec(hold, "BEGIN; INSERT INTO numbers (phone_number) VALUES ('09180000000')");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+
+	struct th_resp *r = post_upload(&api0, acme_token, NULL, "text/csv", csv);
+	TH_EXPECT_STATUS(r, 202);
+	long long id = 0;
+	assert_int_equal(th_json_int(r->json, "job_id", &id), 0);
+	th_resp_free(r);
+	/* the worker's INSERT waits for the other transaction's 09180000000 */
+	long long deadline = th_now_ms() + 20000;
+	while (qi("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+	          "AND query LIKE 'INSERT INTO numbers%%'") == 0) {
+		if (th_now_ms() > deadline)
+			fail_msg("the import's INSERT never waited for the other transaction");
+		th_sleep_ms(50);
+	}
+	res = PQexec(hold, "COMMIT");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(hold);
+
+	json_t *job = wait_job(&api0, acme_token, id, 30000);
+	TH_EXPECT_STR(job, "status", "completed");
+	e.inserted--;
+	e.duplicates++;
+	check_result(json_object_get(job, "result"), &e);
+	json_decref(job);
+	assert_int_equal(qi("SELECT count(*) FROM numbers WHERE phone_number LIKE '0918%%'"), before + e.inserted + 1);
 	free(csv);
 }
 
@@ -670,6 +715,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_requests),         cmocka_unit_test(test_worker_killed),
 	    cmocka_unit_test(test_dead_worker_gives_up), cmocka_unit_test(test_xlsx),
 	    cmocka_unit_test(test_cli_import),           cmocka_unit_test(test_client_gone),
+	    cmocka_unit_test(test_concurrent_insert),
 	};
 	return cmocka_run_group_tests_name("upload", tests, group_setup, group_teardown);
 }

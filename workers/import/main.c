@@ -1,9 +1,10 @@
 /*
  * Import worker (dialer-import): runs import jobs from dialer:jobs:import. Streams the uploaded
  * CSV/XLSX through the sheet reader, normalizes every phone (common/phone), drops repeats within
- * the file with a hash set, COPYs the unique valid numbers into a temporary table and inserts them
- * into the pool with one INSERT … ON CONFLICT DO NOTHING — all in one transaction together with
- * the job's completion, so a file that fails imports nothing. Many copies may run at once.
+ * the file with a hash set, then sorts the set, COPYs the unique valid numbers in order into a
+ * temporary table and inserts those not already in the pool with one INSERT … ON CONFLICT DO
+ * NOTHING — all in one transaction together with the job's completion, so a file that fails
+ * imports nothing. Many copies may run at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,35 @@ static bool set_add(struct phone_set *s, uint32_t v)
 	s->slots[i] = v + 1;
 	s->n++;
 	return true;
+}
+
+/* Turns the set into its values in ascending order in slots[0..n) (the set is no longer usable).
+ * LSD radix sort, 16 bits a pass, with slots[n..2n) as the scratch: the set is at most half
+ * full, so this takes no memory beyond the set's. */
+static void set_sort(struct phone_set *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->cap; i++)
+		if (s->slots[i])
+			s->slots[n++] = s->slots[i] - 1;
+	if (n < 2)
+		return;
+	uint32_t *a = s->slots, *b = s->slots + n;
+	size_t *count = xmalloc(((1 << 16) + 1) * sizeof(size_t));
+	for (int shift = 0; shift < 32; shift += 16) {
+		memset(count, 0, ((1 << 16) + 1) * sizeof(size_t));
+		for (size_t i = 0; i < n; i++)
+			count[((a[i] >> shift) & 0xffff) + 1]++;
+		for (size_t k = 1; k <= 1 << 16; k++)
+			count[k] += count[k - 1];
+		for (size_t i = 0; i < n; i++)
+			b[count[(a[i] >> shift) & 0xffff]++] = a[i];
+		uint32_t *t = a;
+		a = b;
+		b = t;
+	}
+	free(count);
+	s->n = n; /* two passes: the result is back in slots[0..n) */
 }
 
 struct import {
@@ -117,14 +147,8 @@ static int on_row(void *ctx, long line, const char *value, size_t len)
 	}
 	if (len <= PHONE_INPUT_MAX && !memchr(value, '\0', len) && phone_normalize(in, out) == 0) {
 		im->valid++;
-		if (set_add(&im->seen, (uint32_t)strtoul(out + 2, NULL, 10))) {
+		if (set_add(&im->seen, (uint32_t)strtoul(out + 2, NULL, 10)))
 			im->unique++;
-			memcpy(im->copy + im->copy_len, out, 11);
-			im->copy[im->copy_len + 11] = '\n';
-			im->copy_len += 12;
-			if (im->copy_len + 12 > COPY_BUF && copy_flush(im))
-				return 1;
-		}
 	} else {
 		im->invalid++;
 		if (json_array_size(im->samples) < INVALID_SAMPLES)
@@ -184,6 +208,7 @@ static int run(struct job_ctx *j)
 	int rc = -1;
 	bool in_tx = false, in_copy = false;
 	struct stat st;
+	uint64_t t_start = util_now_ns(), t_sorted = 0, t_read = 0, t_insert = 0;
 
 	im.samples = json_array();
 	im.invalid_rows = json_array();
@@ -194,6 +219,23 @@ static int run(struct job_ctx *j)
 	}
 	enum sheet_format fmt = sheet_detect(path, j->file_name);
 	im.bytes_total = st.st_size;
+
+	/* the file first: a bad one never reaches the database */
+	struct sheet_opts opts = {.progress = on_progress};
+	/* 0: read whole; 1: on_row stopped it (lost job: j->err says); -1: bad file */
+	int read_rc = sheet_read_phones_opts(path, fmt, &opts, on_row, &im, rerr, sizeof(rerr));
+	if (read_rc || im.failed || j->err[0]) {
+		if (read_rc < 0)
+			snprintf(j->err, sizeof(j->err), "%s", rerr);
+		goto out;
+	}
+	if (job_progress(j, im.rows, im.rows)) /* the final count, whatever the throttle */
+		goto out;
+	/* in order: the pool's unique index (and its heap) are then filled left to right, without the
+	 * database sorting ~1,000,000 strings (which spilled to disk at the default work_mem) */
+	set_sort(&im.seen);
+	t_sorted = util_now_ns();
+
 	if (!(r = exec(&im, "BEGIN")))
 		goto out;
 	in_tx = true;
@@ -208,30 +250,60 @@ static int run(struct job_ctx *j)
 	PQclear(r);
 	r = NULL;
 	in_copy = true;
-
-	struct sheet_opts opts = {.progress = on_progress};
-	/* 0: read whole; 1: on_row stopped it (lost job, database error: j->err says); -1: bad file */
-	int read_rc = sheet_read_phones_opts(path, fmt, &opts, on_row, &im, rerr, sizeof(rerr));
-	if (read_rc || im.failed || j->err[0] || copy_flush(&im)) {
-		copy_end(&im, false);
-		in_copy = false;
-		if (read_rc < 0)
-			snprintf(j->err, sizeof(j->err), "%s", rerr);
-		goto out;
+	for (size_t i = 0; i < im.seen.n; i++) {
+		if (im.copy_len + 12 > COPY_BUF && copy_flush(&im))
+			goto out;
+		char *o = im.copy + im.copy_len; /* "09" + the 9 digits + "\n" */
+		uint32_t v = im.seen.slots[i];
+		o[0] = '0';
+		o[1] = '9';
+		for (int k = 10; k >= 2; k--, v /= 10)
+			o[k] = (char)('0' + v % 10);
+		o[11] = '\n';
+		im.copy_len += 12;
 	}
+	if (copy_flush(&im))
+		goto out;
 	in_copy = false;
 	if (copy_end(&im, true))
 		goto out;
-	if (job_progress(j, im.rows, im.rows)) /* the final count, whatever the throttle */
-		goto out;
+	t_read = util_now_ns();
 
-	/* sorted: the unique index is filled in order */
-	if (!(r = exec(&im, "INSERT INTO numbers (phone_number) SELECT phone FROM import_stage ORDER BY phone "
-	                    "ON CONFLICT (phone_number) DO NOTHING")))
+	/* Only the numbers not in the pool yet go to the INSERT: an anti-join finds them in one pass
+	 * (a re-import of 950,000 known numbers: ~0.5 s instead of 4-8 s of per-row conflict checks,
+	 * and no identity value drawn per duplicate). The stage is in order, and so is what the
+	 * anti-join passes on when it is a nested loop, a merge join or a one-batch hash join (an
+	 * empty or small pool); a hash join in batches (a large pool at the default work_mem) mixes
+	 * the order, which only costs speed, and is still faster than one sort or a larger hash table
+	 * (measured). A number that another transaction inserts meanwhile would make the plain INSERT
+	 * fail with a unique violation: it runs under a savepoint, and then the statement is run again
+	 * with ON CONFLICT DO NOTHING. The plain one is tried first because ON CONFLICT's speculative
+	 * insertion costs ~15% more per inserted row (1,000,000 rows: 9.6 s against 8.1 s). */
+#define INSERT_NEW                                                                                             \
+	"INSERT INTO numbers (phone_number) SELECT s.phone FROM import_stage s "                                   \
+	"WHERE NOT EXISTS (SELECT 1 FROM numbers n WHERE n.phone_number = s.phone)"
+	if (!(r = exec(&im, "SAVEPOINT import_fast")))
 		goto out;
+	PQclear(r);
+	r = PQexec(im.db, INSERT_NEW);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (!state || strcmp(state, "23505")) { /* anything but unique_violation */
+			snprintf(j->err, sizeof(j->err), "database error: %s", PQresultErrorMessage(r));
+			goto out;
+		}
+		PQclear(r);
+		log_info("event=import_conflict job_id=%lld retry=on_conflict", j->id);
+		if (!(r = exec(&im, "ROLLBACK TO SAVEPOINT import_fast")))
+			goto out;
+		PQclear(r);
+		if (!(r = exec(&im, INSERT_NEW " ON CONFLICT (phone_number) DO NOTHING")))
+			goto out;
+	}
 	long long inserted = strtoll(PQcmdTuples(r), NULL, 10);
 	PQclear(r);
 	r = NULL;
+	t_insert = util_now_ns();
 	/* ImportResult (COMPAT §2.9) plus rows and invalid_rows; as POST /api/numbers, the counts add
 	 * up: inserted + duplicates + invalid = rows (a repeat within the file is a duplicate too) */
 	json_t *result =
@@ -250,8 +322,14 @@ static int run(struct job_ctx *j)
 	PQclear(r);
 	r = NULL;
 	jobs_file_remove(j->file_path);
-	log_info("event=import_done job_id=%lld rows=%lld inserted=%lld duplicates=%lld invalid=%lld unique=%lld",
-	         j->id, im.rows, inserted, im.valid - inserted, im.invalid, im.unique);
+	/* read_ms: reading, normalizing and sorting; copy_ms: the COPY into the temp table; insert_ms:
+	 * the INSERT into numbers; commit_ms: the completion and COMMIT (bench/import-export.sh) */
+	uint64_t t_end = util_now_ns();
+	log_info("event=import_done job_id=%lld rows=%lld inserted=%lld duplicates=%lld invalid=%lld unique=%lld "
+	         "read_ms=%.1f copy_ms=%.1f insert_ms=%.1f commit_ms=%.1f",
+	         j->id, im.rows, inserted, im.valid - inserted, im.invalid, im.unique,
+	         (double)(t_sorted - t_start) / 1e6, (double)(t_read - t_sorted) / 1e6, (double)(t_insert - t_read) / 1e6,
+	         (double)(t_end - t_insert) / 1e6);
 	rc = 0;
 out:
 	if (in_copy)
