@@ -235,14 +235,15 @@ int job_complete(struct job_ctx *j, PGconn *conn, json_t *result, const char *ou
 	const char *p[7] = {ids, j->w->consumer, rtext, out_path, out_name, content_type, ttl_hours > 0 ? ttl : NULL};
 	PGconn *db = conn ? conn : ctl_db();
 	/* done = total, so that the last progress reads as whole */
-	PGresult *res = db ? db_exec(db,
-	                             "UPDATE jobs SET state = 'completed', result = $3::jsonb, file_path = $4, "
-	                             "file_name = COALESCE($5, file_name), content_type = $6, finished_at = clock_timestamp(), "
-	                             "heartbeat_at = now(), done = COALESCE(total, done), error = NULL, expires_at = "
-	                             "now() + make_interval(hours => $7::integer) "
-	                             "WHERE id = $1 AND state = 'running' AND worker = $2",
-	                             7, p)
-	                   : NULL;
+	PGresult *res =
+	    db ? db_exec(db,
+	                 "UPDATE jobs SET state = 'completed', result = $3::jsonb, file_path = $4, "
+	                 "file_name = COALESCE($5, file_name), content_type = $6, finished_at = clock_timestamp(), "
+	                 "heartbeat_at = now(), done = COALESCE(total, done), error = NULL, expires_at = "
+	                 "now() + make_interval(hours => $7::integer) "
+	                 "WHERE id = $1 AND state = 'running' AND worker = $2",
+	                 7, p)
+	       : NULL;
 	free(rtext);
 	if (!res)
 		return -1;
@@ -269,13 +270,14 @@ int job_fail(struct job_ctx *j, const char *fmt, ...)
 	ids_of(j, ids);
 	const char *p[3] = {ids, j->w->consumer, msg};
 	PGconn *db = ctl_db();
-	PGresult *res = db ? db_exec(db,
-	                             "UPDATE jobs j SET state = 'failed', error = $3, finished_at = clock_timestamp(), file_path = "
-	                             "NULL FROM (SELECT id, file_path FROM jobs WHERE id = $1 FOR UPDATE) old "
-	                             "WHERE j.id = old.id AND j.state = 'running' AND j.worker = $2 "
-	                             "RETURNING old.file_path",
-	                             3, p)
-	                   : NULL;
+	PGresult *res =
+	    db ? db_exec(db,
+	                 "UPDATE jobs j SET state = 'failed', error = $3, finished_at = clock_timestamp(), file_path = "
+	                 "NULL FROM (SELECT id, file_path FROM jobs WHERE id = $1 FOR UPDATE) old "
+	                 "WHERE j.id = old.id AND j.state = 'running' AND j.worker = $2 "
+	                 "RETURNING old.file_path",
+	                 3, p)
+	       : NULL;
 	if (!res)
 		return -1;
 	int rc = PQntuples(res) == 1 ? 0 : 1;

@@ -279,8 +279,8 @@ static int run(struct job_ctx *j)
 	 * fail with a unique violation: it runs under a savepoint, and then the statement is run again
 	 * with ON CONFLICT DO NOTHING. The plain one is tried first because ON CONFLICT's speculative
 	 * insertion costs ~15% more per inserted row (1,000,000 rows: 9.6 s against 8.1 s). */
-#define INSERT_NEW                                                                                             \
-	"INSERT INTO numbers (phone_number) SELECT s.phone FROM import_stage s "                                   \
+#define INSERT_NEW                                                               \
+	"INSERT INTO numbers (phone_number) SELECT s.phone FROM import_stage s " \
 	"WHERE NOT EXISTS (SELECT 1 FROM numbers n WHERE n.phone_number = s.phone)"
 	if (!(r = exec(&im, "SAVEPOINT import_fast")))
 		goto out;
@@ -328,8 +328,8 @@ static int run(struct job_ctx *j)
 	log_info("event=import_done job_id=%lld rows=%lld inserted=%lld duplicates=%lld invalid=%lld unique=%lld "
 	         "read_ms=%.1f copy_ms=%.1f insert_ms=%.1f commit_ms=%.1f",
 	         j->id, im.rows, inserted, im.valid - inserted, im.invalid, im.unique,
-	         (double)(t_sorted - t_start) / 1e6, (double)(t_read - t_sorted) / 1e6, (double)(t_insert - t_read) / 1e6,
-	         (double)(t_end - t_insert) / 1e6);
+	         (double)(t_sorted - t_start) / 1e6, (double)(t_read - t_sorted) / 1e6,
+	         (double)(t_insert - t_read) / 1e6, (double)(t_end - t_insert) / 1e6);
 	rc = 0;
 out:
 	if (in_copy)
