@@ -300,10 +300,8 @@ static void next_batch_blocked(struct http_ctx *c)
 	struct next_batch *nb = c->state;
 	json_t *out = next_batch_head(c);
 	json_object_set_new(out, "batch", json_null());
-	static const char *const lists[] = {"active_scenarios", "outbound_lines", "inbound_agents", "outbound_agents",
-	                                    "active_agents"};
-	for (size_t i = 0; i < ARRAY_LEN(lists); i++)
-		json_object_set_new(out, lists[i], json_array());
+	for (int i = 0; i < L_COUNT; i++)
+		json_object_set_new(out, list_keys[i], json_array());
 	metrics_count("next_batch_blocked", 1);
 	log_debug("event=next_batch_blocked company=%s reason=%s", c->company, nb->reason);
 	http_reply_json(c, 200, out);
@@ -543,7 +541,7 @@ static char pop_sha[41];
 
 static void pop_sha_init(void)
 {
-	hopper_script_sha(HOPPER_POP_LUA, pop_sha);
+	util_sha1_hex(HOPPER_POP_LUA, strlen(HOPPER_POP_LUA), pop_sha); /* Redis's name for the script */
 }
 
 static void pop_again(evutil_socket_t fd, short what, void *arg)

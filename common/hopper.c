@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "log.h"
 #include "util.h"
 
@@ -111,22 +109,6 @@ const char HOPPER_CANDIDATES_SQL[] =
     "  LIMIT ($2::int - (SELECT count(*) FROM hi)))"
     " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
     "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
-
-void hopper_script_sha(const char *script, char out[41])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (!EVP_Digest(script, strlen(script), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
-		log_error("event=sha1_failed");
-		abort();
-	}
-	for (unsigned i = 0; i < 20; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[40] = '\0';
-}
 
 int hopper_release_sync(redisContext *rc, const long long *ids, int n)
 {

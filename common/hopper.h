@@ -77,9 +77,6 @@ extern const char HOPPER_FLUSH_LUA[];
  * Columns: id, phone_number, wrapped (the walk restarted from the lowest id). */
 extern const char HOPPER_CANDIDATES_SQL[];
 
-/* Redis's name for script (SHA-1, 40 hex chars): EVALSHA it, and EVAL it after a NOSCRIPT. */
-void hopper_script_sha(const char *script, char out[41]);
-
 /*
  * Releases the Redis locks of ids[0..n) to a HOPPER_GRACE_MS grace (never
  * lengthens a lock) on a blocking connection. Returns 0 or -1.

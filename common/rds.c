@@ -274,3 +274,11 @@ redisContext *rds_connect_sync(const char *url, volatile int *stop)
 			return NULL;
 	}
 }
+
+const redisReply *rds_entry_field(const redisReply *fields, const char *name)
+{
+	for (size_t i = 0; fields && fields->type == REDIS_REPLY_ARRAY && i + 1 < fields->elements; i += 2)
+		if (fields->element[i]->type == REDIS_REPLY_STRING && !strcmp(fields->element[i]->str, name))
+			return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1] : NULL;
+	return NULL;
+}

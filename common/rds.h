@@ -42,6 +42,10 @@ void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **arg
 /* True while the connection is up (AUTH/SELECT done). */
 bool rds_connected(const struct rds *r);
 
+/* The value of field `name` in a stream entry's field/value array (XREAD, XRANGE), when it
+ * is a string; NULL otherwise. Borrowed from fields. */
+const redisReply *rds_entry_field(const redisReply *fields, const char *name);
+
 /*
  * Blocking connection for processes without a loop (workers, CLI): retries with
  * backoff until connected or *stop becomes true (stop may be NULL: one try).

@@ -98,20 +98,31 @@ int util_random_hex(char *out, size_t nbytes)
 	return 0;
 }
 
-void util_sha256_hex(const void *data, size_t len, char out[65])
+/* The digest of data with md, as lowercase hex plus NUL into out (2 × the digest's size + 1). */
+static void digest_hex(const EVP_MD *md, const void *data, size_t len, char *out, unsigned want)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
-		log_error("sha256 failed");
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	if (!EVP_Digest(data, len, d, &dlen, md, NULL) || dlen != want) {
+		log_error("event=digest_failed digest=%s", EVP_MD_get0_name(md));
 		abort();
 	}
-	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
+	for (unsigned i = 0; i < dlen; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
 	}
-	out[64] = '\0';
+	out[2 * dlen] = '\0';
+}
+
+void util_sha256_hex(const void *data, size_t len, char out[65])
+{
+	digest_hex(EVP_sha256(), data, len, out, 32);
+}
+
+void util_sha1_hex(const void *data, size_t len, char out[41])
+{
+	digest_hex(EVP_sha1(), data, len, out, 20);
 }
 
 bool util_ct_streq(const char *a, const char *b)

@@ -18,6 +18,9 @@ int util_random_hex(char *out, size_t nbytes) MUSTCHECK;
 /* SHA-256 of data as 64 lowercase hex chars plus NUL into out[65]. */
 void util_sha256_hex(const void *data, size_t len, char out[65]);
 
+/* SHA-1 of data as 40 lowercase hex chars plus NUL into out[41] (Redis's script names). */
+void util_sha1_hex(const void *data, size_t len, char out[41]);
+
 /* Compares a and b in time independent of where they differ (lengths may leak). */
 bool util_ct_streq(const char *a, const char *b);
 

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "hopper.h"
 #include "metrics.h"
+#include "rds.h"
 #include "scheduler.h"
 #include "util.h"
 
@@ -32,14 +33,6 @@ static const char RECORD_SQL[] =
     "  WHERE n.id = i.number_id AND (n.last_called_at IS NULL OR n.last_called_at < i.created_at)"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m)";
-
-static const redisReply *field(const redisReply *kv, const char *name)
-{
-	for (size_t i = 0; i + 1 < kv->elements; i += 2)
-		if (kv->element[i]->type == REDIS_REPLY_STRING && !strcmp(kv->element[i]->str, name))
-			return kv->element[i + 1]->type == REDIS_REPLY_STRING ? kv->element[i + 1] : NULL;
-	return NULL;
-}
 
 /* Only digits (and commas, for ids): anything else in an entry is not ours. */
 static bool digits(const redisReply *v, bool commas)
@@ -73,8 +66,9 @@ int sched_record_batches(struct worker_ctx *w, int block_ms)
 	del[ndel++] = HOPPER_BATCHES;
 	for (size_t i = 0; i < entries->elements; i++) {
 		const redisReply *e = entries->element[i], *kv = e->element[1];
-		const redisReply *id = field(kv, "id"), *co = field(kv, "company"), *rq = field(kv, "requested"),
-		                 *rt = field(kv, "returned"), *at = field(kv, "at"), *ids = field(kv, "ids");
+		const redisReply *id = rds_entry_field(kv, "id"), *co = rds_entry_field(kv, "company"),
+		                 *rq = rds_entry_field(kv, "requested"), *rt = rds_entry_field(kv, "returned"),
+		                 *at = rds_entry_field(kv, "at"), *ids = rds_entry_field(kv, "ids");
 		del[ndel++] = e->element[0]->str;
 		if (!id || id->len != 32 || !digits(co, false) || !digits(rq, false) || !digits(rt, false) ||
 		    !digits(at, false) || !digits(ids, true)) {
