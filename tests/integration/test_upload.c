@@ -679,6 +679,29 @@ static void test_enqueue_refused(void **state)
 	assert_int_equal(th_redis_stop(redis), 0);
 }
 
+/* GET /api/jobs?company=: a company named as COMPAT §1.5 says (404 unknown, 403 another
+ * company's for its ADMIN), not an empty list or no filter at all. */
+static void test_jobs_list_company(void **state)
+{
+	(void)state;
+	long long acme =
+	    qi("SELECT count(*) FROM jobs WHERE company_id = (SELECT id FROM companies WHERE name = 'acme')");
+	struct th_resp *r = th_call(&api, "GET", "/api/jobs?company=acme", root_token, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	TH_EXPECT_INT(r->json, "total", acme);
+	th_resp_free(r);
+	r = th_call(&api, "GET", "/api/jobs?company=acme", acme_token, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	TH_EXPECT_INT(r->json, "total", acme);
+	th_resp_free(r);
+	r = th_call(&api, "GET", "/api/jobs?company=acme", beta_token, NULL);
+	TH_EXPECT_ERROR(r, 403, "Access denied to this company");
+	th_resp_free(r);
+	r = th_call(&api, "GET", "/api/jobs?company=nope", root_token, NULL);
+	TH_EXPECT_ERROR(r, 404, "Company not found");
+	th_resp_free(r);
+}
+
 static int group_setup(void **state)
 {
 	char dkv[600];
@@ -747,6 +770,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_worker_gives_up), cmocka_unit_test(test_xlsx),
 	    cmocka_unit_test(test_cli_import),           cmocka_unit_test(test_client_gone),
 	    cmocka_unit_test(test_concurrent_insert),    cmocka_unit_test(test_enqueue_refused),
+	    cmocka_unit_test(test_jobs_list_company),
 	};
 	return cmocka_run_group_tests_name("upload", tests, group_setup, group_teardown);
 }
