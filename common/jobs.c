@@ -270,9 +270,16 @@ int job_fail(struct job_ctx *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one line, fit for the wire's detail and a key="value" log: the message may quote a
+	 * database error (multi-line) or bytes of the file */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+		else if (*p == '"')
+			*p = '\'';
 	/* never cut a UTF-8 sequence in two: the column is text */
 	size_t n = strlen(msg);
-	while (n > 0 && !util_utf8_valid(msg, n))
+	while (n > 0 && (!util_utf8_valid(msg, n) || msg[n - 1] == ' '))
 		msg[--n] = '\0';
 	ids_of(j, ids);
 	const char *p[3] = {ids, j->w->consumer, msg};

@@ -151,8 +151,9 @@ int job_progress(struct job_ctx *j, long long done, long long total) MUSTCHECK;
 int job_complete(struct job_ctx *j, PGconn *conn, json_t *result, const char *out_path, const char *out_name,
                  const char *content_type, int ttl_hours) MUSTCHECK;
 
-/* Fails the job with a clear error (printf-style; truncated to JOBS_ERROR_MAX), deleting its
- * file (an input upload or a partial output). Returns 0, 1 (no longer ours) or -1. */
+/* Fails the job with a clear error (printf-style; truncated to JOBS_ERROR_MAX, made one line,
+ * double quotes turned single), deleting its file (an input upload or a partial output).
+ * Returns 0, 1 (no longer ours) or -1. */
 int job_fail(struct job_ctx *j, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 /*
