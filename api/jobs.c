@@ -164,14 +164,15 @@ void jobs_reply_file(struct http_ctx *c, const struct job_row *job)
 		return;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		int err = errno;
+	int err = fd < 0 ? errno : fstat(fd, &st) ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+	if (err) {
 		if (fd >= 0)
 			close(fd);
 		if (err == ENOENT) {
 			http_error(c, 410, "GONE", "The job's file has expired");
 		} else {
-			log_error("event=job_file_open_failed job_id=%lld error=\"%s\"", job->id, strerror(err));
+			log_error("event=job_file_open_failed job_id=%lld path=%s error=\"%s\"", job->id,
+			          job->file_path, strerror(err));
 			http_error(c, 500, "INTERNAL_ERROR", "cannot open the job's file");
 		}
 		return;
@@ -420,7 +421,7 @@ static void list_query(struct http_ctx *c)
 	const char *p[6] = {kind && *kind ? kind : NULL, su, cid, skips, limits, c->company_id ? cids : NULL};
 #define LIST_WHERE                                                                                                    \
 	"WHERE ($1::text IS NULL OR j.kind = $1) AND " JOB_VISIBLE_SQL " AND ($6::integer IS NULL OR j.company_id = " \
-	                                                               "$6)"
+	"$6)"
 	http_db(c,
 	        "SELECT (SELECT count(*) FROM jobs j " LIST_WHERE "), COALESCE((SELECT json_agg(x.o ORDER BY x.id "
 	        "DESC) FROM (SELECT j.id, " JOBS_JSON_SQL " AS o FROM jobs j " LIST_WHERE
