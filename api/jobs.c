@@ -164,14 +164,15 @@ void jobs_reply_file(struct http_ctx *c, const struct job_row *job)
 		return;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		int err = errno;
+	int err = fd < 0 ? errno : fstat(fd, &st) ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+	if (err) {
 		if (fd >= 0)
 			close(fd);
 		if (err == ENOENT) {
 			http_error(c, 410, "GONE", "The job's file has expired");
 		} else {
-			log_error("event=job_file_open_failed job_id=%lld error=\"%s\"", job->id, strerror(err));
+			log_error("event=job_file_open_failed job_id=%lld path=%s error=\"%s\"", job->id,
+			          job->file_path, strerror(err));
 			http_error(c, 500, "INTERNAL_ERROR", "cannot open the job's file");
 		}
 		return;
@@ -406,43 +407,50 @@ static void download(struct http_ctx *c)
 	one_query(c, got_for_download);
 }
 
-static void list(struct http_ctx *c)
+/* The list, once the `company` filter (if any) is resolved into c->company_id. */
+static void list_query(struct http_ctx *c)
 {
-	const char *kind = http_query(c, "kind"), *company = http_query(c, "company");
-	char buf[24], skips[24], limits[24];
+	struct list_page *pg = c->state;
+	const char *kind = http_query(c, "kind");
+	char buf[24], skips[24], limits[24], cids[24];
 	const char *su, *cid;
-	long skip, limit;
-	if (!require_admin_or_reply(c) || query_page_or_reply(c, &skip, &limit))
-		return;
-	if (kind && *kind) {
-		enum job_kind k;
-		if (jobs_kind_parse(kind, &k)) {
-			http_invalid(c, "kind", "must be one of import, export, bulk");
-			return;
-		}
-	} else {
-		kind = NULL;
-	}
-	if (company && (!*company || strlen(company) > 64))
-		company = NULL;
-	struct list_page *pg = xcalloc(1, sizeof(*pg));
-	pg->skip = skip;
-	pg->limit = limit;
-	c->state = pg;
-	c->state_free = free;
-	snprintf(skips, sizeof(skips), "%ld", skip);
-	snprintf(limits, sizeof(limits), "%ld", limit);
+	snprintf(skips, sizeof(skips), "%ld", pg->skip);
+	snprintf(limits, sizeof(limits), "%ld", pg->limit);
+	snprintf(cids, sizeof(cids), "%ld", c->company_id);
 	visibility(c, &su, &cid, buf, sizeof(buf));
-	const char *p[6] = {kind, su, cid, skips, limits, company};
-#define LIST_WHERE                                                                               \
-	"WHERE ($1::text IS NULL OR j.kind = $1) AND " JOB_VISIBLE_SQL " AND ($6::text IS NULL " \
-	"OR j.company_id = (SELECT id FROM companies WHERE name = $6))"
+	const char *p[6] = {kind && *kind ? kind : NULL, su, cid, skips, limits, c->company_id ? cids : NULL};
+#define LIST_WHERE                                                                                                    \
+	"WHERE ($1::text IS NULL OR j.kind = $1) AND " JOB_VISIBLE_SQL " AND ($6::integer IS NULL OR j.company_id = " \
+	"$6)"
 	http_db(c,
 	        "SELECT (SELECT count(*) FROM jobs j " LIST_WHERE "), COALESCE((SELECT json_agg(x.o ORDER BY x.id "
 	        "DESC) FROM (SELECT j.id, " JOBS_JSON_SQL " AS o FROM jobs j " LIST_WHERE
 	        " ORDER BY j.id DESC OFFSET $4 LIMIT $5) x), '[]'::json)",
 	        6, p, list_page_done);
 #undef LIST_WHERE
+}
+
+static void list(struct http_ctx *c)
+{
+	const char *kind = http_query(c, "kind"), *company = http_query(c, "company");
+	enum job_kind k;
+	long skip, limit;
+	if (!require_admin_or_reply(c) || query_page_or_reply(c, &skip, &limit))
+		return;
+	if (kind && *kind && jobs_kind_parse(kind, &k)) {
+		http_invalid(c, "kind", "must be one of import, export, bulk");
+		return;
+	}
+	struct list_page *pg = xcalloc(1, sizeof(*pg));
+	pg->skip = skip;
+	pg->limit = limit;
+	c->state = pg;
+	c->state_free = free;
+	/* COMPAT §1.5's rules for a named company: 404 unknown, 403 another company's */
+	if (company && *company)
+		company_by_name(c, company, false, list_query);
+	else
+		list_query(c);
 }
 
 static const struct route routes[] = {

@@ -16,8 +16,10 @@
 #include "jobs.h"
 #include "util.h"
 
-/* The lock key of job $1, as SQL: (class, id folded into an int4). */
-#define LOCK_KEY(p) "74231, (" p "::bigint % 2147483648)::integer"
+/* The lock key of job $1, as SQL: (JOBS_LOCK_CLASS, id folded into an int4). */
+#define SQL_INT_(n) #n
+#define SQL_INT(n)  SQL_INT_(n)
+#define LOCK_KEY(p) SQL_INT(JOBS_LOCK_CLASS) ", (" p "::bigint % 2147483648)::integer"
 
 #define PROGRESS_EVERY_NS   500000000ULL /* job_progress writes at most this often */
 #define SWEEP_EVERY_NS      2000000000ULL
@@ -135,15 +137,20 @@ int jobs_create(PGconn *db, redisContext *redis, enum job_kind kind, long compan
 	                    content_type,         created_by ? uid : NULL};
 	PGresult *res = db_exec(db, JOBS_INSERT_SQL, 7, p);
 	free(ptext);
-	if (!res)
+	if (!res) {
+		jobs_file_remove(file_path);
 		return -1;
+	}
 	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	if (jobs_enqueue(redis, kind, *id) == 0)
 		return 0;
 	snprintf(ids, sizeof(ids), "%lld", *id);
 	const char *q[1] = {ids};
-	PQclear(db_exec(db, JOBS_ENQUEUE_FAILED_SQL, 1, q));
+	res = db_exec(db, JOBS_ENQUEUE_FAILED_SQL, 1, q);
+	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		jobs_file_remove(PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return -1;
 }
 
@@ -263,9 +270,16 @@ int job_fail(struct job_ctx *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one line, fit for the wire's detail and a key="value" log: the message may quote a
+	 * database error (multi-line) or bytes of the file */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+		else if (*p == '"')
+			*p = '\'';
 	/* never cut a UTF-8 sequence in two: the column is text */
 	size_t n = strlen(msg);
-	while (n > 0 && !util_utf8_valid(msg, n))
+	while (n > 0 && (!util_utf8_valid(msg, n) || msg[n - 1] == ' '))
 		msg[--n] = '\0';
 	ids_of(j, ids);
 	const char *p[3] = {ids, j->w->consumer, msg};

@@ -67,10 +67,13 @@ const char *jobs_stream(enum job_kind kind);
 	"INSERT INTO jobs (kind, company_id, params, file_path, file_name, content_type, created_by) " \
 	"VALUES ($1, $2::integer, COALESCE($3::jsonb, '{}'), $4, $5, $6, $7::integer) RETURNING id"
 
-/* Marks a queued job failed because it could not be enqueued: $1 id. */
-#define JOBS_ENQUEUE_FAILED_SQL                                                                     \
-	"UPDATE jobs SET state = 'failed', error = 'could not queue the job (Redis unavailable)', " \
-	"finished_at = now(), file_path = NULL WHERE id = $1 AND state = 'queued' RETURNING file_path"
+/* Marks a queued job failed because it could not be enqueued: $1 id. Returns one row: the file
+ * path it had (the caller deletes the file), read before the UPDATE clears it (RETURNING alone
+ * would answer the new value, NULL). */
+#define JOBS_ENQUEUE_FAILED_SQL                                                                                 \
+	"UPDATE jobs j SET state = 'failed', error = 'could not queue the job (Redis unavailable)', "           \
+	"finished_at = now(), file_path = NULL FROM (SELECT id, file_path FROM jobs WHERE id = $1 FOR UPDATE) " \
+	"old WHERE j.id = old.id AND j.state = 'queued' RETURNING old.file_path"
 
 /* ---- files under DATA_DIR ---- */
 
@@ -95,8 +98,9 @@ int jobs_enqueue(redisContext *redis, enum job_kind kind, long long id) MUSTCHEC
 
 /*
  * Creates a queued job and enqueues it (JOBS_INSERT_SQL's parameters; company_id and
- * created_by 0 = none; params borrowed, may be NULL). When the enqueue fails the row is marked
- * failed. Returns 0 with *id set, or -1 (logged).
+ * created_by 0 = none; params borrowed, may be NULL). file_path (an input under DATA_DIR)
+ * becomes the job's: on failure it is deleted, and when the enqueue fails the row is marked
+ * failed. Returns 0 with *id set, or -1 (logged; *id set when the row exists).
  */
 int jobs_create(PGconn *db, redisContext *redis, enum job_kind kind, long company_id, json_t *params,
                 const char *file_path, const char *file_name, const char *content_type, long created_by,
@@ -147,8 +151,9 @@ int job_progress(struct job_ctx *j, long long done, long long total) MUSTCHECK;
 int job_complete(struct job_ctx *j, PGconn *conn, json_t *result, const char *out_path, const char *out_name,
                  const char *content_type, int ttl_hours) MUSTCHECK;
 
-/* Fails the job with a clear error (printf-style; truncated to JOBS_ERROR_MAX), deleting its
- * file (an input upload or a partial output). Returns 0, 1 (no longer ours) or -1. */
+/* Fails the job with a clear error (printf-style; truncated to JOBS_ERROR_MAX, made one line,
+ * double quotes turned single), deleting its file (an input upload or a partial output).
+ * Returns 0, 1 (no longer ours) or -1. */
 int job_fail(struct job_ctx *j, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 /*

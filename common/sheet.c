@@ -1011,7 +1011,7 @@ static void XMLCALL sst_text(void *ud, const XML_Char *s, int len)
 
 /* --- the sheet --- */
 
-/* "C5" → column 2 (0-based); *row_out gets 5 when the reference carries it. Returns -1 when malformed. */
+/* "C5" → column 2 (0-based; the row is the enclosing <row>'s). Returns -1 when malformed. */
 static long cell_col(const char *ref)
 {
 	long col = 0;

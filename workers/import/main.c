@@ -2,9 +2,10 @@
  * Import worker (dialer-import): runs import jobs from dialer:jobs:import. Streams the uploaded
  * CSV/XLSX through the sheet reader, normalizes every phone (common/phone), drops repeats within
  * the file with a hash set, then sorts the set, COPYs the unique valid numbers in order into a
- * temporary table and inserts those not already in the pool with one INSERT … ON CONFLICT DO
- * NOTHING — all in one transaction together with the job's completion, so a file that fails
- * imports nothing. Many copies may run at once.
+ * temporary table and inserts those not already in the pool with one INSERT (an anti-join; ON
+ * CONFLICT DO NOTHING only after a concurrent insert's unique violation) — all in one transaction
+ * together with the job's completion, so a file that fails imports nothing. Many copies may run
+ * at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,12 +117,20 @@ static json_t *value_json(const char *v, size_t len)
 	return json_stringn(buf, n);
 }
 
+/* What the database said about r: its primary message (no "ERROR:" prefix, no newline), else the
+ * connection's. */
+static const char *db_msg(struct import *im, const PGresult *r)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	return m ? m : PQerrorMessage(im->db);
+}
+
 static int copy_flush(struct import *im)
 {
 	if (!im->copy_len)
 		return 0;
 	if (PQputCopyData(im->db, im->copy, (int)im->copy_len) != 1) {
-		snprintf(im->j->err, sizeof(im->j->err), "database error while loading: %s", PQerrorMessage(im->db));
+		snprintf(im->j->err, sizeof(im->j->err), "database error while loading: %s", db_msg(im, NULL));
 		return -1;
 	}
 	im->copy_len = 0;
@@ -176,7 +185,7 @@ static PGresult *exec(struct import *im, const char *sql)
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_IN)
 		return r;
-	snprintf(im->j->err, sizeof(im->j->err), "database error: %s", PQresultErrorMessage(r));
+	snprintf(im->j->err, sizeof(im->j->err), "database error: %s", db_msg(im, r));
 	PQclear(r);
 	return NULL;
 }
@@ -192,7 +201,7 @@ static int copy_end(struct import *im, bool ok)
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			if (ok)
 				snprintf(im->j->err, sizeof(im->j->err), "database error while loading: %s",
-				         PQresultErrorMessage(r));
+				         db_msg(im, r));
 			rc = -1;
 		}
 		PQclear(r);
@@ -289,7 +298,7 @@ static int run(struct job_ctx *j)
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		if (!state || strcmp(state, "23505")) { /* anything but unique_violation */
-			snprintf(j->err, sizeof(j->err), "database error: %s", PQresultErrorMessage(r));
+			snprintf(j->err, sizeof(j->err), "database error: %s", db_msg(&im, r));
 			goto out;
 		}
 		PQclear(r);
