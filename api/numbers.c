@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "importresult.h"
 #include "numaction.h"
 #include "pgjson.h"
 #include "phone.h"
@@ -16,9 +17,7 @@
 #include "tz.h"
 #include "util.h"
 
-#define ADD_MAX          100000 /* entries of one POST /api/numbers */
-#define INVALID_SAMPLES  5      /* ImportResult.invalid_samples, as the original */
-#define INVALID_ROWS_MAX 100    /* our invalid_rows */
+#define ADD_MAX 100000 /* entries of one POST /api/numbers */
 
 /* NumberOut (COMPAT §2.1) from the page subquery x: the assigned agent is
  * looked up only for the rows of the page. */
@@ -524,31 +523,23 @@ static int cmp_phone(const void *a, const void *b)
 
 /* What the insert's reply needs besides the count. */
 struct add_state {
-	long rows, valid, invalid;
-	json_t *samples, *invalid_rows;
+	struct import_tally t;
 	char *array; /* '{0912...,...}' of the unique valid numbers */
 };
 
 static void add_state_free(void *p)
 {
 	struct add_state *a = p;
-	json_decref(a->samples);
-	json_decref(a->invalid_rows);
+	import_tally_free(&a->t);
 	free(a->array);
 	free(a);
 }
 
-/* ImportResult (COMPAT §2.1) plus rows and invalid_rows; the counts add up:
- * inserted + duplicates + invalid = rows (a repeat within the request is a
- * duplicate too). */
 static void add_reply(struct http_ctx *c, long inserted)
 {
 	struct add_state *a = c->state;
-	json_t *out = json_pack("{s:I, s:I, s:I, s:O, s:I, s:O}", "inserted", (json_int_t)inserted, "duplicates",
-	                        (json_int_t)(a->valid - inserted), "invalid", (json_int_t)a->invalid, "invalid_samples",
-	                        a->samples, "rows", (json_int_t)a->rows, "invalid_rows", a->invalid_rows);
-	log_info("event=numbers_added rows=%ld inserted=%ld invalid=%ld", a->rows, inserted, a->invalid);
-	http_reply_json(c, 200, out);
+	log_info("event=numbers_added rows=%lld inserted=%ld invalid=%lld", a->t.rows, inserted, a->t.invalid);
+	http_reply_json(c, 200, import_tally_result(&a->t, inserted));
 }
 
 static void added(struct http_ctx *c, PGresult *res)
@@ -585,26 +576,20 @@ static void add(struct http_ctx *c)
 	struct add_state *a = xcalloc(1, sizeof(*a));
 	c->state = a;
 	c->state_free = add_state_free;
-	a->samples = json_array();
-	a->invalid_rows = json_array();
-	a->rows = (long)n;
+	import_tally_init(&a->t);
+	a->t.rows = (long long)n;
 	phones = xmalloc((n ? n : 1) * sizeof(*phones));
 	json_array_foreach(arr, i, v)
 	{
 		const char *s = json_string_value(v);
-		if (phone_normalize(s, phones[a->valid]) == 0) {
-			a->valid++;
+		if (phone_normalize(s, phones[a->t.valid]) == 0) {
+			a->t.valid++;
 			continue;
 		}
-		a->invalid++;
-		if (json_array_size(a->samples) < INVALID_SAMPLES)
-			json_array_append_new(a->samples, json_string(s));
-		if (json_array_size(a->invalid_rows) < INVALID_ROWS_MAX)
-			json_array_append_new(a->invalid_rows,
-			                      json_pack("{s:I, s:s}", "line", (json_int_t)(i + 1), "value", s));
+		import_tally_invalid(&a->t, (long long)(i + 1), json_string(s));
 	}
-	qsort(phones, (size_t)a->valid, sizeof(*phones), cmp_phone);
-	for (long k = 0; k < a->valid; k++)
+	qsort(phones, (size_t)a->t.valid, sizeof(*phones), cmp_phone);
+	for (long k = 0; k < a->t.valid; k++)
 		if (k == 0 || memcmp(phones[k], phones[nuniq - 1], 12))
 			memcpy(phones[nuniq++], phones[k], 12);
 	if (nuniq == 0) {

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobs.h"
+#include "rds.h"
 #include "util.h"
 
 /* The lock key of job $1, as SQL: (JOBS_LOCK_CLASS, id folded into an int4). */
@@ -425,12 +426,8 @@ static int handle_entries(struct worker_ctx *w, const struct job_runner *r, redi
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
 		const char *entry_id = e->element[0]->str;
-		const char *ids = NULL;
-		redisReply *f = e->element[1];
-		for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2)
-			if (f->element[k]->type == REDIS_REPLY_STRING && !strcmp(f->element[k]->str, "job_id") &&
-			    f->element[k + 1]->type == REDIS_REPLY_STRING)
-				ids = f->element[k + 1]->str;
+		const redisReply *job = rds_entry_field(e->element[1], "job_id");
+		const char *ids = job ? job->str : NULL;
 		long long id = 0;
 		char *end = NULL;
 		if (ids)

@@ -15,16 +15,15 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "importresult.h"
 #include "jobs.h"
 #include "phone.h"
 #include "sheet.h"
 #include "util.h"
 #include "worker.h"
 
-#define INVALID_SAMPLES  5   /* ImportResult.invalid_samples, as the original (and POST /api/numbers) */
-#define INVALID_ROWS_MAX 100 /* our invalid_rows */
-#define SAMPLE_MAX       100 /* bytes of a reported invalid value */
-#define COPY_BUF         (256 * 1024)
+#define SAMPLE_MAX 100 /* bytes of a reported invalid value */
+#define COPY_BUF   (256 * 1024)
 
 /* Open-addressing set of the 9 digits after "09", stored + 1 (0 = empty): 8 bytes a number at
  * the worst load (1/2). */
@@ -88,9 +87,9 @@ struct import {
 	struct job_ctx *j;
 	PGconn *db;
 	struct phone_set seen;
-	long long rows, valid, invalid, unique;
+	struct import_tally t; /* rows, valid, invalid and their samples */
+	long long unique;
 	long long bytes_done, bytes_total;
-	json_t *samples, *invalid_rows;
 	char *copy;
 	size_t copy_len;
 	bool failed;
@@ -149,30 +148,25 @@ static int on_row(void *ctx, long line, const char *value, size_t len)
 {
 	struct import *im = ctx;
 	char in[PHONE_INPUT_MAX + 1], out[12];
-	im->rows++;
+	im->t.rows++;
 	if (len <= PHONE_INPUT_MAX) {
 		memcpy(in, value, len);
 		in[len] = '\0';
 	}
 	if (len <= PHONE_INPUT_MAX && !memchr(value, '\0', len) && phone_normalize(in, out) == 0) {
-		im->valid++;
+		im->t.valid++;
 		if (set_add(&im->seen, (uint32_t)strtoul(out + 2, NULL, 10)))
 			im->unique++;
 	} else {
-		im->invalid++;
-		if (json_array_size(im->samples) < INVALID_SAMPLES)
-			json_array_append_new(im->samples, value_json(value, len));
-		if (json_array_size(im->invalid_rows) < INVALID_ROWS_MAX)
-			json_array_append_new(im->invalid_rows, json_pack("{s:I, s:o}", "line", (json_int_t)line,
-			                                                  "value", value_json(value, len)));
+		import_tally_invalid(&im->t, line, value_json(value, len));
 	}
 	/* progress in rows; the total is extrapolated from the bytes read until it is known */
 	long long est = im->bytes_done > 0 && im->bytes_total > 0
-	                    ? (long long)((double)im->rows * (double)im->bytes_total / (double)im->bytes_done)
+	                    ? (long long)((double)im->t.rows * (double)im->bytes_total / (double)im->bytes_done)
 	                    : -1;
-	if (est >= 0 && est < im->rows)
-		est = im->rows;
-	if (job_progress(im->j, im->rows, est)) {
+	if (est >= 0 && est < im->t.rows)
+		est = im->t.rows;
+	if (job_progress(im->j, im->t.rows, est)) {
 		im->failed = true;
 		return 1;
 	}
@@ -219,8 +213,7 @@ static int run(struct job_ctx *j)
 	struct stat st;
 	uint64_t t_start = util_now_ns(), t_sorted = 0, t_read = 0, t_insert = 0;
 
-	im.samples = json_array();
-	im.invalid_rows = json_array();
+	import_tally_init(&im.t);
 	im.copy = xmalloc(COPY_BUF);
 	if (!j->file_path || jobs_path(path, sizeof(path), j->file_path) || stat(path, &st)) {
 		snprintf(j->err, sizeof(j->err), "the uploaded file is missing");
@@ -238,7 +231,7 @@ static int run(struct job_ctx *j)
 			snprintf(j->err, sizeof(j->err), "%s", rerr);
 		goto out;
 	}
-	if (job_progress(j, im.rows, im.rows)) /* the final count, whatever the throttle */
+	if (job_progress(j, im.t.rows, im.t.rows)) /* the final count, whatever the throttle */
 		goto out;
 	/* in order: the pool's unique index (and its heap) are then filled left to right, without the
 	 * database sorting ~1,000,000 strings (which spilled to disk at the default work_mem) */
@@ -313,12 +306,7 @@ static int run(struct job_ctx *j)
 	PQclear(r);
 	r = NULL;
 	t_insert = util_now_ns();
-	/* ImportResult (COMPAT §2.9) plus rows and invalid_rows; as POST /api/numbers, the counts add
-	 * up: inserted + duplicates + invalid = rows (a repeat within the file is a duplicate too) */
-	json_t *result =
-	    json_pack("{s:I, s:I, s:I, s:O, s:I, s:O}", "inserted", (json_int_t)inserted, "duplicates",
-	              (json_int_t)(im.valid - inserted), "invalid", (json_int_t)im.invalid, "invalid_samples",
-	              im.samples, "rows", (json_int_t)im.rows, "invalid_rows", im.invalid_rows);
+	json_t *result = import_tally_result(&im.t, inserted);
 	int crc = job_complete(j, im.db, result, NULL, NULL, NULL, 0);
 	json_decref(result);
 	if (crc != 0)
@@ -336,7 +324,7 @@ static int run(struct job_ctx *j)
 	uint64_t t_end = util_now_ns();
 	log_info("event=import_done job_id=%lld rows=%lld inserted=%lld duplicates=%lld invalid=%lld unique=%lld "
 	         "read_ms=%.1f copy_ms=%.1f insert_ms=%.1f commit_ms=%.1f",
-	         j->id, im.rows, inserted, im.valid - inserted, im.invalid, im.unique,
+	         j->id, im.t.rows, inserted, im.t.valid - inserted, im.t.invalid, im.unique,
 	         (double)(t_sorted - t_start) / 1e6, (double)(t_read - t_sorted) / 1e6,
 	         (double)(t_insert - t_read) / 1e6, (double)(t_end - t_insert) / 1e6);
 	rc = 0;
@@ -346,8 +334,7 @@ out:
 	if (in_tx)
 		PQclear(PQexec(im.db, "ROLLBACK"));
 	PQclear(r);
-	json_decref(im.samples);
-	json_decref(im.invalid_rows);
+	import_tally_free(&im.t);
 	free(im.copy);
 	free(im.seen.slots);
 	return rc;
