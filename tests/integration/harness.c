@@ -1278,19 +1278,26 @@ void th_resp_free(struct th_resp *r)
 	free(r);
 }
 
-char *th_login(const struct th_api *api, const char *user, const char *pass)
+struct th_resp *th_login_call(const struct th_api *api, const char *user, const char *pass)
 {
 	json_t *req = json_pack("{s:s, s:s}", "username", user, "password", pass);
 	char *body = json_dumps(req, 0);
 	struct th_resp *r = th_call(api, "POST", "/api/auth/login", NULL, body);
+
+	free(body);
+	json_decref(req);
+	return r;
+}
+
+char *th_login(const struct th_api *api, const char *user, const char *pass)
+{
+	struct th_resp *r = th_login_call(api, user, pass);
 	const char *tok = r->status == 200 ? th_json_str(r->json, "access_token") : NULL;
 	char *out = tok ? th_xstrdup(tok) : NULL;
 
 	if (out == NULL)
 		print_error("harness: login of %s failed: %ld %s\n", user, r->status, r->body);
 	th_resp_free(r);
-	free(body);
-	json_decref(req);
 	return out;
 }
 

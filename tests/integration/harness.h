@@ -233,8 +233,12 @@ void th_resp_free(struct th_resp *r);
  * th_init() (before th_setup_api(), so that the setup's requests leave from ip too). */
 void th_set_source_ip(const char *ip);
 
-/* Logs in through POST /api/auth/login (JSON) and returns the access_token, or NULL (the
- * response is printed). Caller frees. */
+/* POST /api/auth/login with the JSON body {"username": user, "password": pass}; returns the
+ * response (caller frees with th_resp_free()). */
+struct th_resp *th_login_call(const struct th_api *api, const char *user, const char *pass);
+
+/* Logs in through th_login_call() and returns the access_token, or NULL (the response is
+ * printed). Caller frees. */
 char *th_login(const struct th_api *api, const char *user, const char *pass);
 
 /* th_call() that must answer status (a cmocka failure printing the method, path and response

@@ -70,13 +70,7 @@ static long long create_user(const char *username, const char *password, const c
 /* POST /api/auth/login with a JSON body; caller frees the response. */
 static struct th_resp *login_json(const char *user, const char *pass)
 {
-	json_t *req = json_pack("{s:s, s:s}", "username", user, "password", pass);
-	char *body = json_dumps(req, 0);
-	struct th_resp *r = th_call(&api, "POST", "/api/auth/login", NULL, body);
-
-	free(body);
-	json_decref(req);
-	return r;
+	return th_login_call(&api, user, pass);
 }
 
 static void expect_login_fails(const char *user, const char *pass)
