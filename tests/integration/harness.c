@@ -300,6 +300,137 @@ out:
 	return rc;
 }
 
+enum { TH_SQL_PARAMS_MAX = 8 };
+
+/* th_sql() with the parameters in ap (ending with NULL) that must succeed; the value or NULL. */
+static char *th_sql_vget(const char *db_url, const char *sql, va_list ap)
+{
+	const char *params[TH_SQL_PARAMS_MAX];
+	const char *p;
+	int n = 0;
+	char *v = NULL;
+
+	while ((p = va_arg(ap, const char *)) != NULL) {
+		if (n == TH_SQL_PARAMS_MAX)
+			fail_msg("harness: more than %d parameters for %s", TH_SQL_PARAMS_MAX, sql);
+		params[n++] = p;
+	}
+	if (th_sql(db_url, sql, n, params, &v) != 0)
+		fail_msg("query failed: %s", sql);
+	return v;
+}
+
+/* The value of sql as an integer; it must not be NULL. Frees nothing of sql. */
+static long long th_sql_value_int(const char *sql, char *v)
+{
+	long long n;
+
+	if (v == NULL)
+		fail_msg("query answered NULL or no row: %s", sql);
+	n = strtoll(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+char *th_sql_get(const char *db_url, const char *sql, ...)
+{
+	va_list ap;
+	char *v;
+
+	va_start(ap, sql);
+	v = th_sql_vget(db_url, sql, ap);
+	va_end(ap);
+	return v;
+}
+
+long long th_sql_int(const char *db_url, const char *sql, ...)
+{
+	va_list ap;
+	char *v;
+
+	va_start(ap, sql);
+	v = th_sql_vget(db_url, sql, ap);
+	va_end(ap);
+	return th_sql_value_int(sql, v);
+}
+
+char *th_sqlf(const char *db_url, const char *fmt, ...)
+{
+	va_list ap;
+	char *sql = NULL, *v;
+
+	va_start(ap, fmt);
+	if (vasprintf(&sql, fmt, ap) < 0) {
+		fprintf(stderr, "harness: out of memory\n");
+		abort();
+	}
+	va_end(ap);
+	v = th_sql_get(db_url, sql, NULL);
+	free(sql);
+	return v;
+}
+
+long long th_sqlf_int(const char *db_url, const char *fmt, ...)
+{
+	va_list ap;
+	char *sql = NULL;
+	long long n;
+
+	va_start(ap, fmt);
+	if (vasprintf(&sql, fmt, ap) < 0) {
+		fprintf(stderr, "harness: out of memory\n");
+		abort();
+	}
+	va_end(ap);
+	n = th_sql_value_int(sql, th_sql_get(db_url, sql, NULL));
+	free(sql);
+	return n;
+}
+
+void th_expect_sql_at(const char *file, int line, const char *db_url, const char *expected, const char *sql, ...)
+{
+	va_list ap;
+	char *v;
+	bool same;
+
+	va_start(ap, sql);
+	v = th_sql_vget(db_url, sql, ap);
+	va_end(ap);
+	same = (v == NULL || expected == NULL) ? v == expected : strcmp(v, expected) == 0;
+	if (!same) {
+		print_error("%s: expected %s%s%s, got %s%s%s\n", sql, expected ? "\"" : "",
+		            expected ? expected : "NULL", expected ? "\"" : "", v ? "\"" : "", v ? v : "NULL",
+		            v ? "\"" : "");
+		free(v);
+		_fail(file, line);
+	}
+	free(v);
+}
+
+void th_wait_sql_at(const char *db_url, const char *sql, const char *want, int timeout_ms, const char *file, int line)
+{
+	long long deadline = th_now_ms() + timeout_ms;
+	char *v = NULL;
+
+	for (;;) {
+		free(v);
+		v = NULL;
+		if (th_sql(db_url, sql, 0, NULL, &v) != 0) {
+			print_error("query failed: %s\n", sql);
+			_fail(file, line);
+		}
+		if (v != NULL && strcmp(v, want) == 0)
+			break;
+		if (th_now_ms() > deadline) {
+			print_error("%s: %s after %d ms, wanted %s\n", sql, v ? v : "NULL", timeout_ms, want);
+			free(v);
+			_fail(file, line);
+		}
+		th_sleep_ms(50);
+	}
+	free(v);
+}
+
 /* Length of the name part of "KEY=VALUE" (the whole string when there is no '='). */
 static size_t th_env_keylen(const char *kv)
 {
@@ -682,6 +813,36 @@ out:
 	return rc;
 }
 
+char *th_redis_cli(const char *arg, ...)
+{
+	enum { ARGS_MAX = 12 };
+	const char *argv[ARGS_MAX + 5] = {"redis-cli", "-u", th_env("REDIS_URL"), "--no-raw"};
+	size_t n = 4;
+	va_list ap;
+	char *out = NULL;
+	int st;
+
+	if (argv[2] == NULL)
+		fail_msg("harness: REDIS_URL is not set");
+	va_start(ap, arg);
+	for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
+		if (n == ARGS_MAX + 4) {
+			va_end(ap);
+			fail_msg("harness: more than %d arguments for redis-cli %s", ARGS_MAX, arg);
+		}
+		argv[n++] = a;
+	}
+	va_end(ap);
+	argv[n] = NULL;
+	st = th_run(argv, NULL, 20000, &out);
+	if (st != 0) {
+		print_error("harness: redis-cli %s exited with %d: %s\n", arg, st, out ? out : "");
+		free(out);
+		fail();
+	}
+	return out;
+}
+
 /* The variables every dialer process of a test gets (see th_api_start), plus port_kv (may
  * be NULL). Returned strings are owned by the caller: free each, then the array. */
 static char **th_std_env(const char *db_url, const char *redis_url, const char *port_kv)
@@ -798,13 +959,13 @@ static int th_api_try(struct th_api *out, const char *path, const char *log_path
 	}
 }
 
-int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, ...)
+/* th_api_start() with the extra "KEY=VALUE" strings in ap (ending with NULL). */
+static int th_api_vstart(struct th_api *out, const char *db_url, const char *redis_url, va_list ap)
 {
 	const char *bindir = th_env("DIALER_BIN_DIR");
 	char *path = NULL, *log_path = NULL;
 	char **env = NULL;
 	size_t n = 0, port_idx;
-	va_list ap;
 	const char *kv;
 	int rc = -1;
 
@@ -817,13 +978,11 @@ int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, 
 	while (env[n] != NULL)
 		n++;
 	port_idx = n - 1; /* th_std_env puts port_kv last */
-	va_start(ap, redis_url);
 	while ((kv = va_arg(ap, const char *)) != NULL) {
 		env = th_xrealloc(env, (n + 2) * sizeof(*env));
 		env[n++] = th_xstrdup(kv);
 		env[n] = NULL;
 	}
-	va_end(ap);
 	for (int attempt = 0; attempt < 3; attempt++) {
 		rc = th_api_try(out, path, log_path, env, port_idx);
 		if (rc <= 0)
@@ -835,6 +994,17 @@ int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, 
 	return rc == 0 ? 0 : -1;
 }
 
+int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, redis_url);
+	rc = th_api_vstart(out, db_url, redis_url, ap);
+	va_end(ap);
+	return rc;
+}
+
 int th_api_stop(struct th_api *api)
 {
 	int st = th_proc_stop(api->proc);
@@ -844,6 +1014,60 @@ int th_api_stop(struct th_api *api)
 		print_error("harness: dialer-api on port %d exited with status %d (see %s/%s-api.log)\n", api->port, st,
 		            th_tmp_dir(), th_test_name());
 	return st;
+}
+
+char *th_setup_db(void)
+{
+	char *name, *db_url;
+
+	th_init();
+	name = th_xasprintf("it_%s", th_test_name());
+	db_url = th_fresh_db(name);
+	free(name);
+	if (db_url == NULL)
+		return NULL;
+	if (th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0) {
+		free(db_url);
+		return NULL;
+	}
+	return db_url;
+}
+
+int th_setup_api(struct th_api *api, char **db_url, char **root_token, ...)
+{
+	va_list ap;
+	int rc;
+
+	if (root_token != NULL)
+		*root_token = NULL;
+	*db_url = th_setup_db();
+	if (*db_url == NULL)
+		return -1;
+	va_start(ap, root_token);
+	rc = th_api_vstart(api, *db_url, th_env("REDIS_URL"), ap);
+	va_end(ap);
+	if (rc < 0)
+		return -1;
+	if (root_token != NULL) {
+		*root_token = th_login(api, TH_ROOT_USER, TH_ROOT_PASS);
+		if (*root_token == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+int th_teardown_api(struct th_api *api, char **db_url, char **root_token)
+{
+	int st = th_api_stop(api);
+
+	if (root_token != NULL) {
+		free(*root_token);
+		*root_token = NULL;
+	}
+	free(*db_url);
+	*db_url = NULL;
+	th_fini();
+	return st == 0 ? 0 : -1;
 }
 
 /* Growing buffer for curl's write callback. */
@@ -1054,20 +1278,97 @@ void th_resp_free(struct th_resp *r)
 	free(r);
 }
 
-char *th_login(const struct th_api *api, const char *user, const char *pass)
+struct th_resp *th_login_call(const struct th_api *api, const char *user, const char *pass)
 {
 	json_t *req = json_pack("{s:s, s:s}", "username", user, "password", pass);
 	char *body = json_dumps(req, 0);
 	struct th_resp *r = th_call(api, "POST", "/api/auth/login", NULL, body);
+
+	free(body);
+	json_decref(req);
+	return r;
+}
+
+char *th_login(const struct th_api *api, const char *user, const char *pass)
+{
+	struct th_resp *r = th_login_call(api, user, pass);
 	const char *tok = r->status == 200 ? th_json_str(r->json, "access_token") : NULL;
 	char *out = tok ? th_xstrdup(tok) : NULL;
 
 	if (out == NULL)
 		print_error("harness: login of %s failed: %ld %s\n", user, r->status, r->body);
 	th_resp_free(r);
+	return out;
+}
+
+void th_call_expect(const struct th_api *api, const char *method, const char *path, const char *bearer,
+                    const char *json_body, long status)
+{
+	struct th_resp *r = th_call(api, method, path, bearer, json_body);
+
+	if (r->status != status)
+		print_error("%s %s:\n", method, path);
+	TH_EXPECT_STATUS(r, status);
+	th_resp_free(r);
+}
+
+long long th_create_company(const struct th_api *api, const char *token, const char *name, const char *display_name,
+                            bool active)
+{
+	json_t *req = json_pack("{s:s, s:s}", "name", name, "display_name", display_name);
+	char *body;
+	struct th_resp *r;
+	long long id = -1;
+
+	if (!active)
+		json_object_set_new(req, "is_active", json_false());
+	body = json_dumps(req, 0);
+	r = th_call(api, "POST", "/api/companies", token, body);
 	free(body);
 	json_decref(req);
-	return out;
+	TH_EXPECT_STATUS(r, 200);
+	assert_int_equal(th_json_int(r->json, "id", &id), 0);
+	th_resp_free(r);
+	return id;
+}
+
+char *th_create_user(const struct th_api *api, const char *token, const char *company, const char *username,
+                     const char *password, const char *role)
+{
+	json_t *req = json_pack("{s:s, s:s, s:s}", "username", username, "password", password, "role", role);
+	char *body = json_dumps(req, 0);
+	char *path = th_xasprintf("/api/%s/admins", company);
+	struct th_resp *r = th_call(api, "POST", path, token, body);
+
+	free(path);
+	free(body);
+	json_decref(req);
+	TH_EXPECT_STATUS(r, 200);
+	th_resp_free(r);
+	return th_login(api, username, password);
+}
+
+long long th_open_company(const struct th_api *api, const char *token, const char *company, long long wallet)
+{
+	char *path = th_xasprintf("/api/%s/billing", company);
+	char *body = th_xasprintf("{\"wallet_balance\": %lld}", wallet);
+	struct th_resp *r;
+	long long version = -1;
+
+	th_call_expect(api, "PUT", path, token, body, 200);
+	free(path);
+	free(body);
+	path = th_xasprintf("/api/%s/schedule", company);
+	r = th_call(api, "PUT", path, token, TH_ALL_DAY_SCHEDULE);
+	free(path);
+	TH_EXPECT_STATUS(r, 200);
+	if (th_json_int(r->json, "version", &version) != 0) {
+		print_error("PUT /api/%s/schedule: no version in %.2000s\n", company, r->body);
+		th_resp_free(r);
+		fail();
+	}
+	th_resp_free(r);
+	return version;
 }
 
 const char *th_json_str(const json_t *json, const char *key)
@@ -1161,4 +1462,24 @@ void th_expect_int_at(const json_t *json, const char *key, long long expected, c
 	print_error("expected \"%s\": %lld\n", key, expected);
 	th_print_json("not found", json);
 	_fail(file, line);
+}
+
+void th_expect_detail_prefix_at(const struct th_resp *r, long status, const char *prefix, const char *file, int line)
+{
+	const char *d;
+
+	th_expect_error_at(r, status, NULL, file, line);
+	d = th_json_str(r->json, "detail");
+	if (prefix != NULL && (d == NULL || strncmp(d, prefix, strlen(prefix)) != 0)) {
+		print_error("expected a detail starting with \"%s\": %.2000s\n", prefix, r->body);
+		_fail(file, line);
+	}
+}
+
+void th_expect_answer_at(const struct th_resp *r, const struct th_expect *e, const char *file, int line)
+{
+	if (e->status == 200)
+		th_expect_status_at(r, 200, file, line);
+	else
+		th_expect_error_at(r, e->status, e->detail, file, line);
 }

@@ -60,6 +60,33 @@ char *th_fresh_db(const char *name);
  * with the server's message printed. */
 int th_sql(const char *db_url, const char *sql, int nparams, const char *const *params, char **out_value);
 
+/* th_sql() that must succeed (a cmocka failure naming the statement otherwise), with the text
+ * parameters that follow (at most 8, ending with NULL; so none of them is SQL NULL). Returns a
+ * copy of the first column of the first row, NULL when there is no row or the value is SQL NULL.
+ * Caller frees. */
+char *th_sql_get(const char *db_url, const char *sql, ...) __attribute__((sentinel));
+
+/* th_sql_get() whose value must not be NULL (a cmocka failure otherwise), as an integer. */
+long long th_sql_int(const char *db_url, const char *sql, ...) __attribute__((sentinel));
+
+/* th_sql_get() and th_sql_int() of a statement built from a printf format, without parameters. */
+char *th_sqlf(const char *db_url, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long long th_sqlf_int(const char *db_url, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Checks (cmocka) that th_sql_get(db_url, sql, params..., NULL) is the string expected, or is
+ * NULL (no row, or SQL NULL) when expected is NULL; prints the statement and both values when it
+ * is not. Arguments after expected: the statement, its text parameters, NULL. */
+#define TH_EXPECT_SQL(db_url, expected, ...) th_expect_sql_at(__FILE__, __LINE__, (db_url), (expected), __VA_ARGS__)
+
+/* Checks (cmocka) that sql (no parameters) answers want within timeout_ms, asking again every
+ * 50 ms (for what a worker writes asynchronously); prints the last answer when it does not. */
+#define TH_WAIT_SQL(db_url, sql, want, timeout_ms) \
+	th_wait_sql_at((db_url), (sql), (want), (timeout_ms), __FILE__, __LINE__)
+
+void th_expect_sql_at(const char *file, int line, const char *db_url, const char *expected, const char *sql, ...)
+    __attribute__((sentinel));
+void th_wait_sql_at(const char *db_url, const char *sql, const char *want, int timeout_ms, const char *file, int line);
+
 /* Runs argv (argv[0] looked up in PATH when it has no '/'), in $DIALER_ROOT when that is set
  * (as `make run` runs the binaries: schema/ and the Procfile are found there), with this
  * process's environment plus env_extra ("KEY=VALUE" strings, NULL-terminated, may be NULL;
@@ -113,6 +140,11 @@ int th_redis_stop(struct th_proc *p);
  * or -1. */
 int th_redis_flush(const char *url);
 
+/* Runs `redis-cli -u $REDIS_URL --no-raw` with the arguments that follow (at most 12, ending with
+ * NULL), which must exit 0 within 20 s (a cmocka failure otherwise). Returns its stdout (caller
+ * frees). */
+char *th_redis_cli(const char *arg, ...) __attribute__((sentinel));
+
 /* Runs `$DIALER_BIN_DIR/dialerctl migrate` and `dialerctl create-admin root rootpass123`
  * against db_url with the environment th_api_start gives the API. Returns 0 or -1. */
 int th_bootstrap_db(const char *db_url);
@@ -135,6 +167,22 @@ int th_api_start(struct th_api *out, const char *db_url, const char *redis_url, 
 /* Stops the API as th_proc_stop() does and returns its exit status (0 is a clean exit,
  * which also means LeakSanitizer found nothing). Safe to call twice. */
 int th_api_stop(struct th_api *api);
+
+/* The start of a group setup: th_init(), then a fresh database named "it_<test name>"
+ * (th_fresh_db), the Redis of $REDIS_URL emptied (th_redis_flush) and the database bootstrapped
+ * (th_bootstrap_db). Returns the database URL (caller frees), or NULL (the reason is printed). */
+char *th_setup_db(void);
+
+/* Group setup of a test against dialer-api: th_setup_db() into *db_url, then
+ * th_api_start(api, *db_url, $REDIS_URL, ...) with the "KEY=VALUE" strings that follow (ending
+ * with NULL), then, when root_token is not NULL, root logged in (th_login) into *root_token
+ * (caller frees). Returns 0, or -1 (the reason is printed). */
+int th_setup_api(struct th_api *api, char **db_url, char **root_token, ...) __attribute__((sentinel));
+
+/* Group teardown that matches th_setup_api(): th_api_stop(api), frees *root_token (when
+ * root_token is not NULL) and *db_url and sets them to NULL, then th_fini(). Returns 0 when the
+ * API exited cleanly (see th_api_stop), else -1. */
+int th_teardown_api(struct th_api *api, char **db_url, char **root_token);
 
 /* One response header. */
 struct th_header {
@@ -181,12 +229,52 @@ const char *th_resp_header(const struct th_resp *r, const char *name);
 void th_resp_free(struct th_resp *r);
 
 /* Makes later requests leave from this loopback address ("127.0.0.2" …), so that per-IP
- * counters of one test do not reach another. NULL returns to 127.0.0.1. */
+ * counters of one test do not reach another. NULL returns to 127.0.0.1. May be called before
+ * th_init() (before th_setup_api(), so that the setup's requests leave from ip too). */
 void th_set_source_ip(const char *ip);
 
-/* Logs in through POST /api/auth/login (JSON) and returns the access_token, or NULL (the
- * response is printed). Caller frees. */
+/* POST /api/auth/login with the JSON body {"username": user, "password": pass}; returns the
+ * response (caller frees with th_resp_free()). */
+struct th_resp *th_login_call(const struct th_api *api, const char *user, const char *pass);
+
+/* Logs in through th_login_call() and returns the access_token, or NULL (the response is
+ * printed). Caller frees. */
 char *th_login(const struct th_api *api, const char *user, const char *pass);
+
+/* th_call() that must answer status (a cmocka failure printing the method, path and response
+ * otherwise); the response is freed. */
+void th_call_expect(const struct th_api *api, const char *method, const char *path, const char *bearer,
+                    const char *json_body, long status);
+
+/* POST /api/companies as token with name and display_name (and "is_active": false when active
+ * is false), which must answer 200 with an integer "id" (a cmocka failure otherwise). Returns
+ * the id. */
+long long th_create_company(const struct th_api *api, const char *token, const char *name, const char *display_name,
+                            bool active);
+
+/* POST /api/{company}/admins as token with username, password and role, which must answer 200
+ * (a cmocka failure otherwise); then logs the new user in. Returns th_login()'s token (caller
+ * frees; NULL when the login failed, with the response printed). */
+char *th_create_user(const struct th_api *api, const char *token, const char *company, const char *username,
+                     const char *password, const char *role);
+
+/* Every day of the week from 00:00 to 23:59:59: a schedule's "intervals". */
+#define TH_ALL_DAY_INTERVALS                                                            \
+	"[{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
+	" {\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}]"
+
+/* A schedule body (PUT /api/{company}/schedule): enabled, holidays not skipped, open all week. */
+#define TH_ALL_DAY_SCHEDULE "{\"enabled\": true, \"skip_holidays\": false, \"intervals\": " TH_ALL_DAY_INTERVALS "}"
+
+/* Lets company dial at any time: PUT /api/{company}/billing {"wallet_balance": wallet} and PUT
+ * /api/{company}/schedule TH_ALL_DAY_SCHEDULE as token, each of which must answer 200, the
+ * schedule with an integer "version" (a cmocka failure otherwise). Returns that version. */
+long long th_open_company(const struct th_api *api, const char *token, const char *company, long long wallet);
 
 /* json[key] as a string, or NULL when absent or not a string. Borrowed. */
 const char *th_json_str(const json_t *json, const char *key);
@@ -206,6 +294,51 @@ bool th_is_datetime(const char *s);
  * non-empty string}. */
 #define TH_EXPECT_ERROR(r, st, detail) th_expect_error_at((r), (st), (detail), __FILE__, __LINE__)
 
+/* Checks (cmocka) that r is an error as TH_EXPECT_ERROR(r, st, NULL) checks, and that its
+ * "detail" starts with prefix (a field name, or the message) when prefix is not NULL. */
+#define TH_EXPECT_DETAIL_PREFIX(r, st, prefix) th_expect_detail_prefix_at((r), (st), (prefix), __FILE__, __LINE__)
+
+/* A 422 whose detail names field first ("field: ..."); any detail when field is NULL. */
+#define TH_EXPECT_INVALID(r, field) th_expect_detail_prefix_at((r), 422, (field), __FILE__, __LINE__)
+
+/* A bearer token with a signature the API did not make. */
+#define TH_BAD_TOKEN "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyb290In0.bad-signature"
+
+/* An expected answer of a role table (COMPAT §1.6): the status, and the detail when it is an
+ * error. The answers COMPAT gives, as initializers: */
+struct th_expect {
+	long status;
+	const char *detail;
+};
+#define TH_OK             \
+	{                 \
+		200, NULL \
+	}
+#define TH_NO_AUTH                       \
+	{                                \
+		401, "Not authenticated" \
+	}
+#define TH_BAD_AUTH                                   \
+	{                                             \
+		401, "Could not validate credentials" \
+	}
+#define TH_DENIED                                    \
+	{                                            \
+		403, "Access denied to this company" \
+	}
+#define TH_ADMINS                  \
+	{                          \
+		403, "Admins only" \
+	}
+#define TH_SUPERUSERS                 \
+	{                             \
+		403, "Superuser only" \
+	}
+
+/* Checks (cmocka) that r is the answer e: TH_EXPECT_STATUS(r, 200) when e->status is 200, else
+ * TH_EXPECT_ERROR(r, e->status, e->detail). */
+#define TH_EXPECT_ANSWER(r, e) th_expect_answer_at((r), (e), __FILE__, __LINE__)
+
 /* Checks (cmocka) that json[key] is the string expected, printing json when it is not. */
 #define TH_EXPECT_STR(json, key, expected) th_expect_str_at((json), (key), (expected), __FILE__, __LINE__)
 
@@ -216,5 +349,7 @@ void th_expect_str_at(const json_t *json, const char *key, const char *expected,
 void th_expect_int_at(const json_t *json, const char *key, long long expected, const char *file, int line);
 void th_expect_status_at(const struct th_resp *r, long status, const char *file, int line);
 void th_expect_error_at(const struct th_resp *r, long status, const char *detail, const char *file, int line);
+void th_expect_detail_prefix_at(const struct th_resp *r, long status, const char *prefix, const char *file, int line);
+void th_expect_answer_at(const struct th_resp *r, const struct th_expect *e, const char *file, int line);
 
 #endif

@@ -33,26 +33,13 @@ static char *root_token;
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_auth");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	return root_token ? 0 : -1;
+	return th_setup_api(&api, &db_url, &root_token, NULL);
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static int test_setup(void **state)
@@ -83,13 +70,7 @@ static long long create_user(const char *username, const char *password, const c
 /* POST /api/auth/login with a JSON body; caller frees the response. */
 static struct th_resp *login_json(const char *user, const char *pass)
 {
-	json_t *req = json_pack("{s:s, s:s}", "username", user, "password", pass);
-	char *body = json_dumps(req, 0);
-	struct th_resp *r = th_call(&api, "POST", "/api/auth/login", NULL, body);
-
-	free(body);
-	json_decref(req);
-	return r;
+	return th_login_call(&api, user, pass);
 }
 
 static void expect_login_fails(const char *user, const char *pass)

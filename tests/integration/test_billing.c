@@ -28,8 +28,6 @@ static char root_id[24];
 static long long acme_id, globex_id;
 static char *acme_admin_token, *acme_agent_token, *globex_admin_token;
 
-#define BAD_TOKEN "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyb290In0.bad-signature"
-
 enum { ROOT, ACME_ADMIN, GLOBEX_ADMIN, ACME_AGENT, NO_TOKEN, BAD, N_ACTORS };
 
 static const char *actor_token(int a)
@@ -44,130 +42,37 @@ static const char *actor_token(int a)
 	case ACME_AGENT:
 		return acme_agent_token;
 	case BAD:
-		return BAD_TOKEN;
+		return TH_BAD_TOKEN;
 	default:
 		return NULL;
 	}
 }
 
-struct expect {
-	long status;
-	const char *detail;
-};
-
-#define OK                \
-	{                 \
-		200, NULL \
-	}
-#define NO_AUTH                          \
-	{                                \
-		401, "Not authenticated" \
-	}
-#define BAD_AUTH                                      \
-	{                                             \
-		401, "Could not validate credentials" \
-	}
-#define DENIED                                       \
-	{                                            \
-		403, "Access denied to this company" \
-	}
-#define ADMINS                     \
-	{                          \
-		403, "Admins only" \
-	}
-#define SUPERUSERS                    \
-	{                             \
-		403, "Superuser only" \
-	}
-
-static void check(struct th_resp *r, const struct expect *e)
-{
-	if (e->status == 200)
-		TH_EXPECT_STATUS(r, 200);
-	else
-		TH_EXPECT_ERROR(r, e->status, e->detail);
-}
-
-/* A 422 whose detail names field first ("field: ..."); any field when NULL. */
-static void expect_invalid(const struct th_resp *r, const char *field)
-{
-	const char *d;
-
-	TH_EXPECT_ERROR(r, 422, NULL);
-	d = th_json_str(r->json, "detail");
-	if (field != NULL && (d == NULL || strncmp(d, field, strlen(field)) != 0)) {
-		fprintf(stderr, "expected a detail naming %s: %s\n", field, r->body);
-		fail();
-	}
-}
-
-/* First column of the first row, as a string the caller frees ("" for NULL or no row). */
-static char *sql_value(const char *sql, const char *p1, const char *p2)
-{
-	const char *params[2] = {p1, p2};
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, sql, p2 ? 2 : p1 ? 1 : 0, params, &v), 0);
-	return v ? v : strdup("");
-}
-
+/* sql's value must be expected (NULL: no row, or SQL NULL); p1, p2: its parameters (NULL: none). */
 static void expect_sql(const char *expected, const char *sql, const char *p1, const char *p2)
 {
-	char *v = sql_value(sql, p1, p2);
-
-	if (strcmp(v, expected) != 0) {
-		fprintf(stderr, "%s: expected \"%s\", got \"%s\"\n", sql, expected, v);
-		free(v);
-		fail();
-	}
-	free(v);
+	TH_EXPECT_SQL(db_url, expected, sql, p1, p2, NULL);
 }
 
 static void exec_sql(const char *sql, const char *p1, const char *p2)
 {
-	const char *params[2] = {p1, p2};
-
-	assert_int_equal(th_sql(db_url, sql, p2 ? 2 : p1 ? 1 : 0, params, NULL), 0);
+	free(th_sql_get(db_url, sql, p1, p2, NULL));
 }
 
 static long long create_company(const char *name)
 {
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s Inc\"}", name, name);
-	long long id = -1;
-
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
+	return th_create_company(&api, root_token, name, name, true);
 }
 
 static char *create_user(const char *company, const char *username, const char *role)
 {
-	char path[96];
-	struct th_resp *r;
-
-	snprintf(path, sizeof(path), "/api/%s/admins", company);
-	r = th_callf(&api, "POST", path, root_token,
-	             "{\"username\": \"%s\", \"password\": \"secret-pass-1\", \"role\": \"%s\"}", username, role);
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-	return th_login(&api, username, "secret-pass-1");
+	return th_create_user(&api, root_token, company, username, "secret-pass-1", role);
 }
 
 static int group_setup(void **state)
 {
-	char *v;
-
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_billing");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	acme_id = create_company("acme");
 	globex_id = create_company("globex");
@@ -176,25 +81,18 @@ static int group_setup(void **state)
 	globex_admin_token = create_user("globex", "globex-admin", "ADMIN");
 	if (!acme_admin_token || !acme_agent_token || !globex_admin_token)
 		return -1;
-	v = sql_value("SELECT id FROM users WHERE username = 'root'", NULL, NULL);
-	snprintf(root_id, sizeof(root_id), "%s", v);
-	free(v);
+	snprintf(root_id, sizeof(root_id), "%lld",
+	         th_sql_int(db_url, "SELECT id FROM users WHERE username = 'root'", NULL));
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
 	free(acme_admin_token);
 	free(acme_agent_token);
 	free(globex_admin_token);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -222,7 +120,7 @@ static struct th_resp *put_billing(const char *company, const char *body)
 	return th_call(&api, "PUT", path, root_token, body);
 }
 
-/* The company's config column as text. */
+/* The company's config column as text (NULL: no config row yet). */
 static void expect_config(long long company_id, const char *col, const char *expected)
 {
 	char sql[128], cid[24];
@@ -308,7 +206,7 @@ static void test_billing_defaults(void **state)
 
 	(void)state;
 	id = create_company("fresh");
-	expect_config(id, "version", "");
+	expect_config(id, "version", NULL);
 	r = th_call(&api, "GET", "/api/fresh/billing", root_token, NULL);
 	TH_EXPECT_STATUS(r, 200);
 	expect_billing(r->json, 0, 150, false);
@@ -334,8 +232,9 @@ static void test_billing_defaults(void **state)
 /* COMPAT §1.6: billing is superuser only; the ledger is also for the company's own admins. */
 static void test_billing_roles(void **state)
 {
-	static const struct expect billing[N_ACTORS] = {OK, SUPERUSERS, SUPERUSERS, SUPERUSERS, NO_AUTH, BAD_AUTH};
-	static const struct expect ledger[N_ACTORS] = {OK, OK, DENIED, ADMINS, NO_AUTH, BAD_AUTH};
+	static const struct th_expect billing[N_ACTORS] = {TH_OK,         TH_SUPERUSERS, TH_SUPERUSERS,
+	                                                   TH_SUPERUSERS, TH_NO_AUTH,    TH_BAD_AUTH};
+	static const struct th_expect ledger[N_ACTORS] = {TH_OK, TH_OK, TH_DENIED, TH_ADMINS, TH_NO_AUTH, TH_BAD_AUTH};
 	struct th_resp *r;
 
 	(void)state;
@@ -345,13 +244,13 @@ static void test_billing_roles(void **state)
 	expect_config(acme_id, "version", "2");
 	for (int a = 0; a < N_ACTORS; a++) {
 		r = th_call(&api, "GET", "/api/acme/billing", actor_token(a), NULL);
-		check(r, &billing[a]);
+		TH_EXPECT_ANSWER(r, &billing[a]);
 		if (a == ROOT)
 			expect_billing(r->json, 100, 150, false);
 		th_resp_free(r);
 
 		r = th_call(&api, "PUT", "/api/acme/billing", actor_token(a), "{\"wallet_balance\": 999}");
-		check(r, &billing[a]);
+		TH_EXPECT_ANSWER(r, &billing[a]);
 		th_resp_free(r);
 		if (a == ROOT) { /* put it back */
 			r = put_billing("acme", "{\"wallet_balance\": 100}");
@@ -361,7 +260,7 @@ static void test_billing_roles(void **state)
 		expect_config(acme_id, "wallet_balance", "100");
 
 		r = get_ledger("acme", actor_token(a), NULL);
-		check(r, &ledger[a]);
+		TH_EXPECT_ANSWER(r, &ledger[a]);
 		if (ledger[a].status == 200) {
 			long long total;
 
@@ -543,17 +442,17 @@ static void test_billing_numbers(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = put_billing("numbers-co", bad[i].body);
-		expect_invalid(r, bad[i].field);
+		TH_EXPECT_INVALID(r, bad[i].field);
 		th_resp_free(r);
 	}
 	r = put_billing("numbers-co", NULL);
-	expect_invalid(r, "body");
+	TH_EXPECT_INVALID(r, "body");
 	th_resp_free(r);
 	memset(note, 'n', 501);
 	note[501] = '\0';
 	r = th_callf(&api, "PUT", "/api/numbers-co/billing", root_token, "{\"wallet_balance\": 1, \"note\": \"%s\"}",
 	             note);
-	expect_invalid(r, "note");
+	TH_EXPECT_INVALID(r, "note");
 	th_resp_free(r);
 	expect_config(id, "version", "2");
 	expect_config(id, "wallet_balance", "1000");
@@ -657,7 +556,7 @@ static void test_billing_callstate(void **state)
 	TH_EXPECT_STATUS(r, 200);
 	th_resp_free(r);
 	r = put_billing("cache-co", "{\"wallet_balance\": \"x\"}");
-	expect_invalid(r, "wallet_balance");
+	TH_EXPECT_INVALID(r, "wallet_balance");
 	th_resp_free(r);
 	assert_int_equal(redis_do(rc, "EXISTS %s", key), 1);
 
@@ -711,7 +610,7 @@ static void test_billing_redis_refuses(void **state)
 	expect_ledger_count(id, "1");
 
 	r = th_call(&a2, "GET", "/api/acl-co/billing/transactions?limit=4", token, NULL);
-	expect_invalid(r, "limit");
+	TH_EXPECT_INVALID(r, "limit");
 	th_resp_free(r);
 	r = th_call(&a2, "GET", "/api/acl-co/billing/transactions", token, NULL);
 	TH_EXPECT_STATUS(r, 200);
@@ -844,7 +743,7 @@ static void test_billing_transactions(void **state)
 
 	for (size_t i = 0; i < sizeof(bad_params) / sizeof(bad_params[0]); i++) {
 		r = get_ledger("ledger-co", root_token, bad_params[i].query);
-		expect_invalid(r, bad_params[i].field);
+		TH_EXPECT_INVALID(r, bad_params[i].field);
 		th_resp_free(r);
 	}
 

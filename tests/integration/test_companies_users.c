@@ -25,17 +25,7 @@ static char *acme_admin_token, *acme_agent_token, *globex_admin_token;
 /* POST /api/companies as root; returns the new company's id. */
 static long long create_company(const char *name, const char *display_name)
 {
-	json_t *req = json_pack("{s:s, s:s}", "name", name, "display_name", display_name);
-	char *body = json_dumps(req, 0);
-	struct th_resp *r = th_call(&api, "POST", "/api/companies", root_token, body);
-	long long id = -1;
-
-	free(body);
-	json_decref(req);
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
+	return th_create_company(&api, root_token, name, display_name, true);
 }
 
 /* POST /api/{company}/admins as root with the panel's full body; returns the response. */
@@ -87,14 +77,7 @@ static void make_fixture(void)
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_companies_users");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	make_fixture();
 	return 0;
@@ -102,17 +85,11 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
 	free(acme_admin_token);
 	free(acme_agent_token);
 	free(globex_admin_token);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static void expect_company_out(const json_t *c)

@@ -26,59 +26,33 @@ static char *root_token;
 
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, NULL);
 }
 
 static void expect_sql(const char *q, const char *expected)
 {
-	char *v = sql(q);
-
-	if (!v || strcmp(v, expected) != 0)
-		fail_msg("%s: got %s, expected %s", q, v ? v : "NULL", expected);
-	free(v);
+	TH_EXPECT_SQL(db_url, expected, q, NULL);
 }
 
 /* The database's answer to q becomes expected within 10 s (the scheduler records batches and
  * mirrors their locks asynchronously, in well under a second). */
 static void expect_sql_soon(const char *q, const char *expected)
 {
-	char *v = NULL;
-
-	for (int i = 0; i < 100; i++) {
-		free(v);
-		v = sql(q);
-		if (v && strcmp(v, expected) == 0)
-			break;
-		th_sleep_ms(100);
-	}
-	if (!v || strcmp(v, expected) != 0)
-		fail_msg("%s: got %s, expected %s", q, v ? v : "NULL", expected);
-	free(v);
+	TH_WAIT_SQL(db_url, q, expected, 10000);
 }
 
 static void redis_cli(const char *a1, const char *a2, const char *a3)
 {
-	const char *argv[] = {"redis-cli", "-u", th_env("REDIS_URL"), a1, a2, a3, NULL};
-
-	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
+	free(th_redis_cli(a1, a2, a3, NULL));
 }
 
 /* After the tests changed numbers behind the API's back: no hopper keeps candidates read before. */
 static void hoppers_drop(void)
 {
-	const char *argv[] = {"redis-cli",
-	                      "-u",
-	                      th_env("REDIS_URL"),
-	                      "EVAL",
-	                      "for _, k in ipairs(redis.call('KEYS', 'dialer:hopper:*')) do redis.call('DEL', k) end"
-	                      " redis.call('DEL', 'dialer:hoppers') return redis.call('INCR', 'dialer:hopper:epoch')",
-	                      "0",
-	                      NULL};
-
-	assert_int_equal(th_run(argv, NULL, 10000, NULL), 0);
+	free(th_redis_cli("EVAL",
+	                  "for _, k in ipairs(redis.call('KEYS', 'dialer:hopper:*')) do redis.call('DEL', k) end"
+	                  " redis.call('DEL', 'dialer:hoppers') return redis.call('INCR', 'dialer:hopper:epoch')",
+	                  "0", NULL));
 }
 
 /* Every lock gone, in the database and in Redis, and the hoppers read afresh. */
@@ -100,64 +74,26 @@ static struct th_proc *sched_start(void)
 
 static void put(const char *path, const char *body)
 {
-	struct th_resp *r = th_call(&api, "PUT", path, root_token, body);
-
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-}
-
-/* Every day, all day. */
-static const char *const ALL_DAY = "{\"enabled\": true, \"intervals\": ["
-                                   "{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}],"
-                                   " \"skip_holidays\": false}";
-
-static void open_company(const char *name)
-{
-	char path[96];
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s\"}", name, name);
-
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-	snprintf(path, sizeof(path), "/api/%s/billing", name);
-	put(path, "{\"wallet_balance\": 100000}");
-	snprintf(path, sizeof(path), "/api/%s/schedule", name);
-	put(path, ALL_DAY);
+	th_call_expect(&api, "PUT", path, root_token, body, 200);
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_dialer_next_batch");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, "MAX_BATCH_SIZE=200", NULL) < 0)
 		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "MAX_BATCH_SIZE=200", NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
-	open_company("acme");
-	open_company("globex");
+	/* both may dial all day, every day */
+	th_create_company(&api, root_token, "acme", "acme", true);
+	th_open_company(&api, root_token, "acme", 100000);
+	th_create_company(&api, root_token, "globex", "globex", true);
+	th_open_company(&api, root_token, "globex", 100000);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static struct th_resp *next_batch(const char *query)
@@ -391,7 +327,7 @@ static void test_published_state(void **state)
 	r = next_batch("?company=acme");
 	TH_EXPECT_STR(r->json, "reason", "disabled");
 	th_resp_free(r);
-	put("/api/acme/schedule", ALL_DAY);
+	put("/api/acme/schedule", TH_ALL_DAY_SCHEDULE);
 }
 
 /* The original agents send no company: the default company answers. */

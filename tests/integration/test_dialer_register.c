@@ -20,19 +20,12 @@ static char *root_token, *acme_dialer_token;
 
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, NULL);
 }
 
 static void expect_sql(const char *q, const char *expected)
 {
-	char *v = sql(q);
-
-	if (!v || strcmp(v, expected) != 0)
-		fail_msg("%s: got %s, expected %s", q, v ? v : "NULL", expected);
-	free(v);
+	TH_EXPECT_SQL(db_url, expected, q, NULL);
 }
 
 static int group_setup(void **state)
@@ -40,24 +33,11 @@ static int group_setup(void **state)
 	struct th_resp *r;
 
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_dialer_register");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
-	for (int i = 0; i < 3; i++) {
-		static const char *const names[] = {"acme", "globex", "sleepy"};
-		r = th_callf(&api, "POST", "/api/companies", root_token,
-		             "{\"name\": \"%s\", \"display_name\": \"%s\"%s}", names[i], names[i],
-		             i == 2 ? ", \"is_active\": false" : "");
-		if (r->status != 200)
-			return -1;
-		th_resp_free(r);
-	}
+	th_create_company(&api, root_token, "acme", "acme", true);
+	th_create_company(&api, root_token, "globex", "globex", true);
+	th_create_company(&api, root_token, "sleepy", "sleepy", false);
 	r = th_call(&api, "POST", "/api/acme/dialer-tokens", root_token, "{\"name\": \"acme-dialer\"}");
 	if (r->status != 200 || !th_json_str(r->json, "token"))
 		return -1;
@@ -68,15 +48,9 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(root_token);
 	free(acme_dialer_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static void expect_counts(struct th_resp *r, long long reg, long long created, long long updated, long long off)

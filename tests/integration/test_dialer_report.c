@@ -23,25 +23,12 @@ static char *root_token;
 
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
-}
-
-/* redis-cli against url; stdout (caller frees). */
-static char *redis_cli(const char *url, const char *a1, const char *a2, const char *a3, const char *a4)
-{
-	const char *argv[] = {"redis-cli", "-u", url, "--no-raw", a1, a2, a3, a4, NULL};
-	char *out = NULL;
-
-	assert_int_equal(th_run(argv, NULL, 10000, &out), 0);
-	return out;
+	return th_sql_get(db_url, q, NULL);
 }
 
 static long long xlen(void)
 {
-	char *out = redis_cli(th_env("REDIS_URL"), "XLEN", "dialer:results", NULL, NULL);
+	char *out = th_redis_cli("XLEN", "dialer:results", NULL);
 	long long n = strtoll(strstr(out, "(integer) ") ? strstr(out, "(integer) ") + 10 : out, NULL, 10);
 
 	free(out);
@@ -50,35 +37,17 @@ static long long xlen(void)
 
 static int group_setup(void **state)
 {
-	struct th_resp *r;
-
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_dialer_report");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
-	r = th_call(&api, "POST", "/api/companies", root_token, "{\"name\": \"acme\", \"display_name\": \"Acme\"}");
-	if (r->status != 200)
-		return -1;
-	th_resp_free(r);
+	th_create_company(&api, root_token, "acme", "Acme", true);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static struct th_resp *report(const char *body)
@@ -89,7 +58,7 @@ static struct th_resp *report(const char *body)
 /* The entry's field values in XRANGE's output, one per line: "field\nvalue\n...". */
 static char *entry(const char *id)
 {
-	return redis_cli(th_env("REDIS_URL"), "XRANGE", "dialer:results", id, id);
+	return th_redis_cli("XRANGE", "dialer:results", id, id, NULL);
 }
 
 static void expect_field(const char *dump, const char *field, const char *value)

@@ -38,33 +38,13 @@ static long long acme_id, globex_id, agent_id;
 
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, NULL);
 }
 
+/* sql() as an integer; it must not be NULL. */
 static long long sql_int(const char *q)
 {
-	char *v = sql(q);
-	long long n;
-
-	assert_non_null(v);
-	n = strtoll(v, NULL, 10);
-	free(v);
-	return n;
-}
-
-static long long create_company(const char *name)
-{
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s co\"}", name, name);
-	long long id = -1;
-
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
+	return th_sql_int(db_url, q, NULL);
 }
 
 static long long create_user(const char *company, const char *username, const char *role, const char *first,
@@ -87,17 +67,11 @@ static long long create_user(const char *company, const char *username, const ch
 
 static struct th_proc *worker_start(const char *type)
 {
-	char path[512], log_path[512], name[64], dbkv[600], rkv[300], dkv[600];
+	char name[64], dkv[600];
 
 	snprintf(name, sizeof(name), "dialer-%s", type);
-	snprintf(path, sizeof(path), "%s/%s", th_env("DIALER_BIN_DIR"), name);
-	snprintf(log_path, sizeof(log_path), "%s/%s-%s.log", th_tmp_dir(), th_test_name(), type);
-	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
-	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
 	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s", data_dir);
-	const char *argv[] = {name, NULL};
-	const char *env[] = {dbkv, rkv, dkv, "LOG_LEVEL=info", "TIMEZONE=Asia/Tehran", NULL};
-	return th_proc_start(path, argv, env, log_path);
+	return th_dialer_start(name, db_url, type, dkv, "LOG_LEVEL=info", "TIMEZONE=Asia/Tehran", NULL);
 }
 
 static int group_setup(void **state)
@@ -105,24 +79,19 @@ static int group_setup(void **state)
 	char dkv[600];
 
 	(void)state;
-	th_init();
 	snprintf(data_dir, sizeof(data_dir), "%s/%s-data", th_tmp_dir(), th_test_name());
 	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s", data_dir);
-	db_url = th_fresh_db("it_test_export");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), dkv, "JOB_WAIT_SECONDS=20", "BULK_SYNC_LIMIT=5",
+	if (th_setup_api(&api, &db_url, &root_token, dkv, "JOB_WAIT_SECONDS=20", "BULK_SYNC_LIMIT=5",
 	                 "TIMEZONE=Asia/Tehran", NULL) < 0 ||
 	    th_api_start(&api0, db_url, th_env("REDIS_URL"), dkv, "JOB_WAIT_SECONDS=0", "BULK_SYNC_LIMIT=5",
 	                 "TIMEZONE=Asia/Tehran", NULL) < 0)
 		return -1;
 	export_worker = worker_start("export");
 	bulk_worker = worker_start("bulk");
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL || export_worker == NULL || bulk_worker == NULL)
+	if (export_worker == NULL || bulk_worker == NULL)
 		return -1;
-	acme_id = create_company("acme");
-	globex_id = create_company("globex");
+	acme_id = th_create_company(&api, root_token, "acme", "acme co", true);
+	globex_id = th_create_company(&api, root_token, "globex", "globex co", true);
 	create_user("acme", "acme-admin", "ADMIN", "Ada", "Admin", "09350000001");
 	agent_id = create_user("acme", "acme-agent", "AGENT", "Zahra", "Karimi", "09350000002");
 	create_user("globex", "globex-admin", "ADMIN", "Gus", "Globex", "09350000004");
@@ -143,18 +112,15 @@ static int group_teardown(void **state)
 		st = -1;
 	if (th_proc_stop(bulk_worker) != 0)
 		st = -1;
-	if (th_api_stop(&api) != 0)
-		st = -1;
 	if (th_api_stop(&api0) != 0)
 		st = -1;
-	free(root_token);
 	free(admin_token);
 	free(agent_token);
 	free(globex_token);
 	free(admin0_token);
 	free(globex0_token);
-	free(db_url);
-	th_fini();
+	if (th_teardown_api(&api, &db_url, &root_token) != 0)
+		st = -1;
 	return st;
 }
 

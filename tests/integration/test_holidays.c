@@ -24,31 +24,14 @@ static char *root_token, *admin_token, *agent_token;
 
 static char *create_user_token(const char *company, const char *username, const char *role)
 {
-	char path[96];
-	struct th_resp *r;
-
-	snprintf(path, sizeof(path), "/api/%s/admins", company);
-	r = th_callf(&api, "POST", path, root_token,
-	             "{\"username\": \"%s\", \"password\": \"secret-pass-1\", \"role\": \"%s\"}", username, role);
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-	return th_login(&api, username, "secret-pass-1");
+	return th_create_user(&api, root_token, company, username, "secret-pass-1", role);
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
 	th_set_source_ip("127.0.6.2");
-	if (tz_init("Asia/Tehran") < 0)
-		return -1;
-	db_url = th_fresh_db("it_test_holidays");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
+	if (tz_init("Asia/Tehran") < 0 || th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	admin_token = create_user_token(TH_DEFAULT_COMPANY, "hol-admin", "ADMIN");
 	agent_token = create_user_token(TH_DEFAULT_COMPANY, "hol-agent", "AGENT");
@@ -57,16 +40,10 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
 	free(admin_token);
 	free(agent_token);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -118,16 +95,6 @@ static void expect_item(const json_t *it, const char *date, const char *jdate, c
 		assert_true(k && (strcmp(k, "fixed") == 0 || strcmp(k, "lunar") == 0));
 	}
 	assert_int_equal(json_object_size(it), 4);
-}
-
-static void expect_detail_prefix(const struct th_resp *r, long status, const char *prefix)
-{
-	const char *d;
-
-	TH_EXPECT_ERROR(r, status, NULL);
-	d = th_json_str(r->json, "detail");
-	if (d == NULL || strncmp(d, prefix, strlen(prefix)) != 0)
-		fail_msg("detail %s does not start with %s", d ? d : "(none)", prefix);
 }
 
 static struct th_resp *del(const char *date, const char *token)
@@ -219,7 +186,7 @@ static void test_list_default_year_and_errors(void **state)
 		char path[64];
 		snprintf(path, sizeof(path), "/api/holidays%s", bad[i]);
 		r = th_call(&api, "GET", path, agent_token, NULL);
-		expect_detail_prefix(r, 422, "year");
+		TH_EXPECT_DETAIL_PREFIX(r, 422, "year");
 		th_resp_free(r);
 	}
 	r = th_call(&api, "GET", "/api/holidays", NULL, NULL);
@@ -426,14 +393,14 @@ static void test_bad_input(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		r = th_call(&api, "POST", "/api/holidays", root_token, cases[i].body);
-		expect_detail_prefix(r, 422, cases[i].prefix);
+		TH_EXPECT_DETAIL_PREFIX(r, 422, cases[i].prefix);
 		th_resp_free(r);
 	}
 	memset(title, 'a', 256);
 	title[256] = '\0';
 	snprintf(body, sizeof(body), "{\"date\": \"2040-05-12\", \"title\": \"%s\"}", title);
 	r = th_call(&api, "POST", "/api/holidays", root_token, body);
-	expect_detail_prefix(r, 422, "title");
+	TH_EXPECT_DETAIL_PREFIX(r, 422, "title");
 	th_resp_free(r);
 	title[255] = '\0'; /* 255 is the limit: accepted, then removed */
 	snprintf(body, sizeof(body), "{\"date\": \"2040-05-12\", \"title\": \"%s\"}", title);
@@ -447,7 +414,7 @@ static void test_bad_input(void **state)
 	static const char *const bad_dates[] = {"2040-02-30", "abc", "2040-05-10x", "20400510"};
 	for (size_t i = 0; i < sizeof(bad_dates) / sizeof(bad_dates[0]); i++) {
 		r = del(bad_dates[i], root_token);
-		expect_detail_prefix(r, 422, "date");
+		TH_EXPECT_DETAIL_PREFIX(r, 422, "date");
 		th_resp_free(r);
 	}
 	l = list_ok("?year=1419", root_token);

@@ -30,27 +30,14 @@ static char *root_token;
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
 	th_set_source_ip(IP_HTTP);
-	db_url = th_fresh_db("it_test_http");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "HTTP_MAX_BODY_BYTES=1024", NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	return root_token ? 0 : -1;
+	return th_setup_api(&api, &db_url, &root_token, "HTTP_MAX_BODY_BYTES=1024", NULL);
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 static char *url_of(const char *path)

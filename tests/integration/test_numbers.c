@@ -22,18 +22,6 @@ static char *db_url;
 static char *root_token, *admin_token, *agent_token, *agent2_token, *globex_token;
 static long long acme_id, globex_id, agent_id, agent2_id;
 
-static long long create_company(const char *name)
-{
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s co\"}", name, name);
-	long long id = -1;
-
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
-}
-
 static long long create_user(const char *company, const char *username, const char *role, const char *first,
                              const char *phone)
 {
@@ -55,21 +43,13 @@ static long long create_user(const char *company, const char *username, const ch
 /* One SQL statement that must succeed; returns the first value (caller frees) or NULL. */
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, NULL);
 }
 
+/* sql() as an integer; it must not be NULL. */
 static long long sql_int(const char *q)
 {
-	char *v = sql(q);
-	long long n;
-
-	assert_non_null(v);
-	n = strtoll(v, NULL, 10);
-	free(v);
-	return n;
+	return th_sql_int(db_url, q, NULL);
 }
 
 static long long number_id(const char *phone)
@@ -149,30 +129,18 @@ static void expect_list(const char *token, const char *query, const char *expect
 
 static int group_setup(void **state)
 {
+	char dkv[600];
+
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_numbers");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
 	/* a bulk over more than BULK_SYNC_LIMIT numbers is a job, answered inline within JOB_WAIT_SECONDS */
-	char dkv[600], dbkv[600], rkv[300], bin[512], log_path[512];
 	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s/%s-data", th_tmp_dir(), th_test_name());
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), "LIST_MAX=200", dkv, "JOB_WAIT_SECONDS=120", NULL) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, "LIST_MAX=200", dkv, "JOB_WAIT_SECONDS=120", NULL) < 0)
 		return -1;
-	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
-	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
-	snprintf(bin, sizeof(bin), "%s/dialer-bulk", th_env("DIALER_BIN_DIR"));
-	snprintf(log_path, sizeof(log_path), "%s/%s-bulk.log", th_tmp_dir(), th_test_name());
-	const char *wargv[] = {"dialer-bulk", NULL};
-	const char *wenv[] = {dbkv, rkv, dkv, "LOG_LEVEL=info", NULL};
-	bulk_worker = th_proc_start(bin, wargv, wenv, log_path);
+	bulk_worker = th_dialer_start("dialer-bulk", db_url, "bulk", dkv, "LOG_LEVEL=info", NULL);
 	if (bulk_worker == NULL)
 		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
-	acme_id = create_company("acme");
-	globex_id = create_company("globex");
+	acme_id = th_create_company(&api, root_token, "acme", "acme co", true);
+	globex_id = th_create_company(&api, root_token, "globex", "globex co", true);
 	create_user("acme", "acme-admin", "ADMIN", "Ada", "09350000001");
 	agent_id = create_user("acme", "acme-agent", "AGENT", "Zahra", "09350000002");
 	agent2_id = create_user("acme", "acme-agent2", "AGENT", "Reza", "09350000003");
@@ -189,16 +157,13 @@ static int group_teardown(void **state)
 	int st;
 
 	(void)state;
-	st = th_api_stop(&api);
-	if (th_proc_stop(bulk_worker) != 0)
-		st = -1;
-	free(root_token);
+	st = th_proc_stop(bulk_worker);
 	free(admin_token);
 	free(agent_token);
 	free(agent2_token);
 	free(globex_token);
-	free(db_url);
-	th_fini();
+	if (th_teardown_api(&api, &db_url, &root_token) != 0)
+		st = -1;
 	return st == 0 ? 0 : -1;
 }
 

@@ -21,23 +21,14 @@ static char *db_url;
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
 	th_set_source_ip("127.0.5.1");
-	db_url = th_fresh_db("it_test_ops");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	return th_api_start(&api, db_url, th_env("REDIS_URL"), NULL);
+	return th_setup_api(&api, &db_url, NULL, NULL);
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, NULL);
 }
 
 /* GET base_url + path. */

@@ -37,76 +37,10 @@ static long long agent1, agent2, agent_off, admin1, beta_agent;
 
 /* ---- helpers ---- */
 
-/* First column of the first row of a printf-formatted query (caller frees; NULL for SQL NULL). */
-static char *q(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *q(const char *fmt, ...)
-{
-	char sql[2048], *v = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	if (th_sql(db_url, sql, 0, NULL, &v) != 0)
-		fail_msg("query failed: %s", sql);
-	return v;
-}
-
-static long long qi(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long qi(const char *fmt, ...)
-{
-	char sql[2048], *v = NULL;
-	va_list ap;
-	long long n;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	if (th_sql(db_url, sql, 0, NULL, &v) != 0 || v == NULL)
-		fail_msg("query failed or NULL: %s", sql);
-	n = strtoll(v, NULL, 10);
-	free(v);
-	return n;
-}
-
-/* Polls sql until its value is want (timeout_ms at most), else fails showing the last value. */
-static void wait_value(const char *sql, const char *want, int timeout_ms)
-{
-	long long deadline = th_now_ms() + timeout_ms;
-	char *v = NULL;
-
-	for (;;) {
-		free(v);
-		v = NULL;
-		if (th_sql(db_url, sql, 0, NULL, &v) != 0)
-			fail_msg("query failed: %s", sql);
-		if (v != NULL && strcmp(v, want) == 0)
-			break;
-		if (th_now_ms() > deadline)
-			fail_msg("%s: %s after %d ms, wanted %s", sql, v ? v : "NULL", timeout_ms, want);
-		th_sleep_ms(50);
-	}
-	free(v);
-}
-
-/* redis-cli against the test Redis; stdout (caller frees). args end with NULL. */
-static char *redis_cli(const char *a1, ...)
-{
-	const char *argv[16] = {"redis-cli", "-u", th_env("REDIS_URL"), "--no-raw"};
-	size_t n = 4;
-	const char *a;
-	va_list ap;
-	char *out = NULL;
-
-	argv[n++] = a1;
-	va_start(ap, a1);
-	while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(th_run(argv, NULL, 20000, &out), 0);
-	return out;
-}
+/* First column of the first row of a printf-formatted query (caller frees; NULL for SQL NULL),
+ * and the same as an integer that must not be NULL. */
+#define q(...)  th_sqlf(db_url, __VA_ARGS__)
+#define qi(...) th_sqlf_int(db_url, __VA_ARGS__)
 
 /* "(integer) N" → N */
 static long long redis_int(char *out)
@@ -155,7 +89,7 @@ static void wait_applied(const char *stream_id)
 	char sql[256];
 
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM call_attempts WHERE stream_id = '%s'", stream_id);
-	wait_value(sql, "1", 15000);
+	TH_WAIT_SQL(db_url, sql, "1", 15000);
 }
 
 static long long create_user(const char *token, const char *company, const char *body)
@@ -183,28 +117,11 @@ static long long sql_agent(long long company, const char *username, const char *
 
 static int group_setup(void **state)
 {
-	struct th_resp *r;
-
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_results");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
-	for (int i = 0; i < 2; i++) {
-		r = th_call(&api, "POST", "/api/companies", root_token,
-		            i ? "{\"name\": \"beta\", \"display_name\": \"Beta\"}"
-		              : "{\"name\": \"acme\", \"display_name\": \"Acme\"}");
-		if (r->status != 200)
-			return -1;
-		th_resp_free(r);
-	}
-	acme_id = qi("SELECT id FROM companies WHERE name = 'acme'");
-	beta_id = qi("SELECT id FROM companies WHERE name = 'beta'");
+	acme_id = th_create_company(&api, root_token, "acme", "Acme", true);
+	beta_id = th_create_company(&api, root_token, "beta", "Beta", true);
 	admin1 = create_user(root_token, "acme",
 	                     "{\"username\": \"acme-admin\", \"password\": \"adminpass1\", \"role\": \"ADMIN\","
 	                     " \"phone_number\": \"09125550009\"}");
@@ -218,11 +135,8 @@ static int group_setup(void **state)
 	agent_off = sql_agent(acme_id, "agent-off", "09125550003", false);
 	beta_agent = sql_agent(beta_id, "beta-agent", "09125550004", true);
 	/* wallet 400, 150 per billable call: two full charges, one partial (100), then disabled */
-	r = th_call(&api, "PUT", "/api/acme/billing", root_token,
-	            "{\"wallet_balance\": 400, \"cost_per_connected\": 150}");
-	if (r->status != 200)
-		return -1;
-	th_resp_free(r);
+	th_call_expect(&api, "PUT", "/api/acme/billing", root_token,
+	               "{\"wallet_balance\": 400, \"cost_per_connected\": 150}", 200);
 	worker = worker_start();
 	return 0;
 }
@@ -233,12 +147,9 @@ static int group_teardown(void **state)
 
 	(void)state;
 	wst = th_proc_stop(worker); /* 0: SIGTERM drained and exited, and LeakSanitizer found nothing */
-	st = th_api_stop(&api);
-	free(root_token);
 	free(acme_admin_token);
 	free(beta_admin_token);
-	free(db_url);
-	th_fini();
+	st = th_teardown_api(&api, &db_url, &root_token);
 	if (wst != 0)
 		fprintf(stderr, "dialer-results exited with %d\n", wst);
 	return st == 0 && wst == 0 ? 0 : -1;
@@ -255,7 +166,7 @@ static long long worker_metric(struct th_proc *p, const char *name)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(key, sizeof(key), "metrics:proc:results:%d@%s", (int)th_proc_pid(p), host);
-	out = redis_cli("HGET", key, name, NULL);
+	out = th_redis_cli("HGET", key, name, NULL);
 	n = strtoll(out[0] == '"' ? out + 1 : out, NULL, 10);
 	free(out);
 	return n;
@@ -263,7 +174,7 @@ static long long worker_metric(struct th_proc *p, const char *name)
 
 static long long pending_count(void)
 {
-	return redis_int(redis_cli("XPENDING", "dialer:results", "results", NULL));
+	return redis_int(th_redis_cli("XPENDING", "dialer:results", "results", NULL));
 }
 
 static const char *const statuses[] = {
@@ -436,7 +347,7 @@ static void test_applied(void **state)
 
 	/* 250 → 100 → 0 (a partial charge of 100, then disabled), then at 0: disabled again, no charge */
 	snprintf(key, sizeof(key), "dialer:callstate:%lld", acme_id);
-	free(redis_cli("SET", key, "{\"stale\": true}", NULL));
+	free(th_redis_cli("SET", key, "{\"stale\": true}", NULL));
 	free(report(
 	    "\"phone_number\": \"09121000001\", \"status\": \"HANGUP\", \"attempted_at\": \"2026-02-18T10:20:00Z\""));
 	free(report("\"phone_number\": \"09121000001\", \"status\": \"CONNECTED\", \"attempted_at\": "
@@ -455,7 +366,7 @@ static void test_applied(void **state)
 	      acme_id);
 	assert_string_equal(v, "-150:250,-150:100,-100:0");
 	free(v);
-	assert_int_equal(redis_int(redis_cli("EXISTS", key, NULL)), 0); /* the dialer path decides afresh */
+	assert_int_equal(redis_int(th_redis_cli("EXISTS", key, NULL)), 0); /* the dialer path decides afresh */
 	struct th_resp *r = th_call(&api, "GET", "/api/acme/schedule/status", root_token, NULL);
 	TH_EXPECT_STATUS(r, 200);
 	assert_true(json_is_false(json_object_get(r->json, "call_allowed")));
@@ -590,7 +501,7 @@ static void test_redelivery(void **state)
 	wait_applied(id);
 	attempts = qi("SELECT count(*) FROM call_attempts");
 	dups = worker_metric(worker, "results_duplicates");
-	free(redis_cli("XCLAIM", "dialer:results", "results", "ghost", "0", id, "FORCE", NULL));
+	free(th_redis_cli("XCLAIM", "dialer:results", "results", "ghost", "0", id, "FORCE", NULL));
 	assert_int_equal(pending_count(), 1);
 	long long deadline = th_now_ms() + 15000;
 	while (pending_count() > 0 && th_now_ms() < deadline)
@@ -632,7 +543,7 @@ static void test_max_deliveries(void **state)
 	wait_applied(c);
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT reason || '/' || deliveries FROM dead_letters WHERE stream_id = '%s'", boom);
-	wait_value(sql, "failed to apply in 2 deliveries/3", 20000);
+	TH_WAIT_SQL(db_url, sql, "failed to apply in 2 deliveries/3", 20000);
 	assert_int_equal(qi("SELECT count(*) FROM call_attempts WHERE stream_id = '%s'", boom), 0);
 	v = q("SELECT entry->>'user_message' FROM dead_letters WHERE stream_id = '%s'", boom);
 	assert_string_equal(v, "boom");
@@ -681,13 +592,13 @@ static void test_malformed(void **state)
 	bad_version = xadd("v", "2", "company_id", cid, "phone", "09121000402", "status", "MISSED", "attempted_at",
 	                   "1771408800000000", NULL);
 	snprintf(sql, sizeof(sql), "SELECT reason FROM dead_letters WHERE stream_id = '%s'", bad_status);
-	wait_value(sql, "malformed entry: bad status", 15000);
+	TH_WAIT_SQL(db_url, sql, "malformed entry: bad status", 15000);
 	snprintf(sql, sizeof(sql),
 	         "SELECT reason || '/' || (entry->>'phone') || '/' || company_id FROM dead_letters"
 	         " WHERE stream_id = '%s'",
 	         bad_version);
 	snprintf(want, sizeof(want), "malformed entry: unsupported version/09121000402/%lld", acme_id);
-	wait_value(sql, want, 15000);
+	TH_WAIT_SQL(db_url, sql, want, 15000);
 	assert_int_equal(qi("SELECT count(*) FROM numbers WHERE phone_number IN ('09121000401', '09121000402')"), 0);
 	free(bad_status);
 	free(bad_version);
@@ -761,7 +672,7 @@ static void test_restarts(void **state)
 	         "SELECT count(*) FROM call_attempts WHERE phone_number BETWEEN '09%lld' AND '09%lld'", first,
 	         first + total - 1);
 	snprintf(want, sizeof(want), "%lld", accepted);
-	wait_value(sql, want, 60000);
+	TH_WAIT_SQL(db_url, sql, want, 60000);
 	assert_int_equal(qi("SELECT count(*) FROM number_state s JOIN numbers n ON n.id = s.number_id"
 	                    " WHERE n.phone_number BETWEEN '09%lld' AND '09%lld' AND s.total_attempts = 1",
 	                    first, first + total - 1),
@@ -820,7 +731,7 @@ static void test_sigkill(void **state)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM call_attempts");
 	char want[32];
 	snprintf(want, sizeof(want), "%lld", base + BIG_RUN);
-	wait_value(sql, want, 90000);
+	TH_WAIT_SQL(db_url, sql, want, 90000);
 	deadline = th_now_ms() + 10000;
 	while (pending_count() > 0 && th_now_ms() < deadline)
 		th_sleep_ms(100);
@@ -855,7 +766,7 @@ static void test_two_workers(void **state)
 	base = qi("SELECT count(*) FROM call_attempts");
 	pipe_results(first, PAIR_RUN);
 	snprintf(want, sizeof(want), "%lld", base + PAIR_RUN);
-	wait_value("SELECT count(*) FROM call_attempts", want, 60000);
+	TH_WAIT_SQL(db_url, "SELECT count(*) FROM call_attempts", want, 60000);
 	long long deadline = th_now_ms() + 5000;
 	while (th_now_ms() < deadline) { /* counters are pushed every second */
 		d1 = worker_metric(worker, "results_applied");

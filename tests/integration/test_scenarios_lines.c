@@ -22,8 +22,6 @@ static char *root_token;
 static long long acme_id, globex_id, sleepy_id;
 static char *acme_admin_token, *acme_agent_token, *globex_admin_token;
 
-#define BAD_TOKEN "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyb290In0.bad-signature"
-
 /* The six callers of the role table (COMPAT §1.6). */
 enum { ROOT, ACME_ADMIN, GLOBEX_ADMIN, ACME_AGENT, NO_TOKEN, BAD, N_ACTORS };
 static const char *const actor_names[N_ACTORS] = {"root",  "acme-admin", "globex-admin",
@@ -41,166 +39,66 @@ static const char *actor_token(int a)
 	case ACME_AGENT:
 		return acme_agent_token;
 	case BAD:
-		return BAD_TOKEN;
+		return TH_BAD_TOKEN;
 	default:
 		return NULL;
 	}
 }
 
-/* An expected answer: status, and the detail when it is an error. */
-struct expect {
-	long status;
-	const char *detail;
-};
-
-#define OK                \
-	{                 \
-		200, NULL \
-	}
-#define NO_AUTH                          \
-	{                                \
-		401, "Not authenticated" \
-	}
-#define BAD_AUTH                                      \
-	{                                             \
-		401, "Could not validate credentials" \
-	}
-#define DENIED                                       \
-	{                                            \
-		403, "Access denied to this company" \
-	}
-#define ADMINS                     \
-	{                          \
-		403, "Admins only" \
-	}
-#define SUPERUSERS                    \
-	{                             \
-		403, "Superuser only" \
-	}
-
-static void check(struct th_resp *r, const struct expect *e)
-{
-	if (e->status == 200)
-		TH_EXPECT_STATUS(r, 200);
-	else
-		TH_EXPECT_ERROR(r, e->status, e->detail);
-}
-
-/* A 422 whose detail names field first ("field: ..."). */
-static void expect_invalid(const struct th_resp *r, const char *field)
-{
-	const char *d;
-
-	TH_EXPECT_ERROR(r, 422, NULL);
-	d = th_json_str(r->json, "detail");
-	if (field != NULL && (d == NULL || strncmp(d, field, strlen(field)) != 0)) {
-		fprintf(stderr, "expected a detail naming %s: %s\n", field, r->body);
-		fail();
-	}
-}
-
-/* First column of the first row of sql with up to three text parameters, as a string the
- * caller frees ("" for NULL or no row). */
+/* First column of the first row of sql with up to three text parameters (NULL: no more), as a
+ * string the caller frees ("" for NULL or no row). */
 static char *sql_value(const char *sql, const char *p1, const char *p2, const char *p3)
 {
-	const char *params[3] = {p1, p2, p3};
-	int n = p3 ? 3 : p2 ? 2 : p1 ? 1 : 0;
-	char *v = NULL;
+	char *v = th_sql_get(db_url, sql, p1, p2, p3, NULL);
 
-	assert_int_equal(th_sql(db_url, sql, n, params, &v), 0);
 	return v ? v : strdup("");
 }
 
-/* sql_value() as an integer. */
+/* sql_value() as an integer; it must not be NULL. */
 static long long sql_int(const char *sql, const char *p1, const char *p2)
 {
-	char *v = sql_value(sql, p1, p2, NULL);
-	long long n = strtoll(v, NULL, 10);
-
-	free(v);
-	return n;
+	return th_sql_int(db_url, sql, p1, p2, NULL);
 }
 
+/* sql's value must be expected (NULL: no row, or SQL NULL). */
 static void expect_sql(const char *expected, const char *sql, const char *p1, const char *p2)
 {
-	char *v = sql_value(sql, p1, p2, NULL);
-
-	if (strcmp(v, expected) != 0) {
-		fprintf(stderr, "%s: expected \"%s\", got \"%s\"\n", sql, expected, v);
-		free(v);
-		fail();
-	}
-	free(v);
+	TH_EXPECT_SQL(db_url, expected, sql, p1, p2, NULL);
 }
 
 static long long create_company(const char *name)
 {
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s Inc\"}", name, name);
-	long long id = -1;
-
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
+	return th_create_company(&api, root_token, name, name, true);
 }
 
 static char *create_user(const char *company, const char *username, const char *role)
 {
-	char path[96];
-	struct th_resp *r;
-
-	snprintf(path, sizeof(path), "/api/%s/admins", company);
-	r = th_callf(&api, "POST", path, root_token,
-	             "{\"username\": \"%s\", \"password\": \"secret-pass-1\", \"role\": \"%s\"}", username, role);
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-	return th_login(&api, username, "secret-pass-1");
+	return th_create_user(&api, root_token, company, username, "secret-pass-1", role);
 }
 
 static int group_setup(void **state)
 {
-	struct th_resp *r;
-	char path[64];
-
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_scenarios_lines");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	acme_id = create_company("acme");
 	globex_id = create_company("globex");
-	sleepy_id = create_company("sleepy");
+	sleepy_id = th_create_company(&api, root_token, "sleepy", "sleepy", false);
 	acme_admin_token = create_user("acme", "acme-admin", "ADMIN");
 	acme_agent_token = create_user("acme", "acme-agent", "AGENT");
 	globex_admin_token = create_user("globex", "globex-admin", "ADMIN");
 	if (!acme_admin_token || !acme_agent_token || !globex_admin_token)
 		return -1;
-	snprintf(path, sizeof(path), "/api/companies/%lld", sleepy_id);
-	r = th_call(&api, "PUT", path, root_token, "{\"is_active\": false}");
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
 	free(acme_admin_token);
 	free(acme_agent_token);
 	free(globex_admin_token);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -404,11 +302,11 @@ static void create_cases(const struct kind *k, const char *token)
 #undef CASE
 		for (size_t i = 0; i < n; i++) {
 			r = th_call(&api, "POST", path, token, cases[i].body);
-			expect_invalid(r, cases[i].field);
+			TH_EXPECT_INVALID(r, cases[i].field);
 			th_resp_free(r);
 		}
 		r = th_call(&api, "POST", path, token, NULL); /* no body at all */
-		expect_invalid(r, "body");
+		TH_EXPECT_INVALID(r, "body");
 		th_resp_free(r);
 	}
 	assert_int_equal(count_items(k, acme_id), before);
@@ -459,19 +357,19 @@ static void update_cases(const struct kind *k, const char *token)
 
 	/* Bad input: 422, nothing changed. */
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": \"\", \"is_active\": true}");
-	expect_invalid(r, "display_name");
+	TH_EXPECT_INVALID(r, "display_name");
 	th_resp_free(r);
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": 5}");
-	expect_invalid(r, "display_name");
+	TH_EXPECT_INVALID(r, "display_name");
 	th_resp_free(r);
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": \"Fine\", \"is_active\": \"no\"}");
-	expect_invalid(r, "is_active");
+	TH_EXPECT_INVALID(r, "is_active");
 	th_resp_free(r);
 	r = th_call(&api, "PUT", path, token, "[true]");
-	expect_invalid(r, "body");
+	TH_EXPECT_INVALID(r, "body");
 	th_resp_free(r);
 	r = th_call(&api, "PUT", path, token, NULL);
-	expect_invalid(r, "body");
+	TH_EXPECT_INVALID(r, "body");
 	th_resp_free(r);
 	expect_item_col(k, id, "display_name", "Renamed");
 	expect_item_col(k, id, "is_active", "false");
@@ -479,11 +377,11 @@ static void update_cases(const struct kind *k, const char *token)
 	/* Ids: not a number → 422; unknown, or another company's → 404 and untouched. */
 	snprintf(path, sizeof(path), "/api/acme/%s/abc", k->path);
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": \"X\"}");
-	expect_invalid(r, k == &scenarios ? "scenario_id" : "line_id");
+	TH_EXPECT_INVALID(r, k == &scenarios ? "scenario_id" : "line_id");
 	th_resp_free(r);
 	snprintf(path, sizeof(path), "/api/acme/%s/0", k->path);
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": \"X\"}");
-	expect_invalid(r, NULL);
+	TH_EXPECT_INVALID(r, NULL);
 	th_resp_free(r);
 	snprintf(path, sizeof(path), "/api/acme/%s/99999999", k->path);
 	r = th_call(&api, "PUT", path, token, "{\"display_name\": \"X\"}");
@@ -547,7 +445,7 @@ static void delete_cases(const struct kind *k, const char *token, const char *ph
 
 	snprintf(path, sizeof(path), "/api/acme/%s/x1", k->path);
 	r = th_call(&api, "DELETE", path, token, NULL);
-	expect_invalid(r, NULL);
+	TH_EXPECT_INVALID(r, NULL);
 	th_resp_free(r);
 }
 
@@ -592,7 +490,7 @@ static void list_cases(const struct kind *k, const char *token)
 
 /* The role table of COMPAT §1.6 (with membership on writes) for one resource under acme: every
  * caller on every endpoint, and a check that refused calls changed nothing. */
-static void role_table(const struct kind *k, const struct expect *read, const struct expect *write)
+static void role_table(const struct kind *k, const struct th_expect *read, const struct th_expect *write)
 {
 	char path[128], key[64], current[96], sql[160], cid[24];
 	long long fixed;
@@ -610,20 +508,20 @@ static void role_table(const struct kind *k, const struct expect *read, const st
 
 		snprintf(path, sizeof(path), "/api/acme/%s", k->path);
 		r = th_call(&api, "GET", path, token, NULL);
-		check(r, &read[a]);
+		TH_EXPECT_ANSWER(r, &read[a]);
 		if (read[a].status == 200)
 			assert_true(json_is_array(r->json));
 		th_resp_free(r);
 
 		snprintf(key, sizeof(key), "r-%s", actor_names[a]);
 		r = post_item(k, "acme", token, key, acme_id);
-		check(r, &write[a]);
+		TH_EXPECT_ANSWER(r, &write[a]);
 		th_resp_free(r);
 		assert_int_equal(sql_int(sql, cid, key), write[a].status == 200 ? 1 : 0);
 
 		snprintf(path, sizeof(path), "/api/acme/%s/%lld", k->path, fixed);
 		r = th_callf(&api, "PUT", path, token, "{\"display_name\": \"by %s\"}", actor_names[a]);
-		check(r, &write[a]);
+		TH_EXPECT_ANSWER(r, &write[a]);
 		th_resp_free(r);
 		if (write[a].status == 200)
 			snprintf(current, sizeof(current), "by %s", actor_names[a]);
@@ -633,7 +531,7 @@ static void role_table(const struct kind *k, const struct expect *read, const st
 		victim = make_item(k, "acme", key, acme_id);
 		snprintf(path, sizeof(path), "/api/acme/%s/%lld", k->path, victim);
 		r = th_call(&api, "DELETE", path, token, NULL);
-		check(r, &write[a]);
+		TH_EXPECT_ANSWER(r, &write[a]);
 		th_resp_free(r);
 		snprintf(key, sizeof(key), "%lld", victim);
 		expect_item_col(k, victim, "id", write[a].status == 200 ? "" : key);
@@ -668,7 +566,7 @@ static void company_cases(const struct kind *k)
 			r = th_call(&api, methods[m], path, NULL, body);
 			TH_EXPECT_ERROR(r, 401, "Not authenticated");
 			th_resp_free(r);
-			r = th_call(&api, methods[m], path, BAD_TOKEN, body);
+			r = th_call(&api, methods[m], path, TH_BAD_TOKEN, body);
 			TH_EXPECT_ERROR(r, 401, "Could not validate credentials");
 			th_resp_free(r);
 			r = th_call(&api, methods[m], path, root_token, body);
@@ -681,8 +579,8 @@ static void company_cases(const struct kind *k)
 
 /* ------------------------------------------------------------------ scenarios */
 
-static const struct expect scenario_read[N_ACTORS] = {OK, OK, DENIED, OK, NO_AUTH, BAD_AUTH};
-static const struct expect scenario_write[N_ACTORS] = {OK, OK, DENIED, ADMINS, NO_AUTH, BAD_AUTH};
+static const struct th_expect scenario_read[N_ACTORS] = {TH_OK, TH_OK, TH_DENIED, TH_OK, TH_NO_AUTH, TH_BAD_AUTH};
+static const struct th_expect scenario_write[N_ACTORS] = {TH_OK, TH_OK, TH_DENIED, TH_ADMINS, TH_NO_AUTH, TH_BAD_AUTH};
 
 static void test_scenarios_create(void **state)
 {
@@ -701,7 +599,7 @@ static void test_scenarios_create(void **state)
 	th_resp_free(r);
 	sprintf(p, "\xd8\xb3");
 	r = post_item(&scenarios, "acme", acme_admin_token, name, acme_id);
-	expect_invalid(r, "name");
+	TH_EXPECT_INVALID(r, "name");
 	th_resp_free(r);
 }
 
@@ -757,7 +655,8 @@ static void test_scenarios_company(void **state)
 
 /* --------------------------------------------------------------------- lines */
 
-static const struct expect line_all[N_ACTORS] = {OK, SUPERUSERS, SUPERUSERS, SUPERUSERS, NO_AUTH, BAD_AUTH};
+static const struct th_expect line_all[N_ACTORS] = {TH_OK,         TH_SUPERUSERS, TH_SUPERUSERS,
+                                                    TH_SUPERUSERS, TH_NO_AUTH,    TH_BAD_AUTH};
 
 static void test_lines_create(void **state)
 {

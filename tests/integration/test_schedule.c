@@ -30,43 +30,19 @@ static char *acme_admin_token, *acme_agent_token, *globex_admin_token;
 
 static long long create_company(const char *name)
 {
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s co\"}", name, name);
-	long long id = -1;
-
-	TH_EXPECT_STATUS(r, 200);
-	assert_int_equal(th_json_int(r->json, "id", &id), 0);
-	th_resp_free(r);
-	return id;
+	return th_create_company(&api, root_token, name, name, true);
 }
 
 static char *create_user_token(const char *company, const char *username, const char *role)
 {
-	char path[96];
-	struct th_resp *r;
-
-	snprintf(path, sizeof(path), "/api/%s/admins", company);
-	r = th_callf(&api, "POST", path, root_token,
-	             "{\"username\": \"%s\", \"password\": \"secret-pass-1\", \"role\": \"%s\"}", username, role);
-	TH_EXPECT_STATUS(r, 200);
-	th_resp_free(r);
-	return th_login(&api, username, "secret-pass-1");
+	return th_create_user(&api, root_token, company, username, "secret-pass-1", role);
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
 	th_set_source_ip("127.0.6.1");
-	if (tz_init("Asia/Tehran") < 0)
-		return -1;
-	db_url = th_fresh_db("it_test_schedule");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
+	if (tz_init("Asia/Tehran") < 0 || th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	acme_id = create_company("acme");
 	create_company("globex");
@@ -78,17 +54,11 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int st;
-
 	(void)state;
-	st = th_api_stop(&api);
 	free(acme_admin_token);
 	free(acme_agent_token);
 	free(globex_admin_token);
-	free(root_token);
-	free(db_url);
-	th_fini();
-	return st == 0 ? 0 : -1;
+	return th_teardown_api(&api, &db_url, &root_token);
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -148,17 +118,6 @@ static void set_wallet(long long company_id, const char *amount)
 {
 	sql_company("UPDATE company_config SET wallet_balance = $2::bigint WHERE company_id = $1::integer", company_id,
 	            amount);
-}
-
-/* The error's detail starts with prefix (a field name, or the message). */
-static void expect_detail_prefix(const struct th_resp *r, long status, const char *prefix)
-{
-	const char *d;
-
-	TH_EXPECT_ERROR(r, status, NULL);
-	d = th_json_str(r->json, "detail");
-	if (d == NULL || strncmp(d, prefix, strlen(prefix)) != 0)
-		fail_msg("detail %s does not start with %s", d ? d : "(none)", prefix);
 }
 
 /* The interval at index i is (dow, start, end). */
@@ -443,7 +402,7 @@ static void test_put_errors(void **state)
 	TH_EXPECT_INT(before, "version", 2);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		r = sched("PUT", "sch-err", root_token, cases[i].body);
-		expect_detail_prefix(r, cases[i].status, cases[i].prefix);
+		TH_EXPECT_DETAIL_PREFIX(r, cases[i].status, cases[i].prefix);
 		th_resp_free(r);
 	}
 	/* the exact COMPAT detail text */
@@ -454,7 +413,7 @@ static void test_put_errors(void **state)
 
 	/* an empty body and too many intervals */
 	r = sched("PUT", "sch-err", root_token, NULL);
-	expect_detail_prefix(r, 422, "body");
+	TH_EXPECT_DETAIL_PREFIX(r, 422, "body");
 	th_resp_free(r);
 	big = malloc(65 * 80 + 32);
 	assert_non_null(big);
@@ -465,7 +424,7 @@ static void test_put_errors(void **state)
 		                     i ? "," : "", i % 7, i / 7, i / 7);
 	sprintf(big + n, "]}");
 	r = sched("PUT", "sch-err", root_token, big);
-	expect_detail_prefix(r, 422, "intervals: at most 64");
+	TH_EXPECT_DETAIL_PREFIX(r, 422, "intervals: at most 64");
 	th_resp_free(r);
 	/* exactly 64 is fine (but is not saved here: sent to another company) */
 	n = (size_t)sprintf(big, "{\"intervals\": [");
@@ -593,15 +552,6 @@ static void expect_allowed(const json_t *st)
 	assert_true(json_is_null(json_object_get(st, "next_window_at")));
 }
 
-#define ALL_DAY_EVERY_DAY                                                               \
-	"[{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}," \
-	" {\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}]"
-
 static void test_status_allowed_and_funds(void **state)
 {
 	struct tz_local before, after;
@@ -613,7 +563,7 @@ static void test_status_allowed_and_funds(void **state)
 	(void)state;
 	id = create_company("st-funds");
 	set_wallet(id, "1000");
-	json_decref(put_ok("st-funds", "{\"skip_holidays\": false, \"intervals\": " ALL_DAY_EVERY_DAY "}"));
+	json_decref(put_ok("st-funds", "{\"skip_holidays\": false, \"intervals\": " TH_ALL_DAY_INTERVALS "}"));
 	local_now(&before);
 	st = status_ok("st-funds");
 	local_now(&after);
@@ -772,7 +722,7 @@ static void test_status_holiday(void **state)
 	(void)state;
 	id = create_company("st-holiday");
 	set_wallet(id, "1000");
-	json_decref(put_ok("st-holiday", "{\"skip_holidays\": true, \"intervals\": " ALL_DAY_EVERY_DAY "}"));
+	json_decref(put_ok("st-holiday", "{\"skip_holidays\": true, \"intervals\": " TH_ALL_DAY_INTERVALS "}"));
 	local_now(&now);
 	if (now.sec > 86400 - 30)
 		th_sleep_ms(31000); /* the custom holiday must still be today */

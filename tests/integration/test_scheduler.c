@@ -79,21 +79,16 @@ static long long rpttl(const char *key)
 
 static char *sql(const char *q)
 {
-	char *v = NULL;
-
-	assert_int_equal(th_sql(db_url, q, 0, NULL, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, NULL);
 }
 
 /* q with $1 = company id `id` (and $2, $3 = a, b when not NULL): the first value (caller frees). */
 static char *sqlp(const char *q, long long id, const char *a, const char *b)
 {
-	char ids[24], *v = NULL;
-	const char *p[3] = {ids, a, b};
+	char ids[24];
 
 	snprintf(ids, sizeof(ids), "%lld", id);
-	assert_int_equal(th_sql(db_url, q, b ? 3 : a ? 2 : 1, p, &v), 0);
-	return v;
+	return th_sql_get(db_url, q, ids, a, b, NULL);
 }
 
 /* The published decision of company id once it has schedule_version `version` (any when < 0)
@@ -123,78 +118,31 @@ static json_t *wait_state(long long id, long long version, long long after_ms, i
 
 static long long create_company(const char *name, bool active)
 {
-	struct th_resp *r = th_callf(&api, "POST", "/api/companies", root_token,
-	                             "{\"name\": \"%s\", \"display_name\": \"%s\", \"is_active\": %s}", name, name,
-	                             active ? "true" : "false");
-	long long id = -1;
-
-	if (r->status == 200)
-		th_json_int(r->json, "id", &id);
-	else
-		print_error("create %s: %ld %s\n", name, r->status, r->body);
-	th_resp_free(r);
-	return id;
+	return th_create_company(&api, root_token, name, name, active);
 }
 
 /* Funds the company and opens every day from 00:00:00 to 23:59:59, holidays ignored; returns the
- * version, or -1. */
+ * version. */
 static long long open_all_week(const char *name)
 {
-	char path[128];
-	struct th_resp *r;
-	long long v = -1;
-
-	snprintf(path, sizeof(path), "/api/%s/billing", name);
-	r = th_call(&api, "PUT", path, root_token, "{\"wallet_balance\": 1000000}");
-	if (r->status != 200) {
-		print_error("billing %s: %ld %s\n", name, r->status, r->body);
-		th_resp_free(r);
-		return -1;
-	}
-	th_resp_free(r);
-	snprintf(path, sizeof(path), "/api/%s/schedule", name);
-	r = th_call(&api, "PUT", path, root_token,
-	            "{\"enabled\": true, \"skip_holidays\": false, \"intervals\": ["
-	            "{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-	            "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}]}");
-	if (r->status == 200)
-		th_json_int(r->json, "version", &v);
-	else
-		print_error("schedule %s: %ld %s\n", name, r->status, r->body);
-	th_resp_free(r);
-	return v;
+	return th_open_company(&api, root_token, name, 1000000);
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_scheduler");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	rc = rds_connect_sync(th_env("REDIS_URL"), NULL);
 	if (rc == NULL)
-		return -1;
-	if (th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
-		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
 		return -1;
 	acme_id = create_company("acme", true);
 	beta_id = create_company("beta", true);
 	gamma_id = create_company("gamma", false);
 	delta_id = create_company("delta", true);
-	if (acme_id < 0 || beta_id < 0 || gamma_id < 0 || delta_id < 0)
-		return -1;
 	/* configured before the scheduler runs, so that it never sees acme or delta unfunded */
 	acme_version = open_all_week("acme");
-	if (acme_version < 0 || open_all_week("delta") < 0)
-		return -1;
+	open_all_week("delta");
 	snprintf(sched1_log, sizeof(sched1_log), "%s/test_scheduler-sched1.log", th_tmp_dir());
 	snprintf(sched2_log, sizeof(sched2_log), "%s/test_scheduler-sched2.log", th_tmp_dir());
 	unlink(sched1_log);
@@ -210,12 +158,9 @@ static int group_teardown(void **state)
 	(void)state;
 	st1 = th_proc_stop(sched1);
 	st2 = th_proc_stop(sched2);
-	st = th_api_stop(&api);
 	if (rc)
 		redisFree(rc);
-	free(root_token);
-	free(db_url);
-	th_fini();
+	st = th_teardown_api(&api, &db_url, &root_token);
 	if (st1 != 0 || st2 != 0)
 		print_error("scheduler exit status %d / %d (see %s, %s)\n", st1, st2, sched1_log, sched2_log);
 	return st == 0 && st1 == 0 && st2 == 0 ? 0 : -1;

@@ -25,85 +25,36 @@ static char *db_url;
 static char *root_token;
 static redisContext *rc;
 
-static const char *const ALL_DAY = "{\"enabled\": true, \"skip_holidays\": false, \"intervals\": ["
-                                   "{\"day_of_week\": 0, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 1, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 2, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 3, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 4, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 5, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"},"
-                                   "{\"day_of_week\": 6, \"start_time\": \"00:00\", \"end_time\": \"23:59:59\"}]}";
-
-static int put(const char *path, const char *body)
-{
-	struct th_resp *r = th_call(&api, "PUT", path, root_token, body);
-	int ok = r->status == 200 ? 0 : -1;
-
-	if (ok)
-		print_error("PUT %s: %ld %s\n", path, r->status, r->body);
-	th_resp_free(r);
-	return ok;
-}
-
-static int post(const char *path, const char *body)
-{
-	struct th_resp *r = th_call(&api, "POST", path, root_token, body);
-	int ok = r->status == 200 || r->status == 201 ? 0 : -1;
-
-	if (ok)
-		print_error("POST %s: %ld %s\n", path, r->status, r->body);
-	th_resp_free(r);
-	return ok;
-}
-
 static int group_setup(void **state)
 {
 	(void)state;
-	th_init();
-	db_url = th_fresh_db("it_test_simulate");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (th_setup_api(&api, &db_url, &root_token, NULL) < 0)
 		return -1;
 	rc = rds_connect_sync(th_env("REDIS_URL"), NULL);
-	if (rc == NULL || th_api_start(&api, db_url, th_env("REDIS_URL"), NULL) < 0)
+	if (rc == NULL)
 		return -1;
 	sched = th_dialer_start("dialer-scheduler", db_url, NULL, NULL);
 	if (sched == NULL)
 		return -1;
-	root_token = th_login(&api, TH_ROOT_USER, TH_ROOT_PASS);
-	if (root_token == NULL)
-		return -1;
 	/* the default company (the agents send no company) may dial, with agents, scenarios and lines */
-	if (put("/api/" TH_DEFAULT_COMPANY "/billing", "{\"wallet_balance\": 100000000}") ||
-	    put("/api/" TH_DEFAULT_COMPANY "/schedule", ALL_DAY) ||
-	    post("/api/" TH_DEFAULT_COMPANY "/admins",
-	         "{\"username\": \"out1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\","
-	         " \"agent_type\": \"OUTBOUND\", \"phone_number\": \"09351112233\"}") ||
-	    post("/api/" TH_DEFAULT_COMPANY "/admins",
-	         "{\"username\": \"both1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\","
-	         " \"first_name\": \"Sara\", \"last_name\": \"Rad\"}") ||
-	    post("/api/companies", "{\"name\": \"broke\", \"display_name\": \"Broke\"}"))
-		return -1;
-	{
-		struct th_resp *r =
-		    th_call(&api, "POST", "/api/dialer/register-outbound-lines", TH_DIALER_TOKEN,
-		            "{\"outbound_lines\": [{\"phone_number\": \"0211\", \"display_name\": \"L1\"}]}");
-		long st = r->status;
-
-		th_resp_free(r);
-		r = th_call(&api, "POST", "/api/dialer/register-scenarios", TH_DIALER_TOKEN,
-		            "{\"scenarios\": [{\"name\": \"sales\", \"display_name\": \"Sales\"}]}");
-		if (st != 200 || r->status != 200) {
-			print_error("register: %ld / %ld %s\n", st, r->status, r->body);
-			th_resp_free(r);
-			return -1;
-		}
-		th_resp_free(r);
-	}
-	if (th_sql(db_url,
-	           "INSERT INTO numbers (phone_number) SELECT '0912' || lpad(g::text, 7, '0')"
-	           " FROM generate_series(1, 5000) g",
-	           0, NULL, NULL) < 0)
-		return -1;
+	th_open_company(&api, root_token, TH_DEFAULT_COMPANY, 100000000);
+	th_call_expect(&api, "POST", "/api/" TH_DEFAULT_COMPANY "/admins", root_token,
+	               "{\"username\": \"out1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\","
+	               " \"agent_type\": \"OUTBOUND\", \"phone_number\": \"09351112233\"}",
+	               200);
+	th_call_expect(&api, "POST", "/api/" TH_DEFAULT_COMPANY "/admins", root_token,
+	               "{\"username\": \"both1\", \"password\": \"secret-pass-1\", \"role\": \"AGENT\","
+	               " \"first_name\": \"Sara\", \"last_name\": \"Rad\"}",
+	               200);
+	th_create_company(&api, root_token, "broke", "Broke", true);
+	th_call_expect(&api, "POST", "/api/dialer/register-outbound-lines", TH_DIALER_TOKEN,
+	               "{\"outbound_lines\": [{\"phone_number\": \"0211\", \"display_name\": \"L1\"}]}", 200);
+	th_call_expect(&api, "POST", "/api/dialer/register-scenarios", TH_DIALER_TOKEN,
+	               "{\"scenarios\": [{\"name\": \"sales\", \"display_name\": \"Sales\"}]}", 200);
+	free(th_sql_get(db_url,
+	                "INSERT INTO numbers (phone_number) SELECT '0912' || lpad(g::text, 7, '0')"
+	                " FROM generate_series(1, 5000) g",
+	                NULL));
 	return 0;
 }
 
@@ -112,14 +63,11 @@ static int group_teardown(void **state)
 	int st;
 
 	(void)state;
-	st = th_api_stop(&api);
-	if (th_proc_stop(sched) != 0)
-		st = -1;
+	st = th_proc_stop(sched);
 	if (rc)
 		redisFree(rc);
-	free(root_token);
-	free(db_url);
-	th_fini();
+	if (th_teardown_api(&api, &db_url, &root_token) != 0)
+		st = -1;
 	return st == 0 ? 0 : -1;
 }
 

@@ -167,14 +167,11 @@ static int group_setup(void **state)
 	int port, st, rc = -1;
 
 	(void)state;
-	th_init();
+	db_url = th_setup_db();
 	root = th_env("DIALER_ROOT");
 	bindir = th_env("DIALER_BIN_DIR");
 	redis = th_env("REDIS_URL");
-	if (root == NULL || bindir == NULL || redis == NULL)
-		return -1;
-	db_url = th_fresh_db("it_test_supervisor");
-	if (db_url == NULL || th_redis_flush(th_env("REDIS_URL")) < 0 || th_bootstrap_db(db_url) < 0)
+	if (db_url == NULL || root == NULL || bindir == NULL || redis == NULL)
 		return -1;
 
 	snprintf(dir, sizeof(dir), "%s/test_supervisor", th_tmp_dir());

@@ -37,35 +37,15 @@ static char *db_url, *root_token, *acme_token, *beta_token;
 static char data_dir[512];
 static struct th_proc *worker;
 
-static long long qi(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long qi(const char *fmt, ...)
-{
-	char sql[2048], *v = NULL;
-	va_list ap;
-	long long n;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	if (th_sql(db_url, sql, 0, NULL, &v) != 0 || v == NULL)
-		fail_msg("query failed or NULL: %s", sql);
-	n = strtoll(v, NULL, 10);
-	free(v);
-	return n;
-}
+/* The first column of the first row of a printf-formatted query, as an integer that must not be NULL. */
+#define qi(...) th_sqlf_int(db_url, __VA_ARGS__)
 
 static struct th_proc *worker_start(void)
 {
-	char path[512], log_path[512], dbkv[600], rkv[300], dkv[600];
-	const char *argv[] = {"dialer-import", NULL};
+	char dkv[600];
 
-	snprintf(path, sizeof(path), "%s/dialer-import", th_env("DIALER_BIN_DIR"));
-	snprintf(log_path, sizeof(log_path), "%s/%s-import.log", th_tmp_dir(), th_test_name());
-	snprintf(dbkv, sizeof(dbkv), "DATABASE_URL=%s", db_url);
-	snprintf(rkv, sizeof(rkv), "REDIS_URL=%s", th_env("REDIS_URL"));
 	snprintf(dkv, sizeof(dkv), "DATA_DIR=%s", data_dir);
-	const char *env[] = {dbkv, rkv, dkv, "LOG_LEVEL=info", NULL};
-	struct th_proc *p = th_proc_start(path, argv, env, log_path);
+	struct th_proc *p = th_dialer_start("dialer-import", db_url, "import", dkv, "LOG_LEVEL=info", NULL);
 	assert_non_null(p);
 	return p;
 }
