@@ -1,6 +1,7 @@
 /*
  * `dialerctl import` (cli/import.h): the file is copied into DATA_DIR/uploads and the job created
- * with jobs_create, as the API does, then followed through its row (jobs_get) every 200 ms.
+ * with jobs_create, as the API does, then followed through its row (jobs_get) every 200 ms, its
+ * progress shown by cli/progress.
  * Direct rather than through the API: an operator on the server needs no account or token, and a
  * file of any size goes in without UPLOAD_MAX_BYTES.
  */
@@ -15,6 +16,7 @@
 #include "db.h"
 #include "import.h"
 #include "jobs.h"
+#include "progress.h"
 #include "rds.h"
 #include "util.h"
 
@@ -66,41 +68,6 @@ static long company_id_of(PGconn *db, const char *company)
 	return id;
 }
 
-static void fmt_eta(char *out, size_t n, double s)
-{
-	if (s < 0 || s > 359999)
-		snprintf(out, n, "--");
-	else if (s >= 3600)
-		snprintf(out, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-	else if (s >= 60)
-		snprintf(out, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-	else
-		snprintf(out, n, "%ds", (int)(s + 0.5));
-}
-
-/* One progress line: a bar on a terminal (redrawn in place), a plain line otherwise. */
-static void show(bool tty, long long id, const char *status, long long done, long long total, double pct, double rate)
-{
-	char eta[32];
-	fmt_eta(eta, sizeof(eta),
-	        rate > 0 && total > done ? (double)(total - done) / rate
-	        : total && done >= total ? 0
-	                                 : -1);
-	if (tty) {
-		char bar[31];
-		int fill = pct < 0 ? 0 : (int)(pct * 30 / 100);
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < fill ? '#' : '.';
-		bar[30] = '\0';
-		fprintf(stderr, "\r\033[Kjob %lld %-9s [%s] %5.1f%%  %lld rows  %.0f rows/s  ETA %s", id, status, bar,
-		        pct < 0 ? 0.0 : pct, done, rate, eta);
-	} else {
-		fprintf(stderr, "job %lld %s %.1f%% %lld/%lld rows %.0f rows/s eta %s\n", id, status,
-		        pct < 0 ? 0.0 : pct, done, total, rate, eta);
-	}
-	fflush(stderr);
-}
-
 int import_main(int argc, char **argv)
 {
 	const char *file = NULL, *company = NULL;
@@ -147,10 +114,13 @@ int import_main(int argc, char **argv)
 			jobs_file_remove(rel);
 		goto out;
 	}
-	bool tty = isatty(STDERR_FILENO);
-	uint64_t t0 = util_now_ns(), last_line = 0;
-	long long first_done = -1;
-	uint64_t first_ns = 0;
+	/* the rate counts from when a worker takes the job, not from its wait in the queue */
+	struct progress bar;
+	char label[48];
+	bool started = false;
+	uint64_t t0 = util_now_ns();
+	snprintf(label, sizeof(label), "import job %lld", id);
+	fprintf(stderr, "%s queued\n", label);
 	for (;;) {
 		json_t *job = jobs_get(db, id);
 		if (!job) {
@@ -161,38 +131,32 @@ int import_main(int argc, char **argv)
 		}
 		const char *status = json_string_value(json_object_get(job, "status"));
 		json_t *pr = json_object_get(job, "progress");
-		long long done = json_integer_value(json_object_get(pr, "done"));
-		long long total = json_integer_value(json_object_get(pr, "total"));
-		json_t *pj = json_object_get(pr, "percent");
-		double pct = json_is_number(pj) ? json_number_value(pj) : -1;
-		uint64_t now = util_now_ns();
-		if (status && !strcmp(status, "running") && first_done < 0) {
-			first_done = done;
-			first_ns = now;
-		}
-		double secs = first_ns ? (double)(now - first_ns) / 1e9 : 0;
-		double rate = secs > 0.2 ? (double)(done - first_done) / secs : 0;
+		long done = (long)json_integer_value(json_object_get(pr, "done"));
+		long total = (long)json_integer_value(json_object_get(pr, "total"));
 		bool final = status && (!strcmp(status, "completed") || !strcmp(status, "failed"));
-		if (tty || final || now - last_line >= 1000000000ULL) {
-			show(tty, id, status ? status : "?", done, total, pct, rate);
-			last_line = now;
+		if (!started && (final || (status && !strcmp(status, "running")))) {
+			progress_init(&bar, stderr, label);
+			started = true;
 		}
 		if (final) {
-			if (tty)
-				fputc('\n', stderr);
 			if (!strcmp(status, "completed")) {
+				progress_finish(&bar, done, total);
 				char *s = json_dumps(json_object_get(job, "result"), JSON_INDENT(2));
 				printf("%s\n", s);
 				free(s);
-				fprintf(stderr, "job %lld completed in %.1f s\n", id, (double)(now - t0) / 1e9);
+				fprintf(stderr, "%s completed in %.1f s\n", label, (double)(util_now_ns() - t0) / 1e9);
 				rc = 0;
 			} else {
+				if (bar.drawn)
+					fputc('\n', stderr);
 				fprintf(stderr, "dialerctl: import failed: %s\n",
 				        json_string_value(json_object_get(job, "error")));
 			}
 			json_decref(job);
 			break;
 		}
+		if (started)
+			progress_update(&bar, done, total);
 		json_decref(job);
 		usleep(200000);
 	}
