@@ -114,12 +114,11 @@ int import_main(int argc, char **argv)
 			jobs_file_remove(rel);
 		goto out;
 	}
-	/* the rate counts from when a worker takes the job, not from its wait in the queue */
+	/* times and rates from here: the wait for a worker is part of what the operator waits for */
 	struct progress bar;
 	char label[48];
-	bool started = false;
-	uint64_t t0 = util_now_ns();
 	snprintf(label, sizeof(label), "import job %lld", id);
+	progress_init(&bar, stderr, label);
 	fprintf(stderr, "%s queued\n", label);
 	for (;;) {
 		json_t *job = jobs_get(db, id);
@@ -134,17 +133,13 @@ int import_main(int argc, char **argv)
 		long done = (long)json_integer_value(json_object_get(pr, "done"));
 		long total = (long)json_integer_value(json_object_get(pr, "total"));
 		bool final = status && (!strcmp(status, "completed") || !strcmp(status, "failed"));
-		if (!started && (final || (status && !strcmp(status, "running")))) {
-			progress_init(&bar, stderr, label);
-			started = true;
-		}
 		if (final) {
 			if (!strcmp(status, "completed")) {
 				progress_finish(&bar, done, total);
 				char *s = json_dumps(json_object_get(job, "result"), JSON_INDENT(2));
 				printf("%s\n", s);
 				free(s);
-				fprintf(stderr, "%s completed in %.1f s\n", label, (double)(util_now_ns() - t0) / 1e9);
+				fprintf(stderr, "%s completed in %.1f s\n", label, progress_elapsed(&bar));
 				rc = 0;
 			} else {
 				if (bar.drawn)
@@ -155,7 +150,7 @@ int import_main(int argc, char **argv)
 			json_decref(job);
 			break;
 		}
-		if (started)
+		if (status && !strcmp(status, "running"))
 			progress_update(&bar, done, total);
 		json_decref(job);
 		usleep(200000);
