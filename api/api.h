@@ -7,6 +7,7 @@
 
 #include "http.h"
 #include "jobs.h" /* common/jobs.h */
+#include "numaction.h"
 
 /* UserOut (COMPAT §2.1) from users u LEFT JOIN companies c. */
 #define USER_COLUMNS                                                                                         \
@@ -179,13 +180,13 @@ void jobs_routes(void);
 
 /* ---- numbers work as jobs (api/export.c); the selection is built by api/numbers.c ---- */
 
-struct selection;
 /* POST /api/numbers/export's job for sel (borrowed; copied into the job's params) and its
  * sync-wait: the XLSX file inline (200), else 202 with the job's URL. */
 void numbers_export_start(struct http_ctx *c, const struct selection *sel);
 /* A bulk action over more than BULK_SYNC_LIMIT numbers as a job (kind bulk), with the same
- * sync-wait and result shape {updated, reset, deleted, skipped_immutable}. action is an enum
- * numaction; new_status only for update_status. */
-void numbers_bulk_job_start(struct http_ctx *c, const struct selection *sel, int action, const char *new_status);
+ * sync-wait and result shape {updated, reset, deleted, skipped_immutable}. new_status only for
+ * NUMACTION_STATUS. */
+void numbers_bulk_job_start(struct http_ctx *c, const struct selection *sel, enum numaction action,
+                            const char *new_status);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 
 #include "api.h"
-#include "numaction.h"
 #include "selection.h"
 
 void numbers_export_start(struct http_ctx *c, const struct selection *sel)
@@ -20,14 +19,13 @@ void numbers_export_start(struct http_ctx *c, const struct selection *sel)
 	json_decref(params);
 }
 
-void numbers_bulk_job_start(struct http_ctx *c, const struct selection *sel, int action, const char *new_status)
+void numbers_bulk_job_start(struct http_ctx *c, const struct selection *sel, enum numaction action,
+                            const char *new_status)
 {
-	json_t *params =
-	    json_pack("{s:o, s:s, s:s?, s:b}", "selection", selection_to_json(sel), "action",
-	              numaction_name((enum numaction)action), "status", new_status, "superuser", c->user.is_superuser);
+	json_t *params = json_pack("{s:o, s:s, s:s?, s:b}", "selection", selection_to_json(sel), "action",
+	                           numaction_name(action), "status", new_status, "superuser", c->user.is_superuser);
 	struct job_new spec = {.kind = JOB_BULK, .company_id = sel->company_id, .params = params};
-	log_info("event=bulk_job_requested company=%ld action=%s", sel->company_id,
-	         numaction_name((enum numaction)action));
+	log_info("event=bulk_job_requested company=%ld action=%s", sel->company_id, numaction_name(action));
 	jobs_start(c, &spec, jobs_reply_result);
 	json_decref(params);
 }

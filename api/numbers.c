@@ -35,15 +35,13 @@
 	"ag.is_active) FROM users ag WHERE ag.id = x.assigned_agent_id) AS assigned_agent, api_ts(x.created_at) " \
 	"AS created_at FROM ("
 
-enum action { ACT_STATUS = NUMACTION_STATUS, ACT_DELETE = NUMACTION_DELETE, ACT_RESET = NUMACTION_RESET };
-
 struct nreq {
 	struct selection sel;
 	struct selection_query q;
 	long long *ids, *excluded, *agents;
 	long number_id;
 	long skip, limit;
-	enum action act;
+	enum numaction act;
 	const char *new_status; /* borrowed from the body or a static table */
 	bool single;            /* reply one NumberOut, not an array */
 	long matched, done;     /* bulk: rows selected, rows changed */
@@ -400,10 +398,10 @@ static void attempts(struct http_ctx *c)
 static bool company_needed_or_reply(struct http_ctx *c, const char *field)
 {
 	struct nreq *r = c->state;
-	if (r->act == ACT_DELETE || c->company_id)
+	if (r->act == NUMACTION_DELETE || c->company_id)
 		return true;
 	http_error(c, 400, "COMPANY_REQUIRED", "%s is required to %s", field,
-	           r->act == ACT_RESET ? "reset numbers" : "change the status of numbers");
+	           r->act == NUMACTION_RESET ? "reset numbers" : "change the status of numbers");
 	return false;
 }
 
@@ -411,15 +409,9 @@ static bool company_needed_or_reply(struct http_ctx *c, const char *field)
 static void run_action(struct http_ctx *c, http_db_cb done)
 {
 	struct nreq *r = c->state;
-	char *sql =
-	    numaction_sql(&r->q, (enum numaction)r->act, c->user.is_superuser, c->company_id, r->new_status, 0, NULL);
+	char *sql = numaction_sql(&r->q, r->act, c->user.is_superuser, c->company_id, r->new_status, 0, NULL);
 	http_db(c, sql, r->q.nparams, r->q.params, done);
 	free(sql);
-}
-
-static const char *action_name(enum action act)
-{
-	return numaction_name((enum numaction)act);
 }
 
 static void action_reply(struct http_ctx *c);
@@ -438,7 +430,7 @@ static void action_done(struct http_ctx *c, PGresult *res)
 		http_error(c, 400, "IMMUTABLE_STATUS", "Status %s cannot be changed by non-superuser", st);
 		return;
 	}
-	log_info("event=number_changed action=%s id=%ld company=%ld status=%s", action_name(r->act), r->number_id,
+	log_info("event=number_changed action=%s id=%ld company=%ld status=%s", numaction_name(r->act), r->number_id,
 	         c->company_id, r->new_status ? r->new_status : "-");
 	hopper_flush_then(c, action_reply);
 }
@@ -446,7 +438,7 @@ static void action_done(struct http_ctx *c, PGresult *res)
 static void action_reply(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
-	if (r->act == ACT_DELETE) {
+	if (r->act == NUMACTION_DELETE) {
 		http_reply_json(c, 200, json_pack("{s:b, s:I}", "deleted", 1, "id", (json_int_t)r->number_id));
 		return;
 	}
@@ -477,14 +469,14 @@ static void action_number_found(struct http_ctx *c, PGresult *res)
 }
 
 /* COMPAT §6 order: 403 Admins only, 404 number, company 404/403, 400 guard. */
-static void action_start(struct http_ctx *c, enum action act)
+static void action_start(struct http_ctx *c, enum numaction act)
 {
 	struct nreq *r = nreq_new(c);
 	char id[24];
 	r->act = act;
 	if (!require_admin_or_reply(c) || !number_id_or_reply(c, r))
 		return;
-	if (act == ACT_STATUS) {
+	if (act == NUMACTION_STATUS) {
 		const char *st;
 		if (field_object_or_reply(c, true) || field_str_or_reply(c, "status", 1, 32, true, &st))
 			return;
@@ -501,17 +493,17 @@ static void action_start(struct http_ctx *c, enum action act)
 
 static void set_status(struct http_ctx *c)
 {
-	action_start(c, ACT_STATUS);
+	action_start(c, NUMACTION_STATUS);
 }
 
 static void delete_one(struct http_ctx *c)
 {
-	action_start(c, ACT_DELETE);
+	action_start(c, NUMACTION_DELETE);
 }
 
 static void reset_one(struct http_ctx *c)
 {
-	action_start(c, ACT_RESET);
+	action_start(c, NUMACTION_RESET);
 }
 
 /* ---- POST /api/numbers ---- */
@@ -659,7 +651,7 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 		return;
 	r->matched = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	r->done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld", action_name(r->act), c->company_id,
+	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld", numaction_name(r->act), c->company_id,
 	         r->matched, r->done);
 	hopper_flush_then(c, bulk_reply);
 }
@@ -667,23 +659,26 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 static void bulk_reply(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
-	long matched = r->matched, done = r->done;
-	http_reply_json(c, 200,
-	                json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(r->act == ACT_STATUS ? done : 0),
-	                          "reset", (json_int_t)(r->act == ACT_RESET ? done : 0), "deleted",
-	                          (json_int_t)(r->act == ACT_DELETE ? done : 0), "skipped_immutable",
-	                          (json_int_t)(matched - done)));
+	http_reply_json(c, 200, numaction_result(r->act, r->matched, r->done));
 }
 
 /* Over BULK_SYNC_LIMIT matched numbers the action is a job (api/export.c); at or under it, one
- * statement here, as before. */
+ * statement here, as before. update_status without a status is answered here: COMPAT §6. */
 static void bulk_counted(struct http_ctx *c, PGresult *res)
 {
 	struct nreq *r = c->state;
 	if (!http_db_ok_or_reply(c, res))
 		return;
-	if (strtol(PQgetvalue(res, 0, 0), NULL, 10) > cfg.bulk_sync_limit) {
-		numbers_bulk_job_start(c, &r->sel, (enum numaction)r->act, r->new_status);
+	long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (r->act == NUMACTION_STATUS && !r->new_status) {
+		if (n > 0)
+			http_error(c, 400, "BAD_REQUEST", "Unsupported action");
+		else
+			bulk_reply(c); /* nothing matched: {0, 0, 0}, as the original */
+		return;
+	}
+	if (n > cfg.bulk_sync_limit) {
+		numbers_bulk_job_start(c, &r->sel, r->act, r->new_status);
 		return;
 	}
 	run_action(c, bulk_done);
@@ -693,18 +688,15 @@ static void bulk_scoped(struct http_ctx *c)
 {
 	struct nreq *r = c->state;
 	char lim[24];
-	if (!company_needed_or_reply(c, "company_name"))
+	/* update_status without a status needs no company: bulk_counted answers it */
+	bool unsupported = r->act == NUMACTION_STATUS && !r->new_status;
+	if ((!unsupported && !company_needed_or_reply(c, "company_name")) || !scope_or_reply(c))
 		return;
-	r->sel.company_id = c->company_id;
-	selection_query_free(&r->q);
-	if (selection_build(&r->sel, &r->q)) {
-		http_invalid(c, "selection", "too many ids or too long a search");
-		return;
-	}
 	/* counts at most one past the limit: deciding costs no more than the limit's worth */
 	snprintf(lim, sizeof(lim), "%ld", (long)cfg.bulk_sync_limit + 1);
 	const char **p = xmalloc((size_t)(r->q.nparams + 1) * sizeof(*p));
-	memcpy(p, r->q.params, (size_t)r->q.nparams * sizeof(*p));
+	for (int i = 0; i < r->q.nparams; i++) /* not memcpy: params is NULL when there are none */
+		p[i] = r->q.params[i];
 	p[r->q.nparams] = lim;
 	char *sql = xasprintf("SELECT count(*) FROM (SELECT 1 %s LIMIT $%d) x", r->q.from_where, r->q.nparams + 1);
 	http_db(c, sql, r->q.nparams + 1, p, bulk_counted);
@@ -763,14 +755,12 @@ static void bulk(struct http_ctx *c)
 		http_invalid(c, "action", "field required");
 		return;
 	}
-	r->act = !strcmp(action, "delete") ? ACT_DELETE : !strcmp(action, "reset") ? ACT_RESET : ACT_STATUS;
+	r->act = !strcmp(action, "delete")  ? NUMACTION_DELETE
+	         : !strcmp(action, "reset") ? NUMACTION_RESET
+	                                    : NUMACTION_STATUS;
 	if (body_selection_or_reply(c, r, &company, &start, &end))
 		return;
-	if (r->act == ACT_STATUS && !r->new_status) {
-		http_error(c, 400, "BAD_REQUEST", "Unsupported action");
-		return;
-	}
-	if (r->act != ACT_STATUS)
+	if (r->act != NUMACTION_STATUS)
 		r->new_status = NULL;
 	if (dates_or_reply(c, start, end, true))
 		resolve_target(c, company, bulk_scoped);

@@ -1,7 +1,7 @@
 /*
  * `dialerctl import` (cli/import.h): the file is copied into DATA_DIR/uploads and the job created
- * with jobs_create, as the API does, then followed through its row (jobs_get) every 200 ms, shown
- * by cli/progress.
+ * with jobs_create, as the API does, then followed through its row (jobs_get) every 200 ms, its
+ * progress shown by cli/progress.
  * Direct rather than through the API: an operator on the server needs no account or token, and a
  * file of any size goes in without UPLOAD_MAX_BYTES.
  */
@@ -113,10 +113,12 @@ int import_main(int argc, char **argv)
 		fprintf(stderr, "dialerctl: cannot create the job (see the log line above)\n");
 		goto out;
 	}
+	/* times and rates from here: the wait for a worker is part of what the operator waits for */
+	struct progress bar;
 	char label[48];
-	struct progress pr;
 	snprintf(label, sizeof(label), "import job %lld", id);
-	progress_init(&pr, stderr, label);
+	progress_init(&bar, stderr, label);
+	fprintf(stderr, "%s queued\n", label);
 	for (;;) {
 		json_t *job = jobs_get(db, id);
 		if (!job) {
@@ -129,24 +131,29 @@ int import_main(int argc, char **argv)
 			continue;
 		}
 		const char *status = json_string_value(json_object_get(job, "status"));
-		json_t *jp = json_object_get(job, "progress");
-		long done = (long)json_integer_value(json_object_get(jp, "done"));
-		long total = (long)json_integer_value(json_object_get(jp, "total"));
-		if (status && (!strcmp(status, "completed") || !strcmp(status, "failed"))) {
-			progress_finish(&pr, done, total);
+		json_t *pr = json_object_get(job, "progress");
+		long done = (long)json_integer_value(json_object_get(pr, "done"));
+		long total = (long)json_integer_value(json_object_get(pr, "total"));
+		bool final = status && (!strcmp(status, "completed") || !strcmp(status, "failed"));
+		if (final) {
 			if (!strcmp(status, "completed")) {
+				progress_finish(&bar, done, total);
 				char *s = json_dumps(json_object_get(job, "result"), JSON_INDENT(2));
 				printf("%s\n", s);
 				free(s);
+				fprintf(stderr, "%s completed in %.1f s\n", label, progress_elapsed(&bar));
 				rc = 0;
 			} else {
+				if (bar.drawn)
+					fputc('\n', stderr);
 				fprintf(stderr, "dialerctl: import failed: %s\n",
 				        json_string_value(json_object_get(job, "error")));
 			}
 			json_decref(job);
 			break;
 		}
-		progress_update(&pr, done, total);
+		if (status && !strcmp(status, "running"))
+			progress_update(&bar, done, total);
 		json_decref(job);
 		usleep(200000);
 	}

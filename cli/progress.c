@@ -39,26 +39,30 @@ static void show(struct progress *p, long done, long total, bool final)
 {
 	double el = progress_elapsed(p);
 	double rate = el > 0 ? (double)done / el : 0;
-	char eta[32] = "-", took[32];
+	char eta[32] = "-", took[32], rows[48];
 	int pct = total > 0 ? (int)((double)done * 100.0 / (double)total) : 0;
 	if (pct > 100)
 		pct = 100;
 	if (total > 0 && rate > 0 && done < total)
 		fmt_duration((double)(total - done) / rate, eta, sizeof(eta));
 	fmt_duration(el, took, sizeof(took));
+	if (total > 0)
+		snprintf(rows, sizeof(rows), "%ld/%ld", done, total);
+	else
+		snprintf(rows, sizeof(rows), "%ld", done);
 	if (p->tty) {
 		char bar[BAR_WIDTH + 1];
 		int fill = total > 0 ? pct * BAR_WIDTH / 100 : 0;
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(BAR_WIDTH - fill));
 		bar[BAR_WIDTH] = '\0';
-		fprintf(p->out, "\r%s [%s] %3d%%  %ld/%ld rows  %.0f rows/s  %s %s\033[K", p->label, bar, pct, done,
-		        total, rate, final ? "took" : "ETA", final ? took : eta);
+		fprintf(p->out, "\r%s [%s] %3d%%  %s rows  %.0f rows/s  %s %s\033[K", p->label, bar, pct, rows, rate,
+		        final ? "took" : "ETA", final ? took : eta);
 		if (final)
 			fputc('\n', p->out);
 		p->drawn = !final;
 	} else {
-		fprintf(p->out, "%s: %d%% %ld/%ld rows %.0f rows/s %s %s\n", p->label, pct, done, total, rate,
+		fprintf(p->out, "%s: %d%% %s rows %.0f rows/s %s %s\n", p->label, pct, rows, rate,
 		        final ? "took" : "eta", final ? took : eta);
 	}
 	fflush(p->out);
@@ -71,12 +75,10 @@ void progress_update(struct progress *p, long done, long total)
 	if (p->last_ns && now - p->last_ns < gap)
 		return;
 	p->last_ns = now;
-	p->last_done = done;
 	show(p, done, total, false);
 }
 
 void progress_finish(struct progress *p, long done, long total)
 {
-	p->last_done = done;
 	show(p, done, total, true);
 }

@@ -14,14 +14,13 @@ struct progress {
 	const char *label; /* borrowed */
 	bool tty;
 	uint64_t t0, last_ns; /* monotonic; last_ns = last time something was shown */
-	long last_done;
-	bool drawn; /* a bar is on the current line (tty) */
+	bool drawn;           /* a bar is on the current line (tty) */
 };
 
 /* Starts the clock. out is usually stderr; tty decides the style (isatty). label borrowed. */
 void progress_init(struct progress *p, FILE *out, const char *label);
 
-/* done of total rows (total 0 = unknown). Redraws at most 10 times a second on a
+/* done of total rows (total <= 0 = unknown). Redraws at most 10 times a second on a
  * terminal, prints a line at most once a second otherwise. */
 void progress_update(struct progress *p, long done, long total);
 

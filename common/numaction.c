@@ -69,3 +69,11 @@ char *numaction_sql(struct selection_query *q, enum numaction act, bool superuse
 	free(change);
 	return sql;
 }
+
+json_t *numaction_result(enum numaction act, long matched, long changed)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(act == NUMACTION_STATUS ? changed : 0),
+	                 "reset", (json_int_t)(act == NUMACTION_RESET ? changed : 0), "deleted",
+	                 (json_int_t)(act == NUMACTION_DELETE ? changed : 0), "skipped_immutable",
+	                 (json_int_t)(matched - changed));
+}

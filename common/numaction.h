@@ -34,4 +34,11 @@ const char *numaction_name(enum numaction act);
 char *numaction_sql(struct selection_query *q, enum numaction act, bool superuser, long company_id,
                     const char *new_status, long chunk, const char *after_id);
 
+/*
+ * The answer of POST /api/numbers/bulk (COMPAT §2.9) plus what SPEC §3 adds:
+ * {updated, reset, deleted, skipped_immutable}, changed counted under act's
+ * key, matched - changed skipped. The API's and the bulk job's. New reference.
+ */
+json_t *numaction_result(enum numaction act, long matched, long changed);
+
 #endif

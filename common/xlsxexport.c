@@ -41,7 +41,7 @@ const char *const xlsxexport_headers[XLSXEXPORT_NCOLS] = {
  * The zip level. libxlsxwriter 1.1.4 deflates every part at zlib's default
  * level (6) and has no option for it; the sheet of a 1,000,000-row export is
  * ~430 MB of XML, and deflating it was 44% of the export's CPU. Level 1 takes
- * about half the time for a file ~20% larger (docs/benchmarks.md, "Export").
+ * 30% less CPU for a file ~30% larger (docs/benchmarks.md, "Export").
  */
 #ifndef XLSXEXPORT_ZIP_LEVEL /* -DXLSXEXPORT_ZIP_LEVEL=6 to compare (docs/benchmarks.md) */
 #define XLSXEXPORT_ZIP_LEVEL 1
@@ -53,7 +53,9 @@ const char *const xlsxexport_headers[XLSXEXPORT_NCOLS] = {
  * linker binds libxlsxwriter's call here (an executable's definition comes
  * first), and it forwards to minizip's with XLSXEXPORT_ZIP_LEVEL. The prototype is
  * minizip's zip.h (zipFile = void *, zip_fileinfo passed through), which
- * Debian's libxlsxwriter-dev does not install.
+ * Debian's libxlsxwriter-dev does not install. Should a build bind the call
+ * elsewhere (a static or -Bsymbolic libxlsxwriter), files are still right,
+ * only deflated at 6: test_export's test_zip_level checks the level.
  */
 int zipOpenNewFileInZip4_64(void *file, const char *filename, const void *zipfi, const void *extrafield_local,
                             unsigned size_extrafield_local, const void *extrafield_global,

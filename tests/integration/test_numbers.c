@@ -695,7 +695,6 @@ static void test_bulk_rules(void **state)
 	    {"{\"action\": \"delete\", \"select_all\": true, \"sort_by\": \"phone\"}", 422, "sort_by"},
 	    {"{\"action\": \"delete\"}", 400, "No numbers selected"},
 	    {"{\"action\": \"delete\", \"ids\": [], \"company_name\": \"nope\"}", 400, "No numbers selected"},
-	    {"{\"action\": \"update_status\", \"ids\": [1]}", 400, "Unsupported action"},
 	    {"{\"action\": \"delete\", \"ids\": [1], \"start_date\": \"2026-99-01\"}", 400, "Invalid date format"},
 	    {"{\"action\": \"delete\", \"ids\": [1], \"company_name\": \"nope\"}", 404, "Company not found"},
 	    {"{\"action\": \"delete\", \"ids\": [1], \"company_name\": \"globex\"}", 403, "Access denied"},
@@ -786,6 +785,46 @@ static void test_bulk_100k(void **state)
 	assert_int_equal(sql_int("SELECT count(*) FROM numbers WHERE phone_number LIKE '0936%'"), 0);
 }
 
+/* update_status without a status (COMPAT §6): 400 "Unsupported action" when the selection
+ * matches a number, 200 with zeros when it matches none; with or without a target company;
+ * nothing changes. */
+static void test_bulk_unsupported(void **state)
+{
+	struct th_resp *r;
+	char body[160];
+
+	(void)state;
+	r = th_call(&api, "POST", "/api/numbers", admin_token, "{\"phone_numbers\": [\"09126000001\"]}");
+	th_resp_free(r);
+	long long id = number_id("09126000001");
+	snprintf(body, sizeof(body), "{\"action\": \"update_status\", \"ids\": [%lld]}", id);
+	r = bulk(admin_token, body);
+	TH_EXPECT_ERROR(r, 400, "Unsupported action");
+	th_resp_free(r);
+	r = bulk(root_token, body); /* a superuser with no target company: the same */
+	TH_EXPECT_ERROR(r, 400, "Unsupported action");
+	th_resp_free(r);
+	expect_bulk(bulk(admin_token, "{\"action\": \"update_status\", \"ids\": [999999999]}"), 0, 0, 0, 0);
+	expect_bulk(bulk(root_token, "{\"action\": \"update_status\", \"select_all\": true,"
+	                             " \"search\": \"nobody\"}"),
+	            0, 0, 0, 0);
+	/* a selection with no bound value at all (no company, no ids, a search only agents could
+	 * match): counted like any other */
+	expect_bulk(bulk(root_token, "{\"action\": \"delete\", \"select_all\": true, \"search\": \"nobody\"}"), 0, 0, 0,
+	            0);
+	/* the selection's own errors still come first */
+	r = bulk(admin_token, "{\"action\": \"update_status\"}");
+	TH_EXPECT_ERROR(r, 400, "No numbers selected");
+	th_resp_free(r);
+	snprintf(body, sizeof(body), "{\"action\": \"update_status\", \"ids\": [%lld], \"company_name\": \"nope\"}",
+	         id);
+	r = bulk(admin_token, body);
+	TH_EXPECT_ERROR(r, 404, "Company not found");
+	th_resp_free(r);
+	snprintf(body, sizeof(body), "SELECT count(*) FROM number_state WHERE number_id = %lld", id);
+	assert_int_equal(sql_int(body), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,6 +838,7 @@ int main(void)
 	    cmocka_unit_test(test_reset_delete),
 	    cmocka_unit_test(test_bulk_rules),
 	    cmocka_unit_test(test_bulk_100k),
+	    cmocka_unit_test(test_bulk_unsupported),
 	};
 
 	return cmocka_run_group_tests_name("numbers", tests, group_setup, group_teardown);

@@ -108,10 +108,7 @@ static int run_bulk(struct job_ctx *j)
 	}
 	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld job_id=%lld", numaction_name(act),
 	         j->company_id, matched, changed, j->id);
-	json_t *result = json_pack(
-	    "{s:I, s:I, s:I, s:I}", "updated", (json_int_t)(act == NUMACTION_STATUS ? changed : 0), "reset",
-	    (json_int_t)(act == NUMACTION_RESET ? changed : 0), "deleted",
-	    (json_int_t)(act == NUMACTION_DELETE ? changed : 0), "skipped_immutable", (json_int_t)(matched - changed));
+	json_t *result = numaction_result(act, matched, changed);
 	rc = job_complete(j, NULL, result, NULL, NULL, NULL, 0) == 0 ? 0 : -1;
 	json_decref(result);
 out:
