@@ -571,3 +571,31 @@ void jobs_worker_tick(struct worker_ctx *w, const struct job_runner *r)
 		expire_files(db, r);
 	}
 }
+
+static const struct job_runner *main_runner;
+
+static int main_run(struct worker_ctx *w)
+{
+	return jobs_worker_run(w, main_runner);
+}
+
+static void main_tick(struct worker_ctx *w)
+{
+	jobs_worker_tick(w, main_runner);
+}
+
+int jobs_worker_main(const struct job_runner *r)
+{
+	main_runner = r;
+	const struct worker_def def = {
+	    .type = jobs_kind_name(r->kind),
+	    .stream = jobs_stream(r->kind),
+	    .group = jobs_kind_name(r->kind),
+	    .group_start = "0",
+	    .needs_db = true,
+	    .tick = main_tick,
+	    .run = main_run,
+	    .stop = jobs_worker_stop,
+	};
+	return worker_main(&def);
+}

@@ -187,4 +187,12 @@ void jobs_worker_tick(struct worker_ctx *w, const struct job_runner *r);
 /* The skeleton's stop hook: closes the control connection. */
 void jobs_worker_stop(struct worker_ctx *w);
 
+/*
+ * The whole main() of a job worker: the worker skeleton with r's kind as its
+ * type, stream and group (from "0": a job queued before the group existed is
+ * run too), jobs_worker_run/tick/stop as its hooks. r must outlive the call.
+ * Returns the exit status.
+ */
+int jobs_worker_main(const struct job_runner *r);
+
 #endif

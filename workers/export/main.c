@@ -75,27 +75,7 @@ out:
 
 static const struct job_runner runner = {.kind = JOB_EXPORT, .run = run_export};
 
-static int run(struct worker_ctx *w)
-{
-	return jobs_worker_run(w, &runner);
-}
-
-static void tick(struct worker_ctx *w)
-{
-	jobs_worker_tick(w, &runner);
-}
-
 int main(void)
 {
-	static const struct worker_def def = {
-	    .type = "export",
-	    .stream = STREAM_JOBS_EXPORT,
-	    .group = "export",
-	    .group_start = "0", /* a job enqueued before the first worker ever started is not missed */
-	    .needs_db = true,
-	    .tick = tick,
-	    .run = run,
-	    .stop = jobs_worker_stop,
-	};
-	return worker_main(&def);
+	return jobs_worker_main(&runner);
 }

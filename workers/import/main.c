@@ -342,27 +342,7 @@ out:
 
 static const struct job_runner runner = {JOB_IMPORT, run};
 
-static int run_hook(struct worker_ctx *w)
-{
-	return jobs_worker_run(w, &runner);
-}
-
-static void tick_hook(struct worker_ctx *w)
-{
-	jobs_worker_tick(w, &runner);
-}
-
 int main(void)
 {
-	static const struct worker_def def = {
-	    .type = "import",
-	    .stream = STREAM_JOBS_IMPORT,
-	    .group = "import",
-	    .group_start = "0", /* jobs queued before the group existed are run too */
-	    .needs_db = true,
-	    .tick = tick_hook,
-	    .run = run_hook,
-	    .stop = jobs_worker_stop,
-	};
-	return worker_main(&def);
+	return jobs_worker_main(&runner);
 }
