@@ -34,7 +34,7 @@ COMMON_LIB := $(OUT)/libcommon.a
 API_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard api/*.c))
 SCHED_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard scheduler/*.c))
 CLI_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard cli/*.c))
-WORKERS := results stats import export bulk
+WORKERS := results stats import export bulk webhooks
 WORKER_BINS := $(WORKERS:%=$(BIN)/dialer-%)
 
 BINS := $(BIN)/dialer-api $(BIN)/dialer-scheduler $(BIN)/dialerctl $(WORKER_BINS)

@@ -1,0 +1,448 @@
+/*
+ * dialer-webhooks, the stream side. Per batch of dialer:events entries: one query for the
+ * names of the batch's companies that have an active webhook, the bodies built (jansson) for
+ * their events, then one statement that stores the events and inserts a pending delivery for
+ * every matching webhook (backlog capped per webhook), then XACK. A crash anywhere before the
+ * XACK leaves the entries pending: they are read again (own pending after a reconnect, others'
+ * through XAUTOCLAIM), and the unique keys make the second insert a no-op.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "ingest.h"
+#include "metrics.h"
+#include "rds.h"
+#include "util.h"
+#include "webhook.h"
+
+#define READ_COUNT          256     /* entries per batch */
+#define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
+#define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
+
+/* One stream entry of a batch. Everything borrowed from the reply except data and body. */
+struct event {
+	const char *id;
+	const char *type;
+	long company;
+	long long at_ms;
+	json_t *data; /* owned */
+	char *body;   /* owned; NULL unless some webhook of the company may want it */
+	bool ok;
+};
+
+static struct {
+	bool recover;          /* re-read this consumer's own pending entries before new ones */
+	char recover_from[48]; /* cursor through them */
+	unsigned long read, bad, dropped;
+} is;
+
+void ingest_reset(void)
+{
+	is.recover = true;
+	snprintf(is.recover_from, sizeof(is.recover_from), "0");
+}
+
+void ingest_take_counts(unsigned long *read, unsigned long *bad, unsigned long *dropped)
+{
+	*read = is.read;
+	*bad = is.bad;
+	*dropped = is.dropped;
+	is.read = is.bad = is.dropped = 0;
+}
+
+/* "2026-01-02T03:04:05.678Z" for ms since the epoch. */
+static void iso_ms(long long ms, char out[32])
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	         tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* Fills e from one [id, [field, value, ...]] entry; e->ok false (and logged) when malformed. */
+static void parse_entry(const redisReply *entry, struct event *e)
+{
+	const char *why = NULL;
+	json_error_t jerr;
+	long l;
+
+	memset(e, 0, sizeof(*e));
+	if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 || entry->element[0]->type != REDIS_REPLY_STRING)
+		return; /* no id: nothing to acknowledge either */
+	e->id = entry->element[0]->str;
+	const redisReply *f = entry->element[1];
+	if (f->type != REDIS_REPLY_ARRAY) {
+		why = "entry deleted"; /* a pending entry trimmed from the stream */
+		goto out;
+	}
+	const redisReply *type = rds_entry_field(f, "type"), *cid = rds_entry_field(f, "company_id"),
+	                 *data = rds_entry_field(f, "data"), *at = rds_entry_field(f, "at");
+	if (!type || !webhook_event_type_valid(type->str)) {
+		why = "type: missing or invalid";
+		goto out;
+	}
+	e->type = type->str;
+	if (!cid || util_parse_long(cid->str, 0, INT32_MAX, &l)) {
+		why = "company_id: missing or invalid";
+		goto out;
+	}
+	e->company = l;
+	if (!at || util_parse_long(at->str, 0, 32503680000000L, &l)) { /* up to year 3000 */
+		why = "at: missing or invalid";
+		goto out;
+	}
+	e->at_ms = l;
+	if (!data || data->len > WEBHOOK_BODY_MAX) {
+		why = "data: missing or too large";
+		goto out;
+	}
+	e->data = json_loadb(data->str, data->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(e->data)) {
+		why = "data: not a JSON object";
+		goto out;
+	}
+	e->ok = true;
+out:
+	if (why) {
+		is.bad++;
+		metrics_count("webhooks_events_malformed", 1);
+		log_warn("event=event_malformed stream_id=%s error=\"%s\"", e->id, why);
+	}
+}
+
+static void events_free(struct event *ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(ev[i].data);
+		free(ev[i].body);
+	}
+	free(ev);
+}
+
+/* The body every delivery of e sends and signs (caller frees), or NULL when too large. */
+static char *build_body(const struct event *e, const char *company)
+{
+	char at[32];
+	iso_ms(e->at_ms, at);
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(e->id));
+	json_object_set_new(o, "type", json_string(e->type));
+	json_object_set_new(o, "company_id", json_integer(e->company));
+	json_object_set_new(o, "company", json_string(company));
+	json_object_set(o, "data", e->data);
+	json_object_set_new(o, "at", json_string(at));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s && strlen(s) > WEBHOOK_BODY_MAX) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* A PostgreSQL result that must be TUPLES_OK; logs and clears it otherwise. */
+static PGresult *tuples_or_log(PGresult *r, const char *what)
+{
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		return r;
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	log_warn("event=%s_failed error=\"%s\"", what, msg ? msg : "connection lost");
+	PQclear(r);
+	return NULL;
+}
+
+/*
+ * The names of the companies among ev[0..n) that have an active webhook, then each of their
+ * events' body. Returns how many events got a body, or -1 (database failure).
+ */
+static int build_bodies(PGconn *db, struct event *ev, size_t n)
+{
+	struct buf ids = {0};
+	int built = 0;
+	PGresult *r = NULL;
+
+	buf_add(&ids, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		if (!ev[i].ok || ev[i].company == 0) /* 0: not company-scoped; webhooks belong to companies */
+			continue;
+		snprintf(num, sizeof(num), "%ld", ev[i].company);
+		buf_array_elem(&ids, num);
+	}
+	buf_add(&ids, "}", 1);
+	if (ids.len == 2)
+		goto out;
+	const char *p[1] = {ids.p};
+	r = tuples_or_log(PQexecParams(db,
+	                               "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
+	                               " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
+	                               1, NULL, p, NULL, NULL, 0),
+	                  "webhook_companies");
+	if (!r) {
+		built = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; ev[i].ok && k < PQntuples(r); k++) {
+			if (strtol(PQgetvalue(r, k, 0), NULL, 10) != ev[i].company)
+				continue;
+			ev[i].body = build_body(&ev[i], PQgetvalue(r, k, 1));
+			if (ev[i].body) {
+				built++;
+			} else {
+				is.bad++;
+				log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].id,
+				         WEBHOOK_BODY_MAX);
+			}
+			break;
+		}
+	}
+out:
+	PQclear(r);
+	free(ids.p);
+	return built;
+}
+
+/*
+ * One statement: the events with a body are stored (the exact bytes every delivery sends), and
+ * each gets a pending delivery, due now, for every active webhook of its company whose events
+ * include its type or "*". A webhook whose backlog holds WEBHOOK_MAX_PENDING deliveries takes
+ * no more: what does not fit is counted in webhooks.dropped. Re-running it for the same
+ * entries changes nothing (unique keys).
+ */
+static const char RECORD_SQL[] =
+    "WITH ev AS ("
+    "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) WITH ORDINALITY"
+    "   AS e(event_id, company_id, type, body, ord)),"
+    " m AS ("
+    "  SELECT ev.event_id, ev.ord, w.id AS webhook_id FROM ev JOIN webhooks w"
+    "   ON w.company_id = ev.company_id AND w.is_active AND (ev.type = ANY (w.events) OR '*' = ANY (w.events))),"
+    " room AS ("
+    "  SELECT t.webhook_id, $5::int - (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d"
+    "   WHERE d.webhook_id = t.webhook_id AND d.state = 'pending' LIMIT $5::int) x) AS room"
+    "  FROM (SELECT DISTINCT webhook_id FROM m) t),"
+    " ranked AS ("
+    "  SELECT m.*, row_number() OVER (PARTITION BY m.webhook_id ORDER BY m.ord) <= r.room AS fits"
+    "  FROM m JOIN room r USING (webhook_id)),"
+    " ins_e AS ("
+    "  INSERT INTO webhook_events (event_id, company_id, type, body)"
+    "  SELECT ev.event_id, ev.company_id, ev.type, ev.body FROM ev"
+    "  WHERE ev.event_id IN (SELECT event_id FROM ranked WHERE fits)"
+    "  ON CONFLICT (event_id) DO NOTHING),"
+    " ins_d AS ("
+    "  INSERT INTO webhook_deliveries (webhook_id, event_id, next_attempt_at)"
+    "  SELECT webhook_id, event_id, now() FROM ranked WHERE fits ORDER BY ord"
+    "  ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1),"
+    " dropped AS ("
+    "  UPDATE webhooks w SET dropped = w.dropped + k.n"
+    "  FROM (SELECT webhook_id, count(*) AS n FROM ranked WHERE NOT fits GROUP BY webhook_id) k"
+    "  WHERE w.id = k.webhook_id RETURNING w.id, k.n)"
+    " SELECT (SELECT count(*) FROM ins_d),"
+    "  (SELECT COALESCE(sum(n), 0) FROM dropped),"
+    "  (SELECT string_agg(id || ':' || n, ',') FROM dropped)";
+
+/* Stores the events that have a body. Returns 0 (*queued = deliveries created) or -1. */
+static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
+{
+	struct buf a[4] = {{0}};
+	char cap[24];
+	int rc = -1;
+
+	for (int k = 0; k < 4; k++)
+		buf_add(&a[k], "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		if (!ev[i].body)
+			continue;
+		snprintf(num, sizeof(num), "%ld", ev[i].company);
+		buf_array_elem(&a[0], ev[i].id);
+		buf_array_elem(&a[1], num);
+		buf_array_elem(&a[2], ev[i].type);
+		buf_array_elem(&a[3], ev[i].body);
+	}
+	for (int k = 0; k < 4; k++)
+		buf_add(&a[k], "}", 1);
+	snprintf(cap, sizeof(cap), "%d", cfg.webhook_max_pending);
+	const char *p[5] = {a[0].p, a[1].p, a[2].p, a[3].p, cap};
+	PGresult *r = tuples_or_log(PQexecParams(db, RECORD_SQL, 5, NULL, p, NULL, NULL, 0), "record");
+	if (r) {
+		long dropped = strtol(PQgetvalue(r, 0, 1), NULL, 10);
+		*queued += strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		if (dropped > 0) {
+			is.dropped += (unsigned long)dropped;
+			metrics_count("webhooks_dropped", (uint64_t)dropped);
+			/* webhook id:count pairs; the backlog is full because the receiver keeps failing */
+			log_warn("event=deliveries_dropped reason=backlog_full max_pending=%d webhooks=%s",
+			         cfg.webhook_max_pending, PQgetvalue(r, 0, 2));
+		}
+		rc = 0;
+	}
+	PQclear(r);
+	for (int k = 0; k < 4; k++)
+		free(a[k].p);
+	return rc;
+}
+
+/* XACK the entries of list; they stay pending (and are recorded again, harmlessly) on failure. */
+static int ack(struct worker_ctx *w, const redisReply *list)
+{
+	const char **argv = xmalloc((list->elements + 3) * sizeof(*argv));
+	int argc = 0, rc = 0;
+	argv[argc++] = "XACK";
+	argv[argc++] = STREAM_EVENTS;
+	argv[argc++] = WEBHOOKS_GROUP;
+	for (size_t i = 0; i < list->elements; i++) {
+		const redisReply *e = list->element[i];
+		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING)
+			argv[argc++] = e->element[0]->str;
+	}
+	if (argc > 3) {
+		redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
+		if (!r || r->type != REDIS_REPLY_INTEGER) {
+			log_warn("event=ack_failed count=%d error=\"%s\"", argc - 3, r && r->str ? r->str : w->redis->errstr);
+			rc = -1;
+		}
+		freeReplyObject(r);
+	}
+	free(argv);
+	return rc;
+}
+
+/* Records a list of entries, then acknowledges them. Returns 0 or -1. */
+static int process(struct worker_ctx *w, const redisReply *list, long *queued)
+{
+	size_t n = list->elements;
+	struct event *ev = xcalloc(n ? n : 1, sizeof(*ev));
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		parse_entry(list->element[i], &ev[i]);
+	is.read += n;
+	metrics_count("webhooks_events_read", n);
+	int built = build_bodies(w->db, ev, n);
+	if (built < 0 || (built > 0 && record(w->db, ev, n, queued))) {
+		rc = -1;
+		goto out;
+	}
+	rc = ack(w, list);
+out:
+	events_free(ev, n);
+	return rc;
+}
+
+/* The entry list of an XREADGROUP reply ([[stream, [entries]]]), or NULL. */
+static const redisReply *read_entries(const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+		return NULL;
+	const redisReply *s = r->element[0];
+	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	return s->element[1];
+}
+
+int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
+{
+	char count[16], block[16];
+	const char *argv[11];
+	int argc = 0;
+	snprintf(count, sizeof(count), "%d", READ_COUNT);
+	snprintf(block, sizeof(block), "%d", block_ms);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = WEBHOOKS_GROUP;
+	argv[argc++] = w->consumer;
+	argv[argc++] = "COUNT";
+	argv[argc++] = count;
+	if (block_ms > 0 && !is.recover) { /* BLOCK 0 would wait forever: left out to not wait */
+		argv[argc++] = "BLOCK";
+		argv[argc++] = block;
+	}
+	argv[argc++] = "STREAMS";
+	argv[argc++] = STREAM_EVENTS;
+	argv[argc++] = is.recover ? is.recover_from : ">"; /* own pending entries: from a cursor */
+	redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
+	int rc = 0;
+	if (!r) {
+		log_warn("event=read_failed error=\"%s\"", w->redis->errstr);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		log_warn("event=read_failed error=\"%s\"", r->str);
+		if (strstr(r->str, "NOGROUP")) /* the stream or the group was deleted: from what is there now */
+			freeReplyObject(
+			    redisCommand(w->redis, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM_EVENTS, WEBHOOKS_GROUP));
+		freeReplyObject(r);
+		return -1;
+	}
+	const redisReply *list = read_entries(r);
+	*full = list && list->elements >= READ_COUNT;
+	if (list && list->elements)
+		rc = process(w, list, queued);
+	if (is.recover && rc == 0) {
+		const redisReply *last = list && list->elements ? list->element[list->elements - 1] : NULL;
+		if (last && last->type == REDIS_REPLY_ARRAY && last->elements && last->element[0]->type == REDIS_REPLY_STRING)
+			snprintf(is.recover_from, sizeof(is.recover_from), "%s", last->element[0]->str);
+		else
+			is.recover = false;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+void ingest_claim(struct worker_ctx *w, long *queued)
+{
+	char cursor[48] = "0-0", idle[16], count[16];
+	snprintf(idle, sizeof(idle), "%d", cfg.claim_idle_ms);
+	snprintf(count, sizeof(count), "%d", READ_COUNT);
+	for (int round = 0; round < CLAIM_ROUNDS; round++) {
+		const char *argv[] = {"XAUTOCLAIM", STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer, idle, cursor, "COUNT", count};
+		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+			freeReplyObject(r);
+			return;
+		}
+		const redisReply *list = r->element[1];
+		int rc = 0;
+		if (list->elements) {
+			log_info("event=claimed count=%zu", list->elements);
+			metrics_count("webhooks_events_claimed", list->elements);
+			rc = process(w, list, queued);
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		freeReplyObject(r);
+		if (rc || !strcmp(cursor, "0-0"))
+			return;
+	}
+}
+
+void ingest_consumers_gc(struct worker_ctx *w)
+{
+	static const char script[] =
+	    "local n = 0\n"
+	    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+	    "  local f = {}\n"
+	    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+	    "  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and f['name'] ~= ARGV[3] then\n"
+	    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
+	    "    n = n + 1\n"
+	    "  end\n"
+	    "end\n"
+	    "return n\n";
+	redisReply *r = redisCommand(w->redis, "EVAL %s 1 %s %s %d %s", script, STREAM_EVENTS, WEBHOOKS_GROUP,
+	                             CONSUMER_GC_IDLE_MS, w->consumer);
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		log_info("event=consumers_removed count=%lld", r->integer);
+	else if (!r || r->type == REDIS_REPLY_ERROR)
+		log_warn("event=consumers_gc_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+	freeReplyObject(r);
+}
