@@ -75,16 +75,16 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_log_idx ON webhook_attempts (webhook_id, id);
 CREATE INDEX webhook_attempts_delivery_idx ON webhook_attempts (delivery_id);
 
--- Creates a webhook unless the company already has max of them. One statement for the API: the
--- advisory lock (per company) makes the count and the insert atomic between concurrent requests
--- (each statement of a VOLATILE function sees what committed before it). Returns the new id,
--- or NULL when the company is at max.
+-- Creates a webhook unless the company already has p_max of them, and returns it (a row of
+-- NULLs when the company is at p_max). One statement for the API: the advisory lock (per
+-- company) makes the count and the insert atomic between concurrent requests (each statement of
+-- a VOLATILE function sees what committed before it).
 CREATE FUNCTION webhook_create(p_company integer, p_url text, p_events text[], p_secret text,
                                p_description text, p_active boolean, p_created_by integer, p_max integer)
-RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+RETURNS webhooks LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     n bigint;
-    new_id bigint;
+    w webhooks;
 BEGIN
     PERFORM pg_advisory_xact_lock(74232, p_company);
     SELECT count(*) INTO n FROM webhooks WHERE company_id = p_company;
@@ -93,7 +93,7 @@ BEGIN
     END IF;
     INSERT INTO webhooks (company_id, url, events, secret, description, is_active, created_by)
     VALUES (p_company, p_url, p_events, p_secret, p_description, p_active, p_created_by)
-    RETURNING id INTO new_id;
-    RETURN new_id;
+    RETURNING * INTO w;
+    RETURN w;
 END
 $$;

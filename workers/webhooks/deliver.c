@@ -284,7 +284,7 @@ static const char RECORD_SQL[] =
     "   finished_at = CASE WHEN r.ok OR r.give_up THEN now() END,"
     "   claimed_by = NULL, last_status = r.status, last_error = NULLIF(r.error, '')"
     "  FROM r WHERE d.id = r.id AND d.claimed_by = $8 AND d.attempts = r.attempt AND d.state = 'pending'"
-    "  RETURNING d.id, d.state, d.next_attempt_at)"
+    "  RETURNING d.id, d.state, d.next_attempt_at),"
     " ins AS ("
     "  INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, status_code, error, duration_ms, outcome,"
     "   next_retry_at, worker)"
@@ -299,13 +299,11 @@ static const char RECORD_SQL[] =
 static int record(struct worker_ctx *w)
 {
 	struct buf a[7] = {{0}};
-	char num[32], age[24];
+	char *lit[7], num[32], age[24];
 	int rc = -1;
 
 	if (!ds.ndone)
 		return 0;
-	for (int k = 0; k < 7; k++)
-		buf_add(&a[k], "{", 1);
 	for (size_t i = 0; i < ds.ndone; i++) {
 		const struct outcome *o = &ds.done[i];
 		snprintf(num, sizeof(num), "%lld", o->delivery_id);
@@ -322,9 +320,9 @@ static int record(struct worker_ctx *w)
 		buf_array_elem(&a[6], num);
 	}
 	for (int k = 0; k < 7; k++)
-		buf_add(&a[k], "}", 1);
+		lit[k] = xasprintf("{%s}", a[k].p);
 	snprintf(age, sizeof(age), "%d", cfg.webhook_max_age_seconds);
-	const char *p[9] = {a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p, a[6].p, w->consumer, age};
+	const char *p[9] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], w->consumer, age};
 	PGresult *r = PQexecParams(w->db, RECORD_SQL, 9, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
@@ -357,8 +355,10 @@ static int record(struct worker_ctx *w)
 	rc = 0;
 out:
 	PQclear(r);
-	for (int k = 0; k < 7; k++)
+	for (int k = 0; k < 7; k++) {
 		free(a[k].p);
+		free(lit[k]);
+	}
 	return rc;
 }
 

@@ -165,10 +165,10 @@ static PGresult *tuples_or_log(PGresult *r, const char *what)
 static int build_bodies(PGconn *db, struct event *ev, size_t n)
 {
 	struct buf ids = {0};
+	char *lit = NULL;
 	int built = 0;
 	PGresult *r = NULL;
 
-	buf_add(&ids, "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		char num[24];
 		if (!ev[i].ok || ev[i].company == 0) /* 0: not company-scoped; webhooks belong to companies */
@@ -176,10 +176,10 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 		snprintf(num, sizeof(num), "%ld", ev[i].company);
 		buf_array_elem(&ids, num);
 	}
-	buf_add(&ids, "}", 1);
-	if (ids.len == 2)
+	if (!ids.len)
 		goto out;
-	const char *p[1] = {ids.p};
+	lit = xasprintf("{%s}", ids.p);
+	const char *p[1] = {lit};
 	r = tuples_or_log(PQexecParams(db,
 	                               "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
 	                               " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
@@ -207,6 +207,7 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 out:
 	PQclear(r);
 	free(ids.p);
+	free(lit);
 	return built;
 }
 
@@ -252,11 +253,9 @@ static const char RECORD_SQL[] =
 static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 {
 	struct buf a[4] = {{0}};
-	char cap[24];
+	char *lit[4], cap[24];
 	int rc = -1;
 
-	for (int k = 0; k < 4; k++)
-		buf_add(&a[k], "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		char num[24];
 		if (!ev[i].body)
@@ -268,9 +267,9 @@ static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 		buf_array_elem(&a[3], ev[i].body);
 	}
 	for (int k = 0; k < 4; k++)
-		buf_add(&a[k], "}", 1);
+		lit[k] = xasprintf("{%s}", a[k].p ? a[k].p : "");
 	snprintf(cap, sizeof(cap), "%d", cfg.webhook_max_pending);
-	const char *p[5] = {a[0].p, a[1].p, a[2].p, a[3].p, cap};
+	const char *p[5] = {lit[0], lit[1], lit[2], lit[3], cap};
 	PGresult *r = tuples_or_log(PQexecParams(db, RECORD_SQL, 5, NULL, p, NULL, NULL, 0), "record");
 	if (r) {
 		long dropped = strtol(PQgetvalue(r, 0, 1), NULL, 10);
@@ -285,8 +284,10 @@ static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 		rc = 0;
 	}
 	PQclear(r);
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 4; k++) {
 		free(a[k].p);
+		free(lit[k]);
+	}
 	return rc;
 }
 
