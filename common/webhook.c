@@ -54,6 +54,8 @@ const char *webhook_url_check(const char *url)
 			return "must not contain spaces or control characters";
 	if (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8))
 		return "must be an http:// or https:// URL";
+	if (strstr(url, "://")[3] == '/') /* libcurl would take "http:///x" as host x */
+		return "must name a host";
 	u = curl_url();
 	if (!u)
 		return "cannot be parsed";
