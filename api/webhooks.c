@@ -20,7 +20,8 @@
 	"w.id, w.company_id, w.url, to_json(w.events) AS events, w.description,"                                 \
 	" left(w.secret, 4) || '…' AS secret_hint, w.is_active,"                                                 \
 	" (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending," \
-	" w.dropped, api_ts(w.created_at) AS created_at, api_ts(w.updated_at) AS updated_at"
+	" w.dropped, api_ts(w.failing_since) AS failing_since, api_ts(w.created_at) AS created_at,"    \
+	" api_ts(w.updated_at) AS updated_at"
 
 /* A create or update request's validated fields. Strings borrowed from c->body except the
  * owned ones. */

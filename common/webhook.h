@@ -20,7 +20,7 @@
 /* "sha256=" and 64 hex digits, plus NUL */
 #define WEBHOOK_SIGNATURE_SIZE (7 + 64 + 1)
 /* Largest body a delivery sends (an event's data beyond this is not delivered, and logged). */
-#define WEBHOOK_BODY_MAX (256 * 1024)
+#define WEBHOOK_BODY_MAX (64 * 1024)
 
 /* The event types of dialer:events (common/events' contract), NULL-terminated. Static. */
 extern const char *const webhook_event_types[];

@@ -14,6 +14,9 @@ CREATE TABLE webhooks (
     is_active   boolean NOT NULL DEFAULT true,
     -- deliveries not queued because this webhook's backlog was full (WEBHOOK_MAX_PENDING)
     dropped     bigint NOT NULL DEFAULT 0,
+    -- set when its attempts started failing, cleared by a success: a failing webhook gets one
+    -- delivery in flight at a time instead of WEBHOOK_CONCURRENCY_PER_WEBHOOK
+    failing_since timestamptz,
     created_by  integer REFERENCES users (id) ON DELETE SET NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),

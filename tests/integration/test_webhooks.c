@@ -783,6 +783,12 @@ static void test_timeout_does_not_block_others(void **state)
 	            "SELECT count(*) >= 2 FROM webhook_attempts a JOIN webhooks w ON w.id = a.webhook_id"
 	            " WHERE w.url LIKE '%/hang' AND a.outcome = 'retry'",
 	            "t", 15000);
+	/* marked failing: from now on it gets one slot while it is probed */
+	char *failing = q("SELECT string_agg((failing_since IS NOT NULL)::text, ',' ORDER BY id) FROM webhooks"
+	                  " WHERE id IN (%lld, %lld)",
+	                  hang, fast);
+	assert_string_equal(failing, "true,false");
+	free(failing);
 	char *err = q("SELECT error FROM webhook_attempts WHERE webhook_id = %lld ORDER BY id LIMIT 1", hang);
 	assert_non_null(strstr(err, "timed out"));
 	free(err);

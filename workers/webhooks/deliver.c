@@ -267,7 +267,8 @@ static void reap(void)
  * The outcomes, in one statement. A delivery is updated only while the claim is still this
  * worker's (claimed_by, same attempt): if the lease lapsed and another copy took the row over,
  * that copy decides. A failure past WEBHOOK_MAX_AGE_SECONDS since the delivery was queued, or
- * whose next try would fall beyond it, gives up (failed). Every attempt is logged.
+ * whose next try would fall beyond it, gives up (failed). Every attempt is logged. A webhook
+ * whose attempts here all failed is marked failing (from now), one with a success is not.
  */
 static const char RECORD_SQL[] =
     "WITH r AS ("
@@ -285,6 +286,10 @@ static const char RECORD_SQL[] =
     "   claimed_by = NULL, last_status = r.status, last_error = NULLIF(r.error, '')"
     "  FROM r WHERE d.id = r.id AND d.claimed_by = $8 AND d.attempts = r.attempt AND d.state = 'pending'"
     "  RETURNING d.id, d.state, d.next_attempt_at),"
+    " health AS ("
+    "  UPDATE webhooks w SET failing_since = CASE WHEN s.any_ok THEN NULL ELSE now() END"
+    "  FROM (SELECT webhook_id, bool_or(ok) AS any_ok FROM r GROUP BY webhook_id) s"
+    "  WHERE w.id = s.webhook_id AND (w.failing_since IS NULL) = NOT s.any_ok),"
     " ins AS ("
     "  INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, status_code, error, duration_ms, outcome,"
     "   next_retry_at, worker)"
@@ -365,7 +370,8 @@ out:
 /*
  * Takes up to `slots` due deliveries of active webhooks, oldest due first, at most
  * WEBHOOK_CONCURRENCY_PER_WEBHOOK in flight per webhook (counting other copies' live claims),
- * and leases them to this consumer. SKIP LOCKED: copies claiming at once take different rows;
+ * one for a failing webhook (a dead receiver holds one slot while it is probed), and leases
+ * them to this consumer. SKIP LOCKED: copies claiming at once take different rows;
  * the re-check of next_attempt_at under the row lock keeps a row another copy just claimed.
  */
 static const char CLAIM_SQL[] =
@@ -376,7 +382,8 @@ static const char CLAIM_SQL[] =
     "   SELECT d.id, d.event_id, d.next_attempt_at FROM webhook_deliveries d"
     "   WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= now()"
     "   ORDER BY d.next_attempt_at"
-    "   LIMIT greatest(0, $3::int - (SELECT count(*) FROM webhook_deliveries f"
+    "   LIMIT greatest(0, CASE WHEN w.failing_since IS NULL THEN $3::int ELSE 1 END"
+    "    - (SELECT count(*) FROM webhook_deliveries f"
     "    WHERE f.webhook_id = w.id AND f.claimed_by IS NOT NULL AND f.next_attempt_at > now()))"
     "   FOR UPDATE SKIP LOCKED) d"
     "  JOIN webhook_events e ON e.event_id = d.event_id"
