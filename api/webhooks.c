@@ -16,11 +16,11 @@
 #define EVENTS_MAX 16
 
 /* WebhookOut, from webhooks w. pending: deliveries waiting to be sent (or being sent). */
-#define WEBHOOK_COLUMNS                                                                                          \
-	"w.id, w.company_id, w.url, to_json(w.events) AS events, w.description,"                                 \
-	" left(w.secret, 4) || '…' AS secret_hint, w.is_active,"                                                 \
+#define WEBHOOK_COLUMNS                                                                                              \
+	"w.id, w.company_id, w.url, to_json(w.events) AS events, w.description,"                                     \
+	" left(w.secret, 4) || '…' AS secret_hint, w.is_active,"                                                   \
 	" (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending," \
-	" w.dropped, api_ts(w.failing_since) AS failing_since, api_ts(w.created_at) AS created_at,"    \
+	" w.dropped, api_ts(w.failing_since) AS failing_since, api_ts(w.created_at) AS created_at,"                  \
 	" api_ts(w.updated_at) AS updated_at"
 
 /* A create or update request's validated fields. Strings borrowed from c->body except the
@@ -28,9 +28,9 @@
 struct wform {
 	const char *url, *secret, *description;
 	bool description_given;
-	int active;           /* -1: not given */
-	char *events;         /* owned: a PostgreSQL text[] literal, NULL when not given */
-	char *secret_made;    /* owned: a secret the server generated, shown once */
+	int active;        /* -1: not given */
+	char *events;      /* owned: a PostgreSQL text[] literal, NULL when not given */
+	char *secret_made; /* owned: a secret the server generated, shown once */
 	char id[24], cid[24], uid[24], max[16];
 };
 
@@ -72,7 +72,8 @@ static int events_or_reply(struct http_ctx *c, bool required, struct wform *f)
 		if (!s || (strcmp(s, "*") && !webhook_event_type_known(s))) {
 			size_t m = (size_t)snprintf(msg, sizeof(msg), "must be \"*\" or one of");
 			for (size_t k = 0; webhook_event_types[k] && m < sizeof(msg); k++)
-				m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%s %s", k ? "," : "", webhook_event_types[k]);
+				m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%s %s", k ? "," : "",
+				                      webhook_event_types[k]);
 			http_invalid(c, label, msg);
 			return -1;
 		}
@@ -103,8 +104,8 @@ static int form_or_reply(struct http_ctx *c, bool create, struct wform **out)
 	c->state = f;
 	c->state_free = wform_free;
 	*out = f;
-	if (field_object_or_reply(c, create) ||
-	    field_str_or_reply(c, "url", 1, WEBHOOK_URL_MAX, create, &f->url) || events_or_reply(c, create, f) ||
+	if (field_object_or_reply(c, create) || field_str_or_reply(c, "url", 1, WEBHOOK_URL_MAX, create, &f->url) ||
+	    events_or_reply(c, create, f) ||
 	    field_str_or_reply(c, "secret", WEBHOOK_SECRET_MIN, WEBHOOK_SECRET_MAX, false, &f->secret) ||
 	    field_str_or_reply(c, "description", 0, WEBHOOK_DESC_MAX, false, &f->description) ||
 	    field_bool_or_reply(c, "is_active", &f->active))
@@ -180,8 +181,8 @@ static void create_company(struct http_ctx *c)
 	struct wform *f;
 	if (form_or_reply(c, true, &f))
 		return;
-	const char *p[8] = {f->cid,         f->url, f->events, f->secret, f->description,
-	                    f->active == 0 ? "false" : "true", f->uid, f->max};
+	const char *p[8] = {f->cid, f->url, f->events, f->secret, f->description, f->active == 0 ? "false" : "true",
+	                    f->uid, f->max};
 	http_db(c, "SELECT " WEBHOOK_COLUMNS " FROM webhook_create($1, $2, $3, $4, $5, $6, $7, $8) w", 8, p, created);
 }
 
@@ -244,14 +245,10 @@ static void update_company(struct http_ctx *c)
 	if (param_id_or_reply(c, 1, "webhook_id", &id) || form_or_reply(c, false, &f))
 		return;
 	snprintf(f->id, sizeof(f->id), "%ld", id);
-	const char *p[8] = {f->id,
-	                    f->cid,
-	                    f->url,
-	                    f->events,
-	                    f->secret,
-	                    f->description_given ? "true" : "false",
-	                    f->description,
-	                    f->active < 0 ? NULL : f->active ? "true" : "false"};
+	const char *p[8] = {f->id,          f->cid,
+	                    f->url,         f->events,
+	                    f->secret,      f->description_given ? "true" : "false",
+	                    f->description, f->active < 0 ? NULL : f->active ? "true" : "false"};
 	http_db(c,
 	        "UPDATE webhooks w SET url = COALESCE($3, w.url), events = COALESCE($4::text[], w.events),"
 	        " secret = COALESCE($5, w.secret), description = CASE WHEN $6::bool THEN $7 ELSE w.description END,"
@@ -319,7 +316,7 @@ static void log_done(struct http_ctx *c, PGresult *res)
 }
 
 /* The attempts of webhook $1 that the filters keep ($5 event id, $6 outcome; NULL = any). */
-#define LOG_FILTER                                                                                 \
+#define LOG_FILTER                                                                                      \
 	"a.webhook_id = $1 AND ($5::text IS NULL OR a.delivery_id = (SELECT id FROM webhook_deliveries" \
 	" WHERE webhook_id = $1 AND event_id = $5)) AND ($6::text IS NULL OR a.outcome = $6)"
 

@@ -39,13 +39,13 @@
 #include "harness.h"
 #include "rds.h"
 
-#define HITS_MAX    1024
-#define HELD_MAX    64
-#define RETRY_BASE  500  /* WEBHOOK_RETRY_BASE_MS of the worker */
-#define TIMEOUT_MS  2000 /* WEBHOOK_TIMEOUT_MS */
-#define MAX_AGE_S   6    /* WEBHOOK_MAX_AGE_SECONDS */
-#define LEASE_MS    (2 * TIMEOUT_MS + 5000)
-#define SECRET      "test-webhook-secret-0123"
+#define HITS_MAX   1024
+#define HELD_MAX   64
+#define RETRY_BASE 500  /* WEBHOOK_RETRY_BASE_MS of the worker */
+#define TIMEOUT_MS 2000 /* WEBHOOK_TIMEOUT_MS */
+#define MAX_AGE_S  6    /* WEBHOOK_MAX_AGE_SECONDS */
+#define LEASE_MS   (2 * TIMEOUT_MS + 5000)
+#define SECRET     "test-webhook-secret-0123"
 
 static struct th_api api;
 static char *db_url;
@@ -76,7 +76,7 @@ static struct {
 	struct hit hits[HITS_MAX];
 	int n;
 	int flaky_served;
-	bool hold;                            /* /hold requests are held (not answered) while true */
+	bool hold;                             /* /hold requests are held (not answered) while true */
 	struct evhttp_request *held[HELD_MAX]; /* /hang and /hold requests not answered */
 	int nheld;
 } rx = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -236,7 +236,8 @@ static void expected_signature(const char *secret, const char *body, char out[72
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
-	assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, strlen(body), md, &n));
+	assert_non_null(
+	    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, strlen(body), md, &n));
 	assert_int_equal(n, 32);
 	strcpy(out, "sha256=");
 	for (unsigned i = 0; i < n; i++)
@@ -249,7 +250,8 @@ static char *xadd(const char *type, long long company, const char *data)
 	char cid[24], at[24];
 	snprintf(cid, sizeof(cid), "%lld", company);
 	snprintf(at, sizeof(at), "%lld", (long long)time(NULL) * 1000);
-	redisReply *r = redisCommand(rc, "XADD dialer:events * type %s company_id %s data %s at %s", type, cid, data, at);
+	redisReply *r =
+	    redisCommand(rc, "XADD dialer:events * type %s company_id %s data %s at %s", type, cid, data, at);
 	assert_non_null(r);
 	assert_int_equal(r->type, REDIS_REPLY_STRING);
 	char *id = strdup(r->str);
@@ -259,11 +261,11 @@ static char *xadd(const char *type, long long company, const char *data)
 
 static struct th_proc *worker_start(const char *log_name, const char *extra)
 {
-	struct th_proc *p = th_dialer_start(
-	    "dialer-webhooks", db_url, log_name, "LOG_LEVEL=debug", "WEBHOOK_ALLOW_PRIVATE=true",
-	    "WEBHOOK_RETRY_BASE_MS=500", "WEBHOOK_TIMEOUT_MS=2000", "WEBHOOK_CONNECT_TIMEOUT_MS=1000",
-	    "WEBHOOK_CONCURRENCY=4", "WEBHOOK_CONCURRENCY_PER_WEBHOOK=2", "WEBHOOK_MAX_AGE_SECONDS=6", "CLAIM_IDLE_MS=1000",
-	    "METRICS_PUSH_SECONDS=1", extra ? extra : "LOG_LEVEL=debug", NULL);
+	struct th_proc *p =
+	    th_dialer_start("dialer-webhooks", db_url, log_name, "LOG_LEVEL=debug", "WEBHOOK_ALLOW_PRIVATE=true",
+	                    "WEBHOOK_RETRY_BASE_MS=500", "WEBHOOK_TIMEOUT_MS=2000", "WEBHOOK_CONNECT_TIMEOUT_MS=1000",
+	                    "WEBHOOK_CONCURRENCY=4", "WEBHOOK_CONCURRENCY_PER_WEBHOOK=2", "WEBHOOK_MAX_AGE_SECONDS=6",
+	                    "CLAIM_IDLE_MS=1000", "METRICS_PUSH_SECONDS=1", extra ? extra : "LOG_LEVEL=debug", NULL);
 	assert_non_null(p);
 	return p;
 }
@@ -291,9 +293,9 @@ static long long webhook_new(const char *token, const char *company, const char 
 	char p[128];
 	long long id = 0;
 	snprintf(p, sizeof(p), "/api/%s/webhooks", company);
-	struct th_resp *r = th_callf(&api, "POST", p, token,
-	                             "{\"url\": \"http://127.0.0.1:%d%s\", \"events\": %s%s%s%s}", rx.port, path, events,
-	                             secret ? ", \"secret\": \"" : "", secret ? secret : "", secret ? "\"" : "");
+	struct th_resp *r =
+	    th_callf(&api, "POST", p, token, "{\"url\": \"http://127.0.0.1:%d%s\", \"events\": %s%s%s%s}", rx.port,
+	             path, events, secret ? ", \"secret\": \"" : "", secret ? secret : "", secret ? "\"" : "");
 	TH_EXPECT_STATUS(r, 200);
 	assert_int_equal(th_json_int(r->json, "id", &id), 0);
 	th_resp_free(r);
@@ -311,8 +313,8 @@ static void webhook_delete(const char *token, const char *company, long long id)
 static void wait_state(long long id, const char *state, int n, int timeout_ms)
 {
 	char sql[200], want[16];
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = %lld AND state = '%s'", id,
-	         state);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = %lld AND state = '%s'",
+	         id, state);
 	snprintf(want, sizeof(want), "%d", n);
 	TH_WAIT_SQL(db_url, sql, want, timeout_ms);
 }
@@ -407,9 +409,10 @@ static void test_crud_and_validation(void **state)
 	th_resp_free(r);
 
 	/* update: pause, every event, a new secret (not echoed either), description cleared */
-	r = th_call(&api, "PUT", path, acme_admin,
-	            "{\"is_active\": false, \"events\": [\"number.updated\", \"*\"], \"secret\": \"another-secret-0123456\","
-	            " \"description\": null}");
+	r = th_call(
+	    &api, "PUT", path, acme_admin,
+	    "{\"is_active\": false, \"events\": [\"number.updated\", \"*\"], \"secret\": \"another-secret-0123456\","
+	    " \"description\": null}");
 	TH_EXPECT_STATUS(r, 200);
 	assert_true(json_is_false(json_object_get(r->json, "is_active")));
 	assert_int_equal(json_array_size(json_object_get(r->json, "events")), 1);
@@ -536,10 +539,12 @@ static void test_roles(void **state)
 		TH_EXPECT_ERROR(r, 403, "Access denied to this company");
 		th_resp_free(r);
 	}
-	r = th_call(&api, "POST", "/api/acme/webhooks", acme_agent, "{\"url\": \"http://x.example/a\", \"events\": [\"*\"]}");
+	r = th_call(&api, "POST", "/api/acme/webhooks", acme_agent,
+	            "{\"url\": \"http://x.example/a\", \"events\": [\"*\"]}");
 	TH_EXPECT_ERROR(r, 403, "Admins only");
 	th_resp_free(r);
-	r = th_call(&api, "POST", "/api/acme/webhooks", beta_admin, "{\"url\": \"http://x.example/a\", \"events\": [\"*\"]}");
+	r = th_call(&api, "POST", "/api/acme/webhooks", beta_admin,
+	            "{\"url\": \"http://x.example/a\", \"events\": [\"*\"]}");
 	TH_EXPECT_ERROR(r, 403, "Access denied to this company");
 	th_resp_free(r);
 	r = th_call(&api, "DELETE", "/api/acme/webhooks/1", acme_agent, NULL);
@@ -580,7 +585,8 @@ static void test_limit_per_company(void **state)
 		snprintf(path, sizeof(path), "/limit%d", i);
 		ids[i] = webhook_new(beta_admin, "beta", path, "[\"*\"]", NULL);
 	}
-	r = th_call(&api, "POST", "/api/beta/webhooks", beta_admin, "{\"url\": \"http://x.example/6\", \"events\": [\"*\"]}");
+	r = th_call(&api, "POST", "/api/beta/webhooks", beta_admin,
+	            "{\"url\": \"http://x.example/6\", \"events\": [\"*\"]}");
 	TH_EXPECT_ERROR(r, 400, "This company already has 5 webhooks (WEBHOOKS_PER_COMPANY)");
 	th_resp_free(r);
 	/* another company is not counted against it */
@@ -610,8 +616,9 @@ static void test_signed_delivery(void **state)
 	redisReply *bad = redisCommand(rc, "XADD dialer:events * type result.ingested company_id %lld data %s at 1",
 	                               acme_id, "not json");
 	freeReplyObject(bad);
-	char *ev = xadd("result.ingested", acme_id,
-	                "{\"number_id\": 42, \"status\": \"CONNECTED\", \"note\": \"\xd8\xb3\xd9\x84\xd8\xa7\xd9\x85\"}");
+	char *ev =
+	    xadd("result.ingested", acme_id,
+	         "{\"number_id\": 42, \"status\": \"CONNECTED\", \"note\": \"\xd8\xb3\xd9\x84\xd8\xa7\xd9\x85\"}");
 	rx_wait("/signed", 1, 15000);
 	wait_state(id, "delivered", 1, 10000);
 	assert_int_equal(rx_hits("/signed", h, 4), 1);
@@ -792,10 +799,10 @@ static void test_timeout_does_not_block_others(void **state)
 	char *err = q("SELECT error FROM webhook_attempts WHERE webhook_id = %lld ORDER BY id LIMIT 1", hang);
 	assert_non_null(strstr(err, "timed out"));
 	free(err);
-	assert_true(qi("SELECT min(duration_ms) FROM webhook_attempts WHERE webhook_id = %lld", hang) >= TIMEOUT_MS - 100);
-	assert_int_equal(qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld AND status_code IS NOT NULL",
-	                    hang),
-	                 0);
+	assert_true(qi("SELECT min(duration_ms) FROM webhook_attempts WHERE webhook_id = %lld", hang) >=
+	            TIMEOUT_MS - 100);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld AND status_code IS NOT NULL", hang), 0);
 	for (int i = 0; i < 10; i++)
 		free(ids[i]);
 	webhook_delete(acme_admin, "acme", hang);
@@ -854,7 +861,8 @@ static void test_give_up(void **state)
 	long long n = qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld", id);
 	assert_true(n >= 3);
 	assert_int_equal(rx_count("/fail"), n);
-	assert_int_equal(qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld AND status_code = 503", id), n);
+	assert_int_equal(qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld AND status_code = 503", id),
+	                 n);
 	char *last = q("SELECT outcome || ' ' || COALESCE(next_retry_at::text, 'none') FROM webhook_attempts"
 	               " WHERE webhook_id = %lld ORDER BY id DESC LIMIT 1",
 	               id);
@@ -903,7 +911,8 @@ static void test_sigkill_in_flight(void **state)
 	assert_string_equal(h[1].attempt, "2");
 	hits_free(h, 2);
 	/* the first attempt's outcome died with the worker: the log has the one that succeeded */
-	char *log = q("SELECT string_agg(attempt || ':' || outcome, ',') FROM webhook_attempts WHERE webhook_id = %lld", id);
+	char *log =
+	    q("SELECT string_agg(attempt || ':' || outcome, ',') FROM webhook_attempts WHERE webhook_id = %lld", id);
 	assert_string_equal(log, "2:delivered");
 	free(log);
 	free(ev);
@@ -1029,18 +1038,12 @@ static void test_private_addresses_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crud_and_validation),
-	    cmocka_unit_test(test_roles),
-	    cmocka_unit_test(test_limit_per_company),
-	    cmocka_unit_test(test_signed_delivery),
-	    cmocka_unit_test(test_retry_backoff_and_log),
-	    cmocka_unit_test(test_timeout_does_not_block_others),
-	    cmocka_unit_test(test_company_isolation),
-	    cmocka_unit_test(test_give_up),
-	    cmocka_unit_test(test_sigkill_in_flight),
-	    cmocka_unit_test(test_sigkill_before_record),
-	    cmocka_unit_test(test_two_copies_send_once),
-	    cmocka_unit_test(test_private_addresses_refused),
+	    cmocka_unit_test(test_crud_and_validation),   cmocka_unit_test(test_roles),
+	    cmocka_unit_test(test_limit_per_company),     cmocka_unit_test(test_signed_delivery),
+	    cmocka_unit_test(test_retry_backoff_and_log), cmocka_unit_test(test_timeout_does_not_block_others),
+	    cmocka_unit_test(test_company_isolation),     cmocka_unit_test(test_give_up),
+	    cmocka_unit_test(test_sigkill_in_flight),     cmocka_unit_test(test_sigkill_before_record),
+	    cmocka_unit_test(test_two_copies_send_once),  cmocka_unit_test(test_private_addresses_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -58,7 +58,8 @@ static void test_backoff(void **state)
 	assert_int_equal(webhook_backoff_ms(3, 10000, 15000, 0.5), 15000);
 	assert_true(webhook_backoff_ms(1, 1, 1, 0.0) >= 1);
 	for (int a = 1; a < 12; a++) /* the longest delay of one attempt is shorter than the next's shortest */
-		assert_true(webhook_backoff_ms(a, 10000, 1L << 30, 0.999999) < webhook_backoff_ms(a + 1, 10000, 1L << 30, 0.0));
+		assert_true(webhook_backoff_ms(a, 10000, 1L << 30, 0.999999) <
+		            webhook_backoff_ms(a + 1, 10000, 1L << 30, 0.0));
 	assert_true(webhook_backoff_ms(2, 10, 1000, -1.0) == 16); /* r clamped */
 	assert_true(webhook_backoff_ms(2, 10, 1000, 7.0) <= 24);
 }
@@ -115,7 +116,8 @@ static void test_event_types(void **state)
 	assert_false(webhook_event_type_valid("1abc"));
 	assert_false(webhook_event_type_valid("a b"));
 	assert_false(webhook_event_type_valid("a\"b"));
-	assert_false(webhook_event_type_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
+	assert_false(
+	    webhook_event_type_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
 }
 
 static bool addr_ok(const char *text)
@@ -139,15 +141,33 @@ static void test_addresses(void **state)
 		const char *addr;
 		bool ok;
 	} cases[] = {
-	    {"93.184.216.34", true},   {"8.8.8.8", true},          {"172.32.0.1", true},
-	    {"100.128.0.1", true},     {"127.0.0.1", false},       {"127.255.255.254", false},
-	    {"10.1.2.3", false},       {"172.16.0.1", false},      {"172.31.255.255", false},
-	    {"192.168.1.1", false},    {"169.254.169.254", false}, {"100.64.0.1", false},
-	    {"0.0.0.0", false},        {"224.0.0.1", false},       {"255.255.255.255", false},
-	    {"198.18.0.1", false},     {"2606:2800:220:1::1", true}, {"::1", false},
-	    {"::", false},             {"fd00::1", false},         {"fc12::1", false},
-	    {"fe80::1", false},        {"ff02::1", false},         {"::ffff:127.0.0.1", false},
-	    {"::ffff:8.8.8.8", true},  {"64:ff9b::a00:1", false},  {"64:ff9b::808:808", true},
+	    {"93.184.216.34", true},
+	    {"8.8.8.8", true},
+	    {"172.32.0.1", true},
+	    {"100.128.0.1", true},
+	    {"127.0.0.1", false},
+	    {"127.255.255.254", false},
+	    {"10.1.2.3", false},
+	    {"172.16.0.1", false},
+	    {"172.31.255.255", false},
+	    {"192.168.1.1", false},
+	    {"169.254.169.254", false},
+	    {"100.64.0.1", false},
+	    {"0.0.0.0", false},
+	    {"224.0.0.1", false},
+	    {"255.255.255.255", false},
+	    {"198.18.0.1", false},
+	    {"2606:2800:220:1::1", true},
+	    {"::1", false},
+	    {"::", false},
+	    {"fd00::1", false},
+	    {"fc12::1", false},
+	    {"fe80::1", false},
+	    {"ff02::1", false},
+	    {"::ffff:127.0.0.1", false},
+	    {"::ffff:8.8.8.8", true},
+	    {"64:ff9b::a00:1", false},
+	    {"64:ff9b::808:808", true},
 	};
 
 	(void)state;
@@ -161,7 +181,7 @@ static void test_addresses(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_signature), cmocka_unit_test(test_backoff),   cmocka_unit_test(test_url),
+	    cmocka_unit_test(test_signature),   cmocka_unit_test(test_backoff),   cmocka_unit_test(test_url),
 	    cmocka_unit_test(test_event_types), cmocka_unit_test(test_addresses),
 	};
 	return cmocka_run_group_tests_name("webhook", tests, NULL, NULL);

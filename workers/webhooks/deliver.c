@@ -20,11 +20,11 @@
 #include "util.h"
 #include "webhook.h"
 
-#define CLAIM_POLL_MS      100   /* a worker with free slots looks for due deliveries this often */
-#define LEASE_MARGIN_MS    5000  /* a claim outlives its request's timeout by this much, twice */
-#define RETENTION_BATCH    5000  /* rows deleted per statement */
-#define RETENTION_ROUNDS   5     /* statements per call at most */
-#define USER_AGENT         "dialer-webhooks/1"
+#define CLAIM_POLL_MS    100  /* a worker with free slots looks for due deliveries this often */
+#define LEASE_MARGIN_MS  5000 /* a claim outlives its request's timeout by this much, twice */
+#define RETENTION_BATCH  5000 /* rows deleted per statement */
+#define RETENTION_ROUNDS 5    /* statements per call at most */
+#define USER_AGENT       "dialer-webhooks/1"
 
 /* A request in flight. Owns everything it points to. */
 struct flight {
@@ -472,16 +472,18 @@ void deliver_retention(struct worker_ctx *w)
 	snprintf(batch, sizeof(batch), "%d", RETENTION_BATCH);
 	const char *p[2] = {hours, batch};
 	for (int round = 0; round < RETENTION_ROUNDS; round++) {
-		PGresult *r = PQexecParams(w->db,
-		                           "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-		                           " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
-		                           " ORDER BY finished_at LIMIT $2::int)",
-		                           2, NULL, p, NULL, NULL, 0);
+		PGresult *r =
+		    PQexecParams(w->db,
+		                 "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+		                 " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
+		                 " ORDER BY finished_at LIMIT $2::int)",
+		                 2, NULL, p, NULL, NULL, 0);
 		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
 		if (n < 0)
-			log_warn("event=retention_failed error=\"%s\"", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			                                                     ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			                                                     : "connection lost");
+			log_warn("event=retention_failed error=\"%s\"",
+			         PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			             ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			             : "connection lost");
 		PQclear(r);
 		if (n <= 0)
 			break;
@@ -490,13 +492,13 @@ void deliver_retention(struct worker_ctx *w)
 			break;
 	}
 	for (int round = 0; round < RETENTION_ROUNDS; round++) {
-		PGresult *r = PQexecParams(
-		    w->db,
-		    "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
-		    " WHERE e.created_at < now() - $1::int * interval '1 hour'"
-		    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
-		    " ORDER BY e.created_at LIMIT $2::int)",
-		    2, NULL, p, NULL, NULL, 0);
+		PGresult *r =
+		    PQexecParams(w->db,
+		                 "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
+		                 " WHERE e.created_at < now() - $1::int * interval '1 hour'"
+		                 " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
+		                 " ORDER BY e.created_at LIMIT $2::int)",
+		                 2, NULL, p, NULL, NULL, 0);
 		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
 		PQclear(r);
 		if (n <= 0)

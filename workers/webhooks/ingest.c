@@ -180,11 +180,12 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 		goto out;
 	lit = xasprintf("{%s}", ids.p);
 	const char *p[1] = {lit};
-	r = tuples_or_log(PQexecParams(db,
-	                               "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
-	                               " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
-	                               1, NULL, p, NULL, NULL, 0),
-	                  "webhook_companies");
+	r = tuples_or_log(
+	    PQexecParams(db,
+	                 "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
+	                 " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
+	                 1, NULL, p, NULL, NULL, 0),
+	    "webhook_companies");
 	if (!r) {
 		built = -1;
 		goto out;
@@ -307,7 +308,8 @@ static int ack(struct worker_ctx *w, const redisReply *list)
 	if (argc > 3) {
 		redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
 		if (!r || r->type != REDIS_REPLY_INTEGER) {
-			log_warn("event=ack_failed count=%d error=\"%s\"", argc - 3, r && r->str ? r->str : w->redis->errstr);
+			log_warn("event=ack_failed count=%d error=\"%s\"", argc - 3,
+			         r && r->str ? r->str : w->redis->errstr);
 			rc = -1;
 		}
 		freeReplyObject(r);
@@ -389,7 +391,8 @@ int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
 		rc = process(w, list, queued);
 	if (is.recover && rc == 0) {
 		const redisReply *last = list && list->elements ? list->element[list->elements - 1] : NULL;
-		if (last && last->type == REDIS_REPLY_ARRAY && last->elements && last->element[0]->type == REDIS_REPLY_STRING)
+		if (last && last->type == REDIS_REPLY_ARRAY && last->elements &&
+		    last->element[0]->type == REDIS_REPLY_STRING)
 			snprintf(is.recover_from, sizeof(is.recover_from), "%s", last->element[0]->str);
 		else
 			is.recover = false;
@@ -404,10 +407,11 @@ void ingest_claim(struct worker_ctx *w, long *queued)
 	snprintf(idle, sizeof(idle), "%d", cfg.claim_idle_ms);
 	snprintf(count, sizeof(count), "%d", READ_COUNT);
 	for (int round = 0; round < CLAIM_ROUNDS; round++) {
-		const char *argv[] = {"XAUTOCLAIM", STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer, idle, cursor, "COUNT", count};
+		const char *argv[] = {"XAUTOCLAIM", STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer,
+		                      idle,         cursor,        "COUNT",        count};
 		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
 			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
 			freeReplyObject(r);
 			return;

@@ -23,8 +23,8 @@
 #define REPORT_EVERY_TICKS    10  /* seconds between progress lines */
 
 static struct {
-	unsigned epoch;  /* the worker_ctx epoch the connections were prepared for */
-	bool claim_now;  /* deliveries were just queued: claim without waiting for the poll */
+	unsigned epoch; /* the worker_ctx epoch the connections were prepared for */
+	bool claim_now; /* deliveries were just queued: claim without waiting for the poll */
 	unsigned long ticks;
 	unsigned long queued; /* since the last progress line */
 	uint64_t since_ns;
