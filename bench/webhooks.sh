@@ -73,7 +73,11 @@ run() {
         bin/dialer-webhooks >>"$TMP/worker-$w-$k-$label.log" 2>&1 &
         PIDS+=($!)
     done
-    until [[ "$(delivered)" -ge "$want" ]]; do sleep 0.1; done
+    until [[ "$(delivered)" -ge "$want" ]]; do
+        sleep 0.1
+        awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { exit !(b - a > 600) }' &&
+            { echo "bench: $(delivered) of $want delivered after 600 s" >&2; exit 1; }
+    done
     t1=$(date +%s.%N)
     for p in "${PIDS[@]}"; do cpu=$(awk -v a="$cpu" -v b="$(cpu_s "$p")" 'BEGIN { print a + b }'); done
     stop_workers

@@ -59,7 +59,7 @@ static struct {
 	struct outcome *done;
 	size_t ndone, capdone;
 	uint64_t last_claim_ns;
-	bool claim_full; /* the last claim filled every slot it asked for: more may be due */
+	bool claim_more; /* the last claim found due deliveries: more may be due */
 	unsigned long attempts, delivered, retried, failed;
 	unsigned int seed;
 } ds;
@@ -138,10 +138,11 @@ static void flight_free(struct flight *f)
 	free(f);
 }
 
+/* Appends "name: value" ("name:" when value is NULL: libcurl then sends no such header). */
 static struct curl_slist *header(struct curl_slist *l, const char *name, const char *value)
 {
 	char line[160];
-	snprintf(line, sizeof(line), "%s: %s", name, value);
+	snprintf(line, sizeof(line), value ? "%s: %s" : "%s:", name, value);
 	struct curl_slist *n = curl_slist_append(l, line);
 	if (!n) {
 		log_error("event=out_of_memory");
@@ -176,7 +177,7 @@ static void start(PGresult *r, int row)
 	f->headers = header(f->headers, "X-Delivery-Id", num);
 	snprintf(num, sizeof(num), "%d", f->attempt);
 	f->headers = header(f->headers, "X-Delivery-Attempt", num);
-	f->headers = curl_slist_append(f->headers, "Expect:"); /* no 100-continue round trip */
+	f->headers = header(f->headers, "Expect", NULL); /* no 100-continue round trip */
 
 	f->easy = curl_easy_init();
 	if (!f->easy) {
@@ -414,7 +415,7 @@ static int claim(struct worker_ctx *w, int slots)
 	for (int i = 0; i < got; i++)
 		start(r, i);
 	PQclear(r);
-	ds.claim_full = got == slots;
+	ds.claim_more = got > 0;
 	return 0;
 }
 
@@ -423,11 +424,12 @@ int deliver_pump(struct worker_ctx *w, bool claim_now)
 	if (multi_ready())
 		return -1;
 	reap();
+	bool freed = ds.ndone > 0; /* slots of webhooks that may have more due */
 	if (record(w))
 		return -1;
 	int slots = cfg.webhook_concurrency - ds.in_flight;
 	uint64_t since = util_now_ns() - ds.last_claim_ns;
-	if (slots > 0 && (claim_now || ds.claim_full || since >= (uint64_t)CLAIM_POLL_MS * 1000000)) {
+	if (slots > 0 && (claim_now || freed || ds.claim_more || since >= (uint64_t)CLAIM_POLL_MS * 1000000)) {
 		if (claim(w, slots))
 			return -1;
 		int running;

@@ -10,8 +10,9 @@
 
 /*
  * One turn: reaps finished requests and records their outcomes (one statement), then, while
- * fewer than WEBHOOK_CONCURRENCY are in flight, claims due deliveries (at once when claim_now
- * or when the last claim filled every free slot, else at most every 100 ms) and starts them.
+ * fewer than WEBHOOK_CONCURRENCY are in flight, claims due deliveries and starts them: at once
+ * when claim_now, when outcomes were just recorded (their webhooks' slots are free) or when the
+ * last claim found some, else at most every 100 ms (retries coming due).
  * Returns 0, or -1 when PostgreSQL failed (outcomes not yet recorded are kept and recorded
  * on a later turn). The first call sets up the multi handle (after curl_global_init).
  */

@@ -158,6 +158,19 @@ static PGresult *tuples_or_log(PGresult *r, const char *what)
 	return NULL;
 }
 
+/* Runs a statement without parameters that returns no rows; false (logged) when it fails. */
+static bool command_ok(PGconn *db, const char *sql)
+{
+	PGresult *r = PQexec(db, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok) {
+		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		log_warn("event=statement_failed sql=\"%.20s\" error=\"%s\"", sql, msg ? msg : "connection lost");
+	}
+	PQclear(r);
+	return ok;
+}
+
 /*
  * The names of the companies among ev[0..n) that have an active webhook, then each of their
  * events' body. Returns how many events got a body, or -1 (database failure).
@@ -216,8 +229,9 @@ out:
  * One statement: the events with a body are stored (the exact bytes every delivery sends), and
  * each gets a pending delivery, due now, for every active webhook of its company whose events
  * include its type or "*". A webhook whose backlog holds WEBHOOK_MAX_PENDING deliveries takes
- * no more: what does not fit is counted in webhooks.dropped. Re-running it for the same
- * entries changes nothing (unique keys).
+ * no more: what does not fit is counted in webhooks.dropped (the count runs once per webhook:
+ * MATERIALIZED, else the planner repeats it per event). Re-running it for the same entries
+ * changes nothing (unique keys).
  */
 static const char RECORD_SQL[] =
     "WITH ev AS ("
@@ -226,7 +240,7 @@ static const char RECORD_SQL[] =
     " m AS ("
     "  SELECT ev.event_id, ev.ord, w.id AS webhook_id FROM ev JOIN webhooks w"
     "   ON w.company_id = ev.company_id AND w.is_active AND (ev.type = ANY (w.events) OR '*' = ANY (w.events))),"
-    " room AS ("
+    " room AS MATERIALIZED ("
     "  SELECT t.webhook_id, $5::int - (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d"
     "   WHERE d.webhook_id = t.webhook_id AND d.state = 'pending' LIMIT $5::int) x) AS room"
     "  FROM (SELECT DISTINCT webhook_id FROM m) t),"
@@ -271,8 +285,18 @@ static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 		lit[k] = xasprintf("{%s}", a[k].p ? a[k].p : "");
 	snprintf(cap, sizeof(cap), "%d", cfg.webhook_max_pending);
 	const char *p[5] = {lit[0], lit[1], lit[2], lit[3], cap};
-	PGresult *r = tuples_or_log(PQexecParams(db, RECORD_SQL, 5, NULL, p, NULL, NULL, 0), "record");
-	if (r) {
+	/* the session commits asynchronously (claims and outcomes may be forgotten by a database
+	 * crash: sent again); this commit must be durable, the entries are acknowledged after it */
+	PGresult *r = NULL;
+	if (!command_ok(db, "BEGIN; SET LOCAL synchronous_commit = on"))
+		goto out;
+	r = tuples_or_log(PQexecParams(db, RECORD_SQL, 5, NULL, p, NULL, NULL, 0), "record");
+	if (!r) {
+		if (PQstatus(db) == CONNECTION_OK)
+			command_ok(db, "ROLLBACK");
+		goto out;
+	}
+	if (command_ok(db, "COMMIT")) {
 		long dropped = strtol(PQgetvalue(r, 0, 1), NULL, 10);
 		*queued += strtol(PQgetvalue(r, 0, 0), NULL, 10);
 		if (dropped > 0) {
@@ -284,6 +308,7 @@ static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 		}
 		rc = 0;
 	}
+out:
 	PQclear(r);
 	for (int k = 0; k < 4; k++) {
 		free(a[k].p);

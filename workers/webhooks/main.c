@@ -35,6 +35,13 @@ static void prepare(struct worker_ctx *w)
 	if (ws.epoch == w->epoch)
 		return;
 	ingest_reset(); /* what this consumer read but did not acknowledge before the failure: again */
+	/* claims and outcomes commit without waiting for the WAL flush (a round of deliveries would
+	 * otherwise wait for two fsyncs): a database crash may forget the last of them, and those
+	 * deliveries are sent again, which at-least-once allows. Queueing stays durable (ingest.c). */
+	PGresult *r = PQexec(w->db, "SET synchronous_commit = off");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		log_warn("event=db_session_setup_failed error=\"%s\"", PQerrorMessage(w->db));
+	PQclear(r);
 	ws.epoch = w->epoch;
 }
 
