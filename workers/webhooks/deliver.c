@@ -376,8 +376,8 @@ out:
  * the re-check of next_attempt_at under the row lock keeps a row another copy just claimed.
  */
 static const char CLAIM_SQL[] =
-    "WITH picked AS ("
-    "  SELECT d.id, d.next_attempt_at, w.url, w.secret, e.body, e.event_id, e.type"
+    "WITH picked AS MATERIALIZED ("
+    "  SELECT d.id, d.next_attempt_at, d.event_id, w.url, w.secret"
     "  FROM webhooks w"
     "  CROSS JOIN LATERAL ("
     "   SELECT d.id, d.event_id, d.next_attempt_at FROM webhook_deliveries d"
@@ -387,14 +387,15 @@ static const char CLAIM_SQL[] =
     "    - (SELECT count(*) FROM webhook_deliveries f"
     "    WHERE f.webhook_id = w.id AND f.claimed_by IS NOT NULL AND f.next_attempt_at > now()))"
     "   FOR UPDATE SKIP LOCKED) d"
-    "  JOIN webhook_events e ON e.event_id = d.event_id"
     "  WHERE w.is_active"
     "  ORDER BY d.next_attempt_at"
     "  LIMIT $2::int)"
     " UPDATE webhook_deliveries d SET claimed_by = $1, attempts = d.attempts + 1,"
     "  next_attempt_at = now() + $4::bigint * interval '1 millisecond'"
-    " FROM picked p WHERE d.id = p.id"
-    " RETURNING d.id, d.attempts, d.webhook_id, p.url, p.secret, p.body, p.event_id, p.type";
+    " FROM picked p WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id"
+    " RETURNING d.id, d.attempts, d.webhook_id, p.url, p.secret,"
+    "  (SELECT e.body FROM webhook_events e WHERE e.event_id = p.event_id), p.event_id,"
+    "  (SELECT e.type FROM webhook_events e WHERE e.event_id = p.event_id)";
 
 static int claim(struct worker_ctx *w, int slots)
 {
