@@ -374,6 +374,9 @@ out:
  * one for a failing webhook (a dead receiver holds one slot while it is probed), and leases
  * them to this consumer. SKIP LOCKED: copies claiming at once take different rows;
  * the re-check of next_attempt_at under the row lock keeps a row another copy just claimed.
+ * The rows are then reached by primary key (= ANY) and the bodies by scalar subqueries: the
+ * LIMIT expression hides the row count from the planner, which otherwise hash-joined whole
+ * tables (50 ms a claim at 20,000 deliveries, against 3 ms).
  */
 static const char CLAIM_SQL[] =
     "WITH picked AS MATERIALIZED ("
