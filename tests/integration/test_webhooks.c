@@ -41,7 +41,7 @@
 
 #define HITS_MAX   1024
 #define HELD_MAX   64
-#define RETRY_BASE 500  /* WEBHOOK_RETRY_BASE_MS of the worker */
+#define RETRY_BASE 1000 /* WEBHOOK_RETRY_BASE_MS of the worker */
 #define TIMEOUT_MS 2000 /* WEBHOOK_TIMEOUT_MS */
 #define MAX_AGE_S  6    /* WEBHOOK_MAX_AGE_SECONDS */
 #define LEASE_MS   (2 * TIMEOUT_MS + 5000)
@@ -263,7 +263,7 @@ static struct th_proc *worker_start(const char *log_name, const char *extra)
 {
 	struct th_proc *p =
 	    th_dialer_start("dialer-webhooks", db_url, log_name, "LOG_LEVEL=debug", "WEBHOOK_ALLOW_PRIVATE=true",
-	                    "WEBHOOK_RETRY_BASE_MS=500", "WEBHOOK_TIMEOUT_MS=2000", "WEBHOOK_CONNECT_TIMEOUT_MS=1000",
+	                    "WEBHOOK_RETRY_BASE_MS=1000", "WEBHOOK_TIMEOUT_MS=2000", "WEBHOOK_CONNECT_TIMEOUT_MS=1000",
 	                    "WEBHOOK_CONCURRENCY=4", "WEBHOOK_CONCURRENCY_PER_WEBHOOK=2", "WEBHOOK_MAX_AGE_SECONDS=6",
 	                    "CLAIM_IDLE_MS=1000", "METRICS_PUSH_SECONDS=1", extra ? extra : "LOG_LEVEL=debug", NULL);
 	assert_non_null(p);
@@ -660,7 +660,7 @@ static long long ms_between(const struct hit *a, const struct hit *b)
 	return b->at_ms - a->at_ms;
 }
 
-/* 500, 500, 200: three attempts with growing delays (base 500 ms, ±20%), the same signed body
+/* 500, 500, 200: three attempts with growing delays (base 1 s, ±20%), the same signed body
  * each time, and every attempt in the delivery log, newest first. */
 static void test_retry_backoff_and_log(void **state)
 {
@@ -723,8 +723,8 @@ static void test_retry_backoff_and_log(void **state)
 	          d2 = qi("SELECT (extract(epoch FROM next_retry_at - created_at) * 1000)::bigint FROM webhook_attempts"
 	                  " WHERE webhook_id = %lld AND attempt = 2",
 	                  id);
-	assert_true(d1 >= 400 && d1 <= 600);
-	assert_true(d2 >= 800 && d2 <= 1200);
+	assert_true(d1 >= RETRY_BASE * 8 / 10 && d1 <= RETRY_BASE * 12 / 10);
+	assert_true(d2 >= 2 * RETRY_BASE * 8 / 10 && d2 <= 2 * RETRY_BASE * 12 / 10);
 
 	/* filters and paging */
 	snprintf(path, sizeof(path), "/api/acme/webhooks/%lld/deliveries?outcome=retry&limit=1", id);
@@ -779,6 +779,7 @@ static void test_timeout_does_not_block_others(void **state)
 	long long took = th_now_ms() - t0;
 	/* nothing of the hung webhook has finished yet: the fast one did not wait behind it */
 	long long hang_done = qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld", hang);
+	rx_wait("/hang", 2, TIMEOUT_MS / 2); /* started with the first two of the live one */
 	int hang_open = rx_count("/hang");
 	print_message("10 deliveries to the live receiver in %lld ms; hung receiver: %d requests open, %lld done\n",
 	              took, hang_open, hang_done);
