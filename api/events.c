@@ -46,17 +46,28 @@ static const char *cors_origin(struct http_ctx *c)
 	return NULL;
 }
 
-/* The request line and headers as the client sent them (for the WebSocket handshake, which
- * dialer-events' libwebsockets parses again). Caller frees. */
+/* The WebSocket handshake to replay in dialer-events (libwebsockets parses it again): the path
+ * without its query (the token stays here) and only the headers the handshake needs, so that it
+ * is small whatever cookies the browser sends. Caller frees. */
 static char *raw_request(struct http_ctx *c)
 {
+	static const char *const keep[] = {"Host",
+	                                   "Upgrade",
+	                                   "Connection",
+	                                   "Origin",
+	                                   "Sec-WebSocket-Key",
+	                                   "Sec-WebSocket-Version",
+	                                   "Sec-WebSocket-Protocol",
+	                                   NULL};
 	struct buf b = {0};
-	const char *uri = evhttp_request_get_uri(c->req);
-	buf_add(&b, "GET ", 4);
-	buf_add(&b, uri, strlen(uri));
-	buf_add(&b, " HTTP/1.1\r\n", 11);
+	buf_add(&b, "GET /ws/updates HTTP/1.1\r\n", 26);
 	struct evkeyvalq *h = evhttp_request_get_input_headers(c->req);
 	for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+		bool wanted = false;
+		for (int i = 0; keep[i] && !wanted; i++)
+			wanted = !strcasecmp(kv->key, keep[i]);
+		if (!wanted || strlen(kv->value) > 256)
+			continue;
 		buf_add(&b, kv->key, strlen(kv->key));
 		buf_add(&b, ": ", 2);
 		buf_add(&b, kv->value, strlen(kv->value));
