@@ -107,7 +107,7 @@ $(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(COMMON_LIB)
 
 $(OUT)/tests/integration/%: $(OUT)/tests/integration/%.o $(HARNESS_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(shell pkg-config --libs $(TEST_PKGS))
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(EVENTS_LIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 # libFuzzer harnesses (clang): `make fuzz`, then e.g.
 #   build/fuzz/fuzz_multipart -max_total_time=60 tests/fuzz/corpus_multipart

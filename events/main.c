@@ -247,6 +247,16 @@ static int listen_unix(void)
 	struct stat sb;
 	int s = -1;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg.events_socket);
+	/* its directory (".run" under make run) may not exist yet */
+	char dir[sizeof(sa.sun_path)];
+	snprintf(dir, sizeof(dir), "%s", sa.sun_path);
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(dir, 0750) && errno != EEXIST)
+				break;
+			*p = '/';
+		}
 	if (lstat(sa.sun_path, &sb) == 0) {
 		if (!S_ISSOCK(sb.st_mode)) {
 			log_error("event=listen_failed socket=%s error=\"exists and is not a socket\"", sa.sun_path);
