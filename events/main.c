@@ -24,11 +24,15 @@
 #include "util.h"
 #include "worker.h"
 
-#define READ_COUNT      "512"   /* entries per XREAD */
+#define READ_COUNT      "64"    /* entries per XREAD: the loop writes to the clients between reads */
 #define READ_BLOCK_MS   "1000"  /* an idle XREAD returns after this */
 #define HANDOFF_MAX     65536   /* bytes of one handoff header */
 #define HANDOFF_TIMEOUT 5       /* seconds the API's message may take to arrive */
 #define REPORT_EVERY    10      /* seconds between progress lines */
+/* Kernel send buffer of a client socket. Fixed, not autotuned: on loopback or a fast link Linux
+ * grows it to megabytes, which would hide a client that does not read (and cost that much kernel
+ * memory per client); EVENTS_CLIENT_BUFFER_BYTES in this process is the buffer that counts. */
+#define CLIENT_SNDBUF   131072
 
 static struct {
 	struct event_base *base;
@@ -192,6 +196,9 @@ static void handoff_read(evutil_socket_t conn, short what, void *arg)
 		goto out;
 	}
 	buf[n] = '\0';
+	int sndbuf = CLIENT_SNDBUF;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)))
+		log_warn("event=setsockopt_failed option=SO_SNDBUF error=\"%s\"", strerror(errno));
 	json_error_t err;
 	struct scope s;
 	h = json_loads(buf, 0, &err);

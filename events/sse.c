@@ -142,18 +142,33 @@ static void unref_cleanup(const void *data, size_t len, void *extra)
 	emsg_unref(extra);
 }
 
-/* Moves queued events into the bufferevent while it holds little. */
+/*
+ * Moves queued events into the bufferevent while it holds little, writing to the socket at once
+ * when it holds more (the loop would only write after this turn: a burst read in one turn would
+ * otherwise all count as unsent). So "unsent" means what the kernel has not taken: a client that
+ * reads keeps up with any burst its socket buffers absorb; one that does not is dropped.
+ */
 static void pump(struct sse_client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	struct emsg *m;
-	while (evbuffer_get_length(out) < PUMP_HIGH && (m = refq_pop(&c->q))) {
+	uint64_t n = 0;
+	for (;;) {
+		if (evbuffer_get_length(out) >= PUMP_HIGH && (fd < 0 || evbuffer_write(out, fd) <= 0 ||
+		                                              evbuffer_get_length(out) >= PUMP_HIGH))
+			break; /* the kernel takes no more now: the write callback pumps on */
+		if (!(m = refq_pop(&c->q)))
+			break;
 		snprintf(c->last_sent, sizeof(c->last_sent), "%s", m->id);
 		/* the reference moves into the buffer; released once the bytes are sent */
 		if (evbuffer_add_reference(out, m->sse, m->sse_len, unref_cleanup, m))
 			emsg_unref(m);
+		n++;
+	}
+	if (n) {
 		c->last_write = time(NULL);
-		metrics_count("events_delivered", 1);
+		metrics_count("events_delivered", n);
 	}
 }
 
