@@ -87,7 +87,8 @@ static int send_to_events(int fd, void *arg)
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = {.iov_base = (void *)msg, .iov_len = strlen(msg)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
 	int s = -1, rc = -1;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg.events_socket);
@@ -119,13 +120,12 @@ static void hand_over(struct http_ctx *c)
 	struct evreq *r = c->state;
 	const char *origin = cors_origin(c);
 	char *req = r->kind == EV_WS ? raw_request(c) : NULL;
-	json_t *m = json_pack("{s:i, s:s, s:I, s:s, s:b, s:I, s:I, s:O?, s:s?, s:I, s:s?, s:s, s:s, s:s?}", "v", 1,
-	                      "kind", r->kind == EV_WS ? "ws" : "sse", "user_id", (json_int_t)c->user.id, "username",
-	                      c->user.username, "is_superuser", c->user.is_superuser, "user_company_id",
-	                      (json_int_t)c->user.company_id, "company_id", (json_int_t)c->company_id, "types",
-	                      r->types, "last_event_id", r->last_id[0] ? r->last_id : NULL, "token_exp",
-	                      (json_int_t)c->token_exp, "origin", origin, "rid", c->rid, "peer", c->peer, "request",
-	                      req);
+	json_t *m = json_pack(
+	    "{s:i, s:s, s:I, s:s, s:b, s:I, s:I, s:O?, s:s?, s:I, s:s?, s:s, s:s, s:s?}", "v", 1, "kind",
+	    r->kind == EV_WS ? "ws" : "sse", "user_id", (json_int_t)c->user.id, "username", c->user.username,
+	    "is_superuser", c->user.is_superuser, "user_company_id", (json_int_t)c->user.company_id, "company_id",
+	    (json_int_t)c->company_id, "types", r->types, "last_event_id", r->last_id[0] ? r->last_id : NULL,
+	    "token_exp", (json_int_t)c->token_exp, "origin", origin, "rid", c->rid, "peer", c->peer, "request", req);
 	free(req);
 	r->msg = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	json_decref(m);

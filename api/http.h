@@ -41,8 +41,8 @@ enum auth_kind {
 };
 
 enum {
-	RF_JSON = 1 << 0,       /* parse the body as JSON (or a form) before auth; 422 when malformed */
-	RF_LARGE_BODY = 1 << 1, /* the body may reach UPLOAD_MAX_BYTES (others: HTTP_MAX_BODY_BYTES) */
+	RF_JSON = 1 << 0,        /* parse the body as JSON (or a form) before auth; 422 when malformed */
+	RF_LARGE_BODY = 1 << 1,  /* the body may reach UPLOAD_MAX_BYTES (others: HTTP_MAX_BODY_BYTES) */
 	RF_TOKEN_QUERY = 1 << 2, /* AUTH_JWT also takes the token from ?token= (EventSource and browsers'
 	                          * WebSocket cannot set headers); the header wins when both are given */
 };

@@ -155,8 +155,7 @@ static const struct centry table[] = {
     {"EVENTS_STREAM_LEN", CT_LONG, S(events_stream_len), "100000", 100, 100000000, false, 0, NULL},
     {"EVENTS_SOCKET", CT_STR, S(events_socket), ".run/events.sock", 0, 0, false, 0, check_socket_path},
     {"EVENTS_HEARTBEAT_SECONDS", CT_INT, S(events_heartbeat_seconds), "15", 1, 3600, false, 0, NULL},
-    {"EVENTS_CLIENT_BUFFER_BYTES", CT_LONG, S(events_client_buffer_bytes), "1048576", 4096, 1L << 30, false, 0,
-     NULL},
+    {"EVENTS_CLIENT_BUFFER_BYTES", CT_LONG, S(events_client_buffer_bytes), "1048576", 4096, 1L << 30, false, 0, NULL},
     {"EVENTS_MAX_CLIENTS", CT_INT, S(events_max_clients), "10000", 1, 1000000, false, 0, NULL},
     {"EVENTS_RESULTS_MAX", CT_INT, S(events_results_max), "100", 1, 1000, false, 0, NULL},
 };

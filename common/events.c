@@ -38,7 +38,8 @@ static char *data_text(const char *type, json_t *data)
 		s = json_dumps(data, JSON_COMPACT);
 	json_decref(data);
 	if (!s || strlen(s) > EVENTS_DATA_MAX) {
-		log_warn("event=event_dropped type=%s reason=\"%s\"", type, s ? "data too large" : "data not an object");
+		log_warn("event=event_dropped type=%s reason=\"%s\"", type,
+		         s ? "data too large" : "data not an object");
 		metrics_count("events_dropped", 1);
 		free(s);
 		return NULL;
@@ -163,7 +164,8 @@ void events_emit_async_new(struct rds *redis, const char *type, long company_id,
 	if (k < 0 || atomic_fetch_add(&inflight, 1) >= EVENTS_INFLIGHT_MAX) {
 		if (k >= 0)
 			atomic_fetch_sub(&inflight, 1);
-		log_warn("event=event_dropped type=%s reason=\"%s\"", type, k < 0 ? "unknown type" : "too many in flight");
+		log_warn("event=event_dropped type=%s reason=\"%s\"", type,
+		         k < 0 ? "unknown type" : "too many in flight");
 		metrics_count("events_dropped", 1);
 		free(s);
 		return;
@@ -218,9 +220,9 @@ int events_parse(const redisReply *el, struct event_msg *out)
 	const redisReply *type = rds_entry_field(f, "type"), *company = rds_entry_field(f, "company_id"),
 	                 *data = rds_entry_field(f, "data"), *at = rds_entry_field(f, "at");
 	long cid;
-	if (!type || events_type_index(type->str) < 0 || !company || util_parse_long(company->str, 0, 2147483647L, &cid) ||
-	    !data || data->len > EVENTS_DATA_MAX || data->len < 2 || data->str[0] != '{' ||
-	    !util_utf8_valid(data->str, data->len))
+	if (!type || events_type_index(type->str) < 0 || !company ||
+	    util_parse_long(company->str, 0, 2147483647L, &cid) || !data || data->len > EVENTS_DATA_MAX ||
+	    data->len < 2 || data->str[0] != '{' || !util_utf8_valid(data->str, data->len))
 		return -1;
 	snprintf(out->type, sizeof(out->type), "%s", type->str);
 	out->company_id = cid;

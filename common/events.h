@@ -51,7 +51,7 @@ void events_emit_new(redisContext *redis, const char *type, long company_id, jso
 
 /* Several events in one pipelined round trip (the results worker's batch: one per company). */
 struct events_batch {
-	char **data;   /* JSON texts, owned */
+	char **data; /* JSON texts, owned */
 	const char **type;
 	long *company_id;
 	size_t n, cap;

@@ -233,11 +233,12 @@ int job_progress(struct job_ctx *j, long long done, long long total)
 	j->progress_total = total;
 	if (rc == 0 && j->kind == JOB_IMPORT) /* at most as often as the row is written (500 ms) */
 		events_emit_new(j->w->redis, EVENTS_IMPORT_PROGRESS, j->company_id,
-		                json_pack("{s:I, s:s, s:I, s:o, s:o}", "job_id", (json_int_t)j->id, "kind", "import", "done",
-		                          (json_int_t)(done < 0 ? 0 : done),
-		                          "total", total < 0 ? json_null() : json_integer((json_int_t)total), "percent",
-		                          total > 0 ? json_real((double)(done > total ? total : done) * 100.0 / (double)total)
-		                                    : json_null()));
+		                json_pack("{s:I, s:s, s:I, s:o, s:o}", "job_id", (json_int_t)j->id, "kind", "import",
+		                          "done", (json_int_t)(done < 0 ? 0 : done), "total",
+		                          total < 0 ? json_null() : json_integer((json_int_t)total), "percent",
+		                          total > 0
+		                              ? json_real((double)(done > total ? total : done) * 100.0 / (double)total)
+		                              : json_null()));
 	return rc;
 }
 
@@ -375,8 +376,8 @@ static void emit_finished(struct worker_ctx *w, const struct job_ctx *j)
 		}
 		json_t *d = json_pack("{s:s?, s:n, s:O?, s:b, s:I, s:O}", "action",
 		                      json_string_value(json_object_get(j->params, "action")), "number_id", "status",
-		                      json_object_get(j->params, "status"), "bulk", 1, "job_id", (json_int_t)j->id, "result",
-		                      result ? result : json_null());
+		                      json_object_get(j->params, "status"), "bulk", 1, "job_id", (json_int_t)j->id,
+		                      "result", result ? result : json_null());
 		json_decref(job);
 		events_emit_new(w->redis, EVENTS_NUMBER_UPDATED, j->company_id, d);
 		break;

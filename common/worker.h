@@ -20,10 +20,10 @@
 #define STREAM_EVENTS      "dialer:events"
 
 struct worker_ctx {
-	redisContext *redis;  /* NULL while disconnected; the skeleton reconnects */
-	PGconn *db;           /* NULL while disconnected; the skeleton reconnects */
-	const char *consumer; /* this process's consumer name: <host>-<pid>-<random> */
-	unsigned epoch;       /* bumped whenever redis or db is (re)connected: per-connection setup */
+	redisContext *redis;     /* NULL while disconnected; the skeleton reconnects */
+	PGconn *db;              /* NULL while disconnected; the skeleton reconnects */
+	const char *consumer;    /* this process's consumer name: <host>-<pid>-<random> */
+	unsigned epoch;          /* bumped whenever redis or db is (re)connected: per-connection setup */
 	struct event_base *base; /* the process's libevent loop (for processes with their own events) */
 	void *user;
 };

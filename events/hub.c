@@ -106,8 +106,9 @@ bool scope_sees(const struct scope *s, const struct emsg *m)
 void hub_reject(int fd, int status, const char *code, const char *msg)
 {
 	char body[512], head[256];
-	int bl = snprintf(body, sizeof(body), "{\"detail\":\"%s\",\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":{}}}",
-	                  msg, code, msg);
+	int bl = snprintf(body, sizeof(body),
+	                  "{\"detail\":\"%s\",\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":{}}}", msg,
+	                  code, msg);
 	int hl = snprintf(head, sizeof(head),
 	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
 	                  "Connection: close\r\nRetry-After: 1\r\n\r\n",

@@ -40,8 +40,8 @@ struct scope {
 	long user_id;
 	char username[72];
 	bool superuser;
-	long company_id; /* 0: every company and the unscoped events (superusers only) */
-	unsigned types;  /* bit per events_types index */
+	long company_id;     /* 0: every company and the unscoped events (superusers only) */
+	unsigned types;      /* bit per events_types index */
 	long long token_exp; /* unix s; the connection ends then */
 	char rid[72];
 	char peer[64];

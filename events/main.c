@@ -24,15 +24,15 @@
 #include "util.h"
 #include "worker.h"
 
-#define READ_COUNT      "64"    /* entries per XREAD: the loop writes to the clients between reads */
-#define READ_BLOCK_MS   "1000"  /* an idle XREAD returns after this */
-#define HANDOFF_MAX     65536   /* bytes of one handoff header */
-#define HANDOFF_TIMEOUT 5       /* seconds the API's message may take to arrive */
-#define REPORT_EVERY    10      /* seconds between progress lines */
+#define READ_COUNT      "64"   /* entries per XREAD: the loop writes to the clients between reads */
+#define READ_BLOCK_MS   "1000" /* an idle XREAD returns after this */
+#define HANDOFF_MAX     65536  /* bytes of one handoff header */
+#define HANDOFF_TIMEOUT 5      /* seconds the API's message may take to arrive */
+#define REPORT_EVERY    10     /* seconds between progress lines */
 /* Kernel send buffer of a client socket. Fixed, not autotuned: on loopback or a fast link Linux
  * grows it to megabytes, which would hide a client that does not read (and cost that much kernel
  * memory per client); EVENTS_CLIENT_BUFFER_BYTES in this process is the buffer that counts. */
-#define CLIENT_SNDBUF   131072
+#define CLIENT_SNDBUF 131072
 
 static struct {
 	struct event_base *base;
@@ -81,7 +81,8 @@ static void read_cb(redisReply *r, void *arg)
 		for (size_t i = 0; i < list->elements; i++) {
 			const redisReply *el = list->element[i];
 			struct event_msg ev;
-			if (el->type == REDIS_REPLY_ARRAY && el->elements >= 1 && el->element[0]->type == REDIS_REPLY_STRING)
+			if (el->type == REDIS_REPLY_ARRAY && el->elements >= 1 &&
+			    el->element[0]->type == REDIS_REPLY_STRING)
 				snprintf(st.live, sizeof(st.live), "%s", el->element[0]->str);
 			st.read++;
 			if (events_parse(el, &ev)) {
@@ -274,7 +275,8 @@ static int listen_unix(void)
 		if (probe >= 0)
 			close(probe);
 		if (alive) {
-			log_error("event=listen_failed socket=%s error=\"another dialer-events listens there\"", sa.sun_path);
+			log_error("event=listen_failed socket=%s error=\"another dialer-events listens there\"",
+			          sa.sun_path);
 			return -1;
 		}
 		unlink(sa.sun_path);
@@ -312,7 +314,8 @@ static int events_init(struct worker_ctx *w)
 		return -1;
 	find_start();
 	log_info("event=events_listening socket=%s heartbeat_s=%d client_buffer_bytes=%ld max_clients=%d",
-	         cfg.events_socket, cfg.events_heartbeat_seconds, cfg.events_client_buffer_bytes, cfg.events_max_clients);
+	         cfg.events_socket, cfg.events_heartbeat_seconds, cfg.events_client_buffer_bytes,
+	         cfg.events_max_clients);
 	return 0;
 }
 
@@ -324,9 +327,9 @@ static void events_tick(struct worker_ctx *w)
 	if (++st.ticks % REPORT_EVERY == 0) {
 		uint64_t now = util_now_ns();
 		double secs = (double)(now - st.since_ns) / 1e9;
-		log_info("event=progress clients=%d read=%llu per_s=%.0f skipped=%llu live=%s", atomic_load(&hub_clients),
-		         (unsigned long long)st.read, secs > 0 ? (double)st.read / secs : 0.0,
-		         (unsigned long long)st.skipped, st.live);
+		log_info("event=progress clients=%d read=%llu per_s=%.0f skipped=%llu live=%s",
+		         atomic_load(&hub_clients), (unsigned long long)st.read,
+		         secs > 0 ? (double)st.read / secs : 0.0, (unsigned long long)st.skipped, st.live);
 		st.read = st.skipped = 0;
 		st.since_ns = now;
 	}

@@ -22,10 +22,10 @@
 #include "rds.h"
 #include "worker.h"
 
-#define PUMP_HIGH      65536 /* bytes handed to the bufferevent at a time */
-#define PUMP_LOW       16384 /* refill below this */
-#define RANGE_COUNT    "500" /* entries per catch-up XRANGE */
-#define CLOSE_GRACE_S  5     /* a dropped client's last words get this long to go out */
+#define PUMP_HIGH     65536 /* bytes handed to the bufferevent at a time */
+#define PUMP_LOW      16384 /* refill below this */
+#define RANGE_COUNT   "500" /* entries per catch-up XRANGE */
+#define CLOSE_GRACE_S 5     /* a dropped client's last words get this long to go out */
 
 enum sse_state { SC_CATCHUP, SC_LIVE, SC_CLOSING };
 
@@ -40,8 +40,8 @@ struct sse_client {
 	struct bufferevent *bev;
 	struct scope s;
 	enum sse_state state;
-	struct refq q;       /* to send */
-	struct refq pending; /* live events that came during the catch-up */
+	struct refq q;             /* to send */
+	struct refq pending;       /* live events that came during the catch-up */
 	char after[EVENTS_ID_MAX]; /* catch-up: read after this id … */
 	char upto[EVENTS_ID_MAX];  /* … up to this one */
 	char last_sent[EVENTS_ID_MAX];
@@ -155,8 +155,8 @@ static void pump(struct sse_client *c)
 	struct emsg *m;
 	uint64_t n = 0;
 	for (;;) {
-		if (evbuffer_get_length(out) >= PUMP_HIGH && (fd < 0 || evbuffer_write(out, fd) <= 0 ||
-		                                              evbuffer_get_length(out) >= PUMP_HIGH))
+		if (evbuffer_get_length(out) >= PUMP_HIGH &&
+		    (fd < 0 || evbuffer_write(out, fd) <= 0 || evbuffer_get_length(out) >= PUMP_HIGH))
 			break; /* the kernel takes no more now: the write callback pumps on */
 		if (!(m = refq_pop(&c->q)))
 			break;
@@ -265,8 +265,8 @@ static void go_live(struct sse_client *c)
  * left). No id: line, so the client's Last-Event-ID stays where it was. */
 static void gap(struct sse_client *c, const char *key, const char *val)
 {
-	evbuffer_add_printf(bufferevent_get_output(c->bev), "event: gap\ndata: {\"last_event_id\":\"%s\",\"%s\":\"%s\"}\n\n",
-	                    c->after, key, val);
+	evbuffer_add_printf(bufferevent_get_output(c->bev),
+	                    "event: gap\ndata: {\"last_event_id\":\"%s\",\"%s\":\"%s\"}\n\n", c->after, key, val);
 }
 
 static bool zombie_reaped(struct sse_client *c)
@@ -346,7 +346,8 @@ void sse_adopt(struct event_base *b, int fd, const struct scope *s, const char *
 {
 	struct sse_client *c;
 	if (atomic_load(&hub_clients) >= cfg.events_max_clients) {
-		log_warn("event=client_refused transport=sse reason=too_many_clients clients=%d", atomic_load(&hub_clients));
+		log_warn("event=client_refused transport=sse reason=too_many_clients clients=%d",
+		         atomic_load(&hub_clients));
 		hub_reject(fd, 503, "TOO_MANY_CLIENTS", "Too many event clients, retry shortly");
 		return;
 	}

@@ -214,8 +214,9 @@ static void on_message(struct wsc *w, const char *s, size_t n)
 	}
 	bool sub = !strcmp(event, "subscribe");
 	if (!sub && strcmp(event, "unsubscribe")) {
-		reply(w, "error", json_pack("{s:s, s:s}", "message", "unknown event (subscribe, unsubscribe, ping)", "event",
-		                            event));
+		reply(
+		    w, "error",
+		    json_pack("{s:s, s:s}", "message", "unknown event (subscribe, unsubscribe, ping)", "event", event));
 		goto out;
 	}
 	unsigned bits;
@@ -224,8 +225,9 @@ static void on_message(struct wsc *w, const char *s, size_t n)
 	} else if (type && events_type_index(type) >= 0) {
 		bits = 1u << events_type_index(type);
 	} else {
-		reply(w, "error", json_pack("{s:s, s:s?}", "message", "unknown subscription type (all_calls, all, or an event type)",
-		                            "type", type));
+		reply(w, "error",
+		      json_pack("{s:s, s:s?}", "message",
+		                "unknown subscription type (all_calls, all, or an event type)", "type", type));
 		goto out;
 	}
 	/* a connection starts with every type (seed 003's clients never subscribe); the first
@@ -371,8 +373,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		         w->s.superuser, w->s.company_id, w->s.peer);
 		log_set_ctx(NULL);
 		reply(w, "connected",
-		      json_pack("{s:s, s:b, s:I, s:o}", "user", w->s.username, "is_superuser", w->s.superuser, "company_id",
-		                (json_int_t)w->s.company_id, "types", subs_json(w)));
+		      json_pack("{s:s, s:b, s:I, s:o}", "user", w->s.username, "is_superuser", w->s.superuser,
+		                "company_id", (json_int_t)w->s.company_id, "types", subs_json(w)));
 		return 0;
 	}
 	case LWS_CALLBACK_RECEIVE:
@@ -386,8 +388,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		}
 		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
 			if (w->rx_overflow) {
-				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large",
-				                 17);
+				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				                 (unsigned char *)"message too large", 17);
 				return -1;
 			}
 			on_message(w, w->rx, w->rxlen);

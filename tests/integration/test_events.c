@@ -33,8 +33,8 @@
 
 #define MAX_EVENTS    4096
 #define SLOW_BUFFER   "262144" /* EVENTS_CLIENT_BUFFER_BYTES of this run */
-#define BURST         400     /* events of the slow-client run */
-#define BURST_PAYLOAD 3000    /* bytes of each one's data */
+#define BURST         400      /* events of the slow-client run */
+#define BURST_PAYLOAD 3000     /* bytes of each one's data */
 
 static struct th_api api;
 static char *db_url, *root_token, *acme_token, *beta_token, *agent_token;
@@ -333,9 +333,10 @@ static void test_scoping_real_emitters(void **state)
 	TH_EXPECT_INT(beta->ev[b].json, "company_id", beta_id);
 
 	/* result.ingested (dialer-results, after its commit) */
-	struct th_resp *r = th_call(&api, "POST", "/api/dialer/report-result", TH_DIALER_TOKEN,
-	                            "{\"company\": \"acme\", \"phone_number\": \"09120000001\", \"status\": \"CONNECTED\","
-	                            " \"attempted_at\": \"2026-02-18T10:00:00.123456+00:00\", \"user_message\": \"hi\"}");
+	struct th_resp *r =
+	    th_call(&api, "POST", "/api/dialer/report-result", TH_DIALER_TOKEN,
+	            "{\"company\": \"acme\", \"phone_number\": \"09120000001\", \"status\": \"CONNECTED\","
+	            " \"attempted_at\": \"2026-02-18T10:00:00.123456+00:00\", \"user_message\": \"hi\"}");
 	TH_EXPECT_STATUS(r, 202);
 	const char *sid = th_json_str(r->json, "stream_id");
 	int k = sse_find(acme, "result.ingested", 0, 15000);
@@ -512,8 +513,8 @@ static int stalled_client(void)
 
 struct burst {
 	char last_id[48];
-	int slow_fd;   /* the stalled client: read only once the burst is out */
-	char *slow;    /* what it received, to its end */
+	int slow_fd; /* the stalled client: read only once the burst is out */
+	char *slow;  /* what it received, to its end */
 	size_t slow_len;
 };
 
@@ -645,7 +646,8 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	return 0;
 }
 
-static const struct lws_protocols ws_protocols[] = {{"test", ws_cb, 0, 65536, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+static const struct lws_protocols ws_protocols[] = {{"test", ws_cb, 0, 65536, 0, NULL, 0},
+                                                    {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* Index of the first message whose "event" is event (from), servicing up to timeout_ms. */
 static int ws_find(struct lws_context *ctx, struct wsclient *w, const char *event, int from, int timeout_ms)
@@ -734,9 +736,9 @@ static void test_websocket(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_auth),         cmocka_unit_test(test_scoping_real_emitters),
+	    cmocka_unit_test(test_auth),          cmocka_unit_test(test_scoping_real_emitters),
 	    cmocka_unit_test(test_import_events), cmocka_unit_test(test_dialer_state),
-	    cmocka_unit_test(test_resume),       cmocka_unit_test(test_slow_client_dropped),
+	    cmocka_unit_test(test_resume),        cmocka_unit_test(test_slow_client_dropped),
 	    cmocka_unit_test(test_websocket),
 	};
 	return cmocka_run_group_tests_name("events", tests, group_setup, group_teardown);

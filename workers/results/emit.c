@@ -86,8 +86,8 @@ static const char **dead_ids(PGconn *db, const struct result_entry *e, int n, si
 		buf_array_elem(&b, e[i].id);
 	buf_add(&b, "}", 1);
 	const char *p[1] = {b.p};
-	PGresult *res = db ? db_exec(db, "SELECT stream_id FROM dead_letters WHERE stream_id = ANY ($1::text[])", 1, p)
-	                   : NULL;
+	PGresult *res =
+	    db ? db_exec(db, "SELECT stream_id FROM dead_letters WHERE stream_id = ANY ($1::text[])", 1, p) : NULL;
 	free(b.p);
 	if (!res) {
 		log_warn("event=event_emit_failed reason=\"cannot read dead letters\"");
@@ -141,8 +141,8 @@ void results_emit(struct worker_ctx *w, const struct result_entry *e, int n, con
 	}
 	for (size_t k = 0; k < ng; k++)
 		events_batch_add_new(&b, EVENTS_RESULT_INGESTED, g[k].company_id,
-		                     json_pack("{s:I, s:o, s:b}", "count", (json_int_t)g[k].count, "results", g[k].results,
-		                               "truncated", g[k].count > cfg.events_results_max));
+		                     json_pack("{s:I, s:o, s:b}", "count", (json_int_t)g[k].count, "results",
+		                               g[k].results, "truncated", g[k].count > cfg.events_results_max));
 	events_batch_send(w->redis, &b);
 	events_batch_free(&b);
 	free(g);
