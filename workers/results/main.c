@@ -14,6 +14,7 @@
 #include "apply.h"
 #include "callstate.h"
 #include "config.h"
+#include "emit.h"
 #include "entry.h"
 #include "hopper.h"
 #include "metrics.h"
@@ -169,6 +170,7 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 		if (rc == APPLY_OK) {
 			account(e, n, &s, util_now_ns() - t0);
 			drop_callstate(w, &s);
+			results_emit(w, e, n, &s); /* result.ingested, after the commit (workers/results/emit.c) */
 			/* after the commit: a refill that read the database before it is kept off by the grace */
 			int released = hopper_release_sync(w->redis, s.numbers, s.nnumbers);
 			free(s.numbers);
