@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "events.h"
 #include "pgjson.h"
 #include "util.h"
 #include "webhook.h"
@@ -69,11 +70,10 @@ static int events_or_reply(struct http_ctx *c, bool required, struct wform *f)
 	{
 		const char *s = json_string_value(it);
 		snprintf(label, sizeof(label), "events[%zu]", i);
-		if (!s || (strcmp(s, "*") && !webhook_event_type_known(s))) {
+		if (!s || (strcmp(s, "*") && events_type_index(s) < 0)) {
 			size_t m = (size_t)snprintf(msg, sizeof(msg), "must be \"*\" or one of");
-			for (size_t k = 0; webhook_event_types[k] && m < sizeof(msg); k++)
-				m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%s %s", k ? "," : "",
-				                      webhook_event_types[k]);
+			for (size_t k = 0; events_types[k] && m < sizeof(msg); k++)
+				m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%s %s", k ? "," : "", events_types[k]);
 			http_invalid(c, label, msg);
 			return -1;
 		}

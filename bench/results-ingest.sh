@@ -9,7 +9,8 @@
 #      the workers' own lag figures (accepted_at → after COMMIT) reported.
 # The seeding is checkpointed before the clock starts (its write-back would otherwise land in the
 # first phase). Every entry names a different known number; statuses cycle through all 13 (6 of 13 billable).
-# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20)
+# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20,
+#        RESULTS_BIN=bin/dialer-results: another build's worker, for a before/after comparison)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -17,6 +18,7 @@ NUMBERS="${NUMBERS:-1000000}"
 DRAIN="${DRAIN:-100000}"
 RATE="${RATE:-10000}"
 DURATION="${DURATION:-20}"
+RESULTS_BIN="${RESULTS_BIN:-bin/dialer-results}"
 
 scripts/deps.sh
 make -j2 all >/dev/null
@@ -71,7 +73,7 @@ drained() {
 start_workers() {
     local i
     for i in $(seq "$1"); do
-        bin/dialer-results >>"$TMP/worker-$2.log" 2>&1 &
+        "$RESULTS_BIN" >>"$TMP/worker-$2.log" 2>&1 &
         PIDS+=($!)
     done
 }

@@ -1,5 +1,5 @@
 /*
- * Webhook rules: event types, URL check (libcurl's parser), HMAC-SHA256 signature (OpenSSL),
+ * Webhook rules: URL check (libcurl's parser), HMAC-SHA256 signature (OpenSSL),
  * retry backoff with jitter, and the address policy against server-side request forgery.
  */
 #include <stdint.h>
@@ -15,30 +15,6 @@
 #include <openssl/hmac.h>
 
 #include "webhook.h"
-
-const char *const webhook_event_types[] = {
-    "result.ingested",  "number.updated",   "import.progress", "import.completed",
-    "export.completed", "schedule.changed", "dialer.state",    NULL,
-};
-
-bool webhook_event_type_known(const char *type)
-{
-	for (size_t i = 0; webhook_event_types[i]; i++)
-		if (!strcmp(type, webhook_event_types[i]))
-			return true;
-	return false;
-}
-
-bool webhook_event_type_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 1 || n > 64 || s[0] < 'a' || s[0] > 'z')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.'))
-			return false;
-	return true;
-}
 
 const char *webhook_url_check(const char *url)
 {

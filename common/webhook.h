@@ -1,6 +1,7 @@
 /*
  * Webhook rules shared by the API (what a subscription may say) and dialer-webhooks (how a
- * delivery is signed, when it is retried, which addresses it may reach).
+ * delivery is signed, when it is retried, which addresses it may reach). The event types are
+ * the events contract's (common/events.h: events_types, events_type_index).
  */
 #ifndef DIALER_WEBHOOK_H
 #define DIALER_WEBHOOK_H
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "events.h"
 
 #define WEBHOOK_URL_MIN    10 /* "http://a.b" */
 #define WEBHOOK_URL_MAX    2048
@@ -19,18 +21,8 @@
 #define WEBHOOK_DESC_MAX   255
 /* "sha256=" and 64 hex digits, plus NUL */
 #define WEBHOOK_SIGNATURE_SIZE (7 + 64 + 1)
-/* Largest body a delivery sends (an event's data beyond this is not delivered, and logged). */
-#define WEBHOOK_BODY_MAX (64 * 1024)
-
-/* The event types of dialer:events (common/events' contract), NULL-terminated. Static. */
-extern const char *const webhook_event_types[];
-
-/* True when type is one of webhook_event_types. */
-bool webhook_event_type_known(const char *type);
-
-/* True when s can be an event type of the stream: 1..64 of [a-z0-9_.], starting with a letter
- * (the worker delivers types it does not know yet to "*" subscriptions). */
-bool webhook_event_type_valid(const char *s);
+/* Largest body a delivery sends: the event's data (at most EVENTS_DATA_MAX) and its envelope. */
+#define WEBHOOK_BODY_MAX (EVENTS_DATA_MAX + 1024)
 
 /*
  * Checks a webhook URL: WEBHOOK_URL_MIN..WEBHOOK_URL_MAX bytes, no spaces or control

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "events.h"
 #include "ingest.h"
 #include "metrics.h"
 #include "rds.h"
@@ -25,14 +26,11 @@
 #define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
 #define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
 
-/* One stream entry of a batch. Everything borrowed from the reply except data and body. */
+/* One stream entry of a batch. */
 struct event {
-	const char *id;
-	const char *type;
-	long company;
-	long long at_ms;
-	json_t *data; /* owned */
-	char *body;   /* owned; NULL unless some webhook of the company may want it */
+	struct event_msg m; /* the contract's parse of it (common/events); owns its strings */
+	json_t *data;       /* owned */
+	char *body;         /* owned; NULL unless some webhook of the company may want it */
 	bool ok;
 };
 
@@ -66,54 +64,33 @@ static void iso_ms(long long ms, char out[32])
 	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-/* Fills e from one [id, [field, value, ...]] entry; e->ok false (and logged) when malformed. */
+/* Fills e from one [id, [field, value, ...]] entry with the events contract's parser, then
+ * parses its data; e->ok false (and logged) when malformed: an unknown type, a bad company_id,
+ * data that is not a JSON object, a pending entry trimmed from the stream (no fields). */
 static void parse_entry(const redisReply *entry, struct event *e)
 {
-	const char *why = NULL;
-	json_error_t jerr;
-	long l;
+	unsigned long long ms, seq;
 
 	memset(e, 0, sizeof(*e));
-	if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 || entry->element[0]->type != REDIS_REPLY_STRING)
-		return; /* no id: nothing to acknowledge either */
-	e->id = entry->element[0]->str;
-	const redisReply *f = entry->element[1];
-	if (f->type != REDIS_REPLY_ARRAY) {
-		why = "entry deleted"; /* a pending entry trimmed from the stream */
-		goto out;
+	if (events_parse(entry, &e->m) == 0) {
+		e->data = json_loadb(e->m.data, e->m.data_len, JSON_REJECT_DUPLICATES, NULL);
+		e->ok = json_is_object(e->data);
+		/* at: the emitter's clock; the id's time when it is missing or absurd */
+		if (e->m.at_ms <= 0 || e->m.at_ms > 32503680000000LL) /* year 3000 */
+			e->m.at_ms = events_id_parse(e->m.id, &ms, &seq) ? 0 : (long long)ms;
 	}
-	const redisReply *type = rds_entry_field(f, "type"), *cid = rds_entry_field(f, "company_id"),
-	                 *data = rds_entry_field(f, "data"), *at = rds_entry_field(f, "at");
-	if (!type || !webhook_event_type_valid(type->str)) {
-		why = "type: missing or invalid";
-		goto out;
-	}
-	e->type = type->str;
-	if (!cid || util_parse_long(cid->str, 0, INT32_MAX, &l)) {
-		why = "company_id: missing or invalid";
-		goto out;
-	}
-	e->company = l;
-	if (!at || util_parse_long(at->str, 0, 32503680000000L, &l)) { /* up to year 3000 */
-		why = "at: missing or invalid";
-		goto out;
-	}
-	e->at_ms = l;
-	if (!data || data->len > WEBHOOK_BODY_MAX) {
-		why = "data: missing or too large";
-		goto out;
-	}
-	e->data = json_loadb(data->str, data->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(e->data)) {
-		why = "data: not a JSON object";
-		goto out;
-	}
-	e->ok = true;
-out:
-	if (why) {
+	if (!e->ok) {
+		const char *id =
+		    entry->type == REDIS_REPLY_ARRAY && entry->elements && entry->element[0]->type == REDIS_REPLY_STRING
+		        ? entry->element[0]->str
+		        : "-";
 		is.bad++;
 		metrics_count("webhooks_events_malformed", 1);
-		log_warn("event=event_malformed stream_id=%s error=\"%s\"", e->id, why);
+		log_warn("event=event_malformed stream_id=%s error=\"%s\"", id,
+		         entry->type == REDIS_REPLY_ARRAY && entry->elements >= 2 &&
+		                 entry->element[1]->type != REDIS_REPLY_ARRAY
+		             ? "entry deleted from the stream before it was read"
+		             : "not an event of the contract (type, company_id, data object)");
 	}
 }
 
@@ -122,6 +99,7 @@ static void events_free(struct event *ev, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		json_decref(ev[i].data);
 		free(ev[i].body);
+		events_msg_clear(&ev[i].m);
 	}
 	free(ev);
 }
@@ -130,11 +108,11 @@ static void events_free(struct event *ev, size_t n)
 static char *build_body(const struct event *e, const char *company)
 {
 	char at[32];
-	iso_ms(e->at_ms, at);
+	iso_ms(e->m.at_ms, at);
 	json_t *o = json_object();
-	json_object_set_new(o, "id", json_string(e->id));
-	json_object_set_new(o, "type", json_string(e->type));
-	json_object_set_new(o, "company_id", json_integer(e->company));
+	json_object_set_new(o, "id", json_string(e->m.id));
+	json_object_set_new(o, "type", json_string(e->m.type));
+	json_object_set_new(o, "company_id", json_integer(e->m.company_id));
 	json_object_set_new(o, "company", json_string(company));
 	json_object_set(o, "data", e->data);
 	json_object_set_new(o, "at", json_string(at));
@@ -184,9 +162,9 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		char num[24];
-		if (!ev[i].ok || ev[i].company == 0) /* 0: not company-scoped; webhooks belong to companies */
+		if (!ev[i].ok || ev[i].m.company_id == 0) /* 0: not company-scoped; webhooks belong to companies */
 			continue;
-		snprintf(num, sizeof(num), "%ld", ev[i].company);
+		snprintf(num, sizeof(num), "%ld", ev[i].m.company_id);
 		buf_array_elem(&ids, num);
 	}
 	if (!ids.len)
@@ -205,14 +183,14 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (int k = 0; ev[i].ok && k < PQntuples(r); k++) {
-			if (strtol(PQgetvalue(r, k, 0), NULL, 10) != ev[i].company)
+			if (strtol(PQgetvalue(r, k, 0), NULL, 10) != ev[i].m.company_id)
 				continue;
 			ev[i].body = build_body(&ev[i], PQgetvalue(r, k, 1));
 			if (ev[i].body) {
 				built++;
 			} else {
 				is.bad++;
-				log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].id,
+				log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].m.id,
 				         WEBHOOK_BODY_MAX);
 			}
 			break;
@@ -275,10 +253,10 @@ static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
 		char num[24];
 		if (!ev[i].body)
 			continue;
-		snprintf(num, sizeof(num), "%ld", ev[i].company);
-		buf_array_elem(&a[0], ev[i].id);
+		snprintf(num, sizeof(num), "%ld", ev[i].m.company_id);
+		buf_array_elem(&a[0], ev[i].m.id);
 		buf_array_elem(&a[1], num);
-		buf_array_elem(&a[2], ev[i].type);
+		buf_array_elem(&a[2], ev[i].m.type);
 		buf_array_elem(&a[3], ev[i].body);
 	}
 	for (int k = 0; k < 4; k++)
@@ -474,5 +452,30 @@ void ingest_consumers_gc(struct worker_ctx *w)
 		log_info("event=consumers_removed count=%lld", r->integer);
 	else if (!r || r->type == REDIS_REPLY_ERROR)
 		log_warn("event=consumers_gc_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+	freeReplyObject(r);
+}
+
+void ingest_check_lag(struct worker_ctx *w)
+{
+	redisReply *r = redisCommand(w->redis, "XINFO GROUPS %s", STREAM_EVENTS);
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *g = r->element[i], *name = NULL, *lag = NULL;
+		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2) {
+			if (g->element[k]->type != REDIS_REPLY_STRING)
+				continue;
+			if (!strcmp(g->element[k]->str, "name"))
+				name = g->element[k + 1];
+			else if (!strcmp(g->element[k]->str, "lag"))
+				lag = g->element[k + 1];
+		}
+		if (!name || name->type != REDIS_REPLY_STRING || strcmp(name->str, WEBHOOKS_GROUP))
+			continue;
+		/* lag is nil when Redis cannot tell: entries the group had not read were trimmed */
+		if (lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > cfg.events_stream_len / 2)
+			log_warn("event=falling_behind lag=%lld stream_len=%ld (entries beyond it are trimmed unread)",
+			         lag->integer, cfg.events_stream_len);
+		else if (lag && lag->type == REDIS_REPLY_NIL)
+			log_warn("event=falling_behind lag=unknown (entries may have been trimmed unread)");
+	}
 	freeReplyObject(r);
 }

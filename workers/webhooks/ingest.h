@@ -25,6 +25,11 @@ int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full) MUS
  * and records them like new ones. *queued as above. */
 void ingest_claim(struct worker_ctx *w, long *queued);
 
+/* Warns (event=falling_behind) when the group is more than half of EVENTS_STREAM_LEN entries
+ * behind: dialer:events is trimmed to about that many (MAXLEN ~), and what the group has not
+ * read by then is lost for webhooks. */
+void ingest_check_lag(struct worker_ctx *w);
+
 /* Removes this group's consumers idle for an hour with nothing pending. */
 void ingest_consumers_gc(struct worker_ctx *w);
 

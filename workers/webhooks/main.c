@@ -99,8 +99,10 @@ static void webhooks_tick(struct worker_ctx *w)
 		deliver_retention(w);
 	if (ws.ticks % GC_EVERY_TICKS == 0)
 		ingest_consumers_gc(w);
-	if (ws.ticks % REPORT_EVERY_TICKS == 0)
+	if (ws.ticks % REPORT_EVERY_TICKS == 0) {
 		report();
+		ingest_check_lag(w);
+	}
 }
 
 static void webhooks_stop(struct worker_ctx *w)
