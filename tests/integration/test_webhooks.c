@@ -2,7 +2,8 @@
  * (roles, COMPAT's 404/403 company rules, the per-company limit, the secret never echoed), and
  * the real dialer-webhooks delivering entries XADDed to dialer:events in the events contract's
  * format (type, company_id, data, at) to a receiver inside this test (libevent evhttp on port 0,
- * on its own thread): the X-Signature checked with OpenSSL; 500, 500, 200 retried with growing
+ * on its own thread), and a schedule.changed the API itself emits: the X-Signature checked with
+ * OpenSSL; 500, 500, 200 retried with growing
  * delays and every attempt in the delivery log; a receiver that never answers times out without
  * holding up another webhook (per-webhook cap); giving up after WEBHOOK_MAX_AGE_SECONDS; a
  * SIGKILL while a request is in flight, and one between reading an entry and recording it,
@@ -655,6 +656,32 @@ static void test_signed_delivery(void **state)
 	webhook_delete(acme_admin, "acme", id);
 }
 
+/* The real emitter: a schedule change through the API (api/schedule.c emits schedule.changed
+ * after its commit) reaches the company's webhook. */
+static void test_emitted_by_the_api(void **state)
+{
+	struct hit h[4];
+	long long id;
+
+	(void)state;
+	id = webhook_new(acme_admin, "acme", "/emitted", "[\"schedule.changed\"]", SECRET);
+	th_call_expect(&api, "PUT", "/api/acme/schedule", acme_admin,
+	               "{\"enabled\": false, \"skip_holidays\": false, \"intervals\": " TH_ALL_DAY_INTERVALS "}", 200);
+	rx_wait("/emitted", 1, 15000);
+	assert_int_equal(rx_hits("/emitted", h, 4), 1);
+	assert_string_equal(h[0].event_type, "schedule.changed");
+	json_t *b = json_loads(h[0].body, 0, NULL);
+	TH_EXPECT_STR(b, "type", "schedule.changed");
+	TH_EXPECT_INT(b, "company_id", acme_id);
+	assert_true(json_is_object(json_object_get(b, "data")));
+	json_decref(b);
+	char sig[72];
+	expected_signature(SECRET, h[0].body, sig);
+	assert_string_equal(h[0].signature, sig);
+	hits_free(h, 1);
+	webhook_delete(acme_admin, "acme", id);
+}
+
 static long long ms_between(const struct hit *a, const struct hit *b)
 {
 	return b->at_ms - a->at_ms;
@@ -1039,12 +1066,19 @@ static void test_private_addresses_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crud_and_validation),   cmocka_unit_test(test_roles),
-	    cmocka_unit_test(test_limit_per_company),     cmocka_unit_test(test_signed_delivery),
-	    cmocka_unit_test(test_retry_backoff_and_log), cmocka_unit_test(test_timeout_does_not_block_others),
-	    cmocka_unit_test(test_company_isolation),     cmocka_unit_test(test_give_up),
-	    cmocka_unit_test(test_sigkill_in_flight),     cmocka_unit_test(test_sigkill_before_record),
-	    cmocka_unit_test(test_two_copies_send_once),  cmocka_unit_test(test_private_addresses_refused),
+	    cmocka_unit_test(test_crud_and_validation),
+	    cmocka_unit_test(test_roles),
+	    cmocka_unit_test(test_limit_per_company),
+	    cmocka_unit_test(test_signed_delivery),
+	    cmocka_unit_test(test_emitted_by_the_api),
+	    cmocka_unit_test(test_retry_backoff_and_log),
+	    cmocka_unit_test(test_timeout_does_not_block_others),
+	    cmocka_unit_test(test_company_isolation),
+	    cmocka_unit_test(test_give_up),
+	    cmocka_unit_test(test_sigkill_in_flight),
+	    cmocka_unit_test(test_sigkill_before_record),
+	    cmocka_unit_test(test_two_copies_send_once),
+	    cmocka_unit_test(test_private_addresses_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
