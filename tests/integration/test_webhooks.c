@@ -1,14 +1,14 @@
 /* Webhooks end to end (issue 7 items 4 and 5): CRUD and validation through the real dialer-api
  * (roles, COMPAT's 404/403 company rules, the per-company limit, the secret never echoed), and
  * the real dialer-webhooks delivering entries XADDed to dialer:events in the events contract's
- * format (type, company_id, data, at) to a receiver inside this test (libevent evhttp on port 0,
- * on its own thread), and a schedule.changed the API itself emits: the X-Signature checked with
- * OpenSSL; 500, 500, 200 retried with growing
- * delays and every attempt in the delivery log; a receiver that never answers times out without
- * holding up another webhook (per-webhook cap); giving up after WEBHOOK_MAX_AGE_SECONDS; a
- * SIGKILL while a request is in flight, and one between reading an entry and recording it,
- * lose nothing; two copies send every event once; company B's events never reach company A's
- * webhooks; private addresses are refused unless WEBHOOK_ALLOW_PRIVATE. */
+ * format (type, company_id, data, at), and a schedule.changed the API itself emits, to a
+ * receiver inside this test (libevent evhttp on port 0, on its own thread): the X-Signature
+ * checked with OpenSSL; 500, 500, 200 retried with growing delays and every attempt in the
+ * delivery log; a receiver that never answers times out without holding up another webhook
+ * (per-webhook cap); giving up after WEBHOOK_MAX_AGE_SECONDS; a SIGKILL while a request is in
+ * flight, and one between reading an entry and recording it, lose nothing; two copies send
+ * every event once; company B's events never reach company A's webhooks; private addresses are
+ * refused unless WEBHOOK_ALLOW_PRIVATE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
