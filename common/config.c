@@ -146,6 +146,7 @@ static const struct centry table[] = {
     {"UPLOAD_MAX_BYTES", CT_LONG, S(upload_max_bytes), "104857600", 1024, 1L << 36, false, 0, NULL},
     {"EXPORT_TTL_HOURS", CT_INT, S(export_ttl_hours), "24", 1, 8760, false, 0, NULL},
     {"BULK_SYNC_LIMIT", CT_INT, S(bulk_sync_limit), "10000", 1, 100000000, false, 0, NULL},
+    {"STATS_BATCH_SIZE", CT_INT, S(stats_batch_size), "2000", 1, 10000, false, 0, NULL},
 };
 #undef S
 

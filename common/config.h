@@ -52,6 +52,8 @@ struct config {
 	long upload_max_bytes; /* largest accepted upload (413 beyond) */
 	int export_ttl_hours;  /* export files (and their download) expire after this */
 	int bulk_sync_limit;   /* bulk actions over more rows than this run as jobs */
+	/* stats */
+	int stats_batch_size; /* stats worker: results-stream entries counted per transaction */
 };
 
 extern struct config cfg;
