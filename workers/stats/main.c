@@ -414,15 +414,15 @@ static int process(struct worker_ctx *w, const redisReply *list)
 		return 0;
 	}
 
-	struct buf ids = {0};
-	buf_add(&ids, "{", 1);
+	struct buf elems = {0};
 	for (int i = 0; i < n; i++)
-		buf_array_elem(&ids, list->element[i]->element[0]->str);
-	buf_add(&ids, "}", 1);
-	const char *p[3] = {ids.p, fin, cfg.timezone};
+		buf_array_elem(&elems, list->element[i]->element[0]->str);
+	char *ids = xasprintf("{%s}", elems.p);
+	free(elems.p);
+	const char *p[3] = {ids, fin, cfg.timezone};
 	uint64_t t0 = util_now_ns();
 	PGresult *r = exec(w, "apply", "SELECT o_status, o_done, o_applied FROM stats_apply($1::text[], $2, $3)", 3, p);
-	free(ids.p);
+	free(ids);
 	if (!r)
 		return -1;
 	int rc = 0;
