@@ -23,8 +23,8 @@
 
 /* COMPAT §2.11: every status list holds the 13 statuses, sorted by name. */
 static const char *const statuses[NSTATUS] = {
-    "BANNED", "BUSY",     "COMPLAINED",     "CONNECTED", "DISCONNECTED", "FAILED", "HANGUP",
-    "INBOUND_CALL", "IN_QUEUE", "MISSED", "NOT_INTERESTED", "POWER_OFF", "UNKNOWN",
+    "BANNED",       "BUSY",     "COMPLAINED", "CONNECTED",      "DISCONNECTED", "FAILED",  "HANGUP",
+    "INBOUND_CALL", "IN_QUEUE", "MISSED",     "NOT_INTERESTED", "POWER_OFF",    "UNKNOWN",
 };
 
 /* Index in statuses, or -1. */
@@ -160,8 +160,9 @@ static void numbers_summary_done(struct http_ctx *c, PGresult *res)
 	 * total (COMPAT preface 9; the original left out numbers whose newest result is IN_QUEUE) */
 	if (c->company_id)
 		counts[status_idx("IN_QUEUE")] = total - called > 0 ? total - called : 0;
-	http_reply_json(c, 200,
-	                json_pack("{s:I, s:o}", "total_numbers", (json_int_t)total, "status_counts", shares(counts, total)));
+	http_reply_json(
+	    c, 200,
+	    json_pack("{s:I, s:o}", "total_numbers", (json_int_t)total, "status_counts", shares(counts, total)));
 }
 
 static void numbers_summary_query(struct http_ctx *c)
@@ -241,10 +242,12 @@ static void trend_query(struct http_ctx *c)
 		snprintf(r->p[1], sizeof(r->p[1]), "%lld", (long long)r->first);
 		snprintf(r->p[2], sizeof(r->p[2]), "%lld", (long long)cur);
 		const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-		http_db(c,
-		        "SELECT (extract(epoch FROM hour)::bigint - $2::bigint) / 3600, status, attempts FROM stats_hourly"
-		        " WHERE company_id = $1::int AND hour BETWEEN to_timestamp($2::bigint) AND to_timestamp($3::bigint)",
-		        3, p, trend_done);
+		http_db(
+		    c,
+		    "SELECT (extract(epoch FROM hour)::bigint - $2::bigint) / 3600, status, attempts FROM stats_hourly"
+		    " WHERE company_id = $1::int AND hour BETWEEN to_timestamp($2::bigint) AND "
+		    "to_timestamp($3::bigint)",
+		    3, p, trend_done);
 		return;
 	}
 	r->first_day = now.day - (r->span - 1);
@@ -464,8 +467,7 @@ static void dashboard_done(struct http_ctx *c, PGresult *res)
 }
 
 /* The group's name: the company's scenario or line display_name (constant SQL per grp). */
-#define GROUP_NAME(table) \
-	"(SELECT x.display_name FROM " table " x WHERE x.id = g.group_id AND x.company_id = $1::int)"
+#define GROUP_NAME(table) "(SELECT x.display_name FROM " table " x WHERE x.id = g.group_id AND x.company_id = $1::int)"
 
 static void dashboard_query(struct http_ctx *c)
 {
@@ -600,19 +602,17 @@ static void agents_done(struct http_ctx *c, PGresult *res)
 	json_t *agents = json_array();
 	long long total = 0, conn = 0;
 	for (int row = 0; row < PQntuples(res); row++) {
-		long long a = strtoll(PQgetvalue(res, row, 5), NULL, 10), k = strtoll(PQgetvalue(res, row, 6), NULL, 10);
-		json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:f, s:o}", "agent_id",
-		                      (json_int_t)strtoll(PQgetvalue(res, row, 0), NULL, 10), "username",
-		                      PQgetisnull(res, row, 1) ? json_null() : json_string(PQgetvalue(res, row, 1)),
-		                      "full_name",
-		                      PQgetisnull(res, row, 2) ? json_null() : json_string(PQgetvalue(res, row, 2)),
-		                      "phone_number",
-		                      PQgetisnull(res, row, 3) ? json_null() : json_string(PQgetvalue(res, row, 3)),
-		                      "is_active",
-		                      PQgetisnull(res, row, 4) ? json_null() : json_boolean(!strcmp(PQgetvalue(res, row, 4), "t")),
-		                      "attempts", (json_int_t)a, "connected", (json_int_t)k, "connect_rate", pct(k, a),
-		                      "last_activity",
-		                      PQgetisnull(res, row, 7) ? json_null() : json_string(PQgetvalue(res, row, 7)));
+		long long a = strtoll(PQgetvalue(res, row, 5), NULL, 10),
+		          k = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+		json_t *o = json_pack(
+		    "{s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:f, s:o}", "agent_id",
+		    (json_int_t)strtoll(PQgetvalue(res, row, 0), NULL, 10), "username",
+		    PQgetisnull(res, row, 1) ? json_null() : json_string(PQgetvalue(res, row, 1)), "full_name",
+		    PQgetisnull(res, row, 2) ? json_null() : json_string(PQgetvalue(res, row, 2)), "phone_number",
+		    PQgetisnull(res, row, 3) ? json_null() : json_string(PQgetvalue(res, row, 3)), "is_active",
+		    PQgetisnull(res, row, 4) ? json_null() : json_boolean(!strcmp(PQgetvalue(res, row, 4), "t")),
+		    "attempts", (json_int_t)a, "connected", (json_int_t)k, "connect_rate", pct(k, a), "last_activity",
+		    PQgetisnull(res, row, 7) ? json_null() : json_string(PQgetvalue(res, row, 7)));
 		json_array_append_new(agents, o);
 		total += a;
 		conn += k;
@@ -630,19 +630,20 @@ static void agents_query(struct http_ctx *c)
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
 	/* every AGENT of the company (zero when idle), and any other user the range counted for it
 	 * (a former agent, or one moved to another company); busiest first */
-	http_db(c,
-	        "WITH s AS (SELECT agent_id, sum(attempts) AS a, sum(connected) AS k, max(last_at) AS l"
-	        "   FROM stats_agents_daily WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date"
-	        "  GROUP BY agent_id),"
-	        " ids AS (SELECT agent_id AS id FROM s"
-	        "  UNION SELECT id FROM users WHERE company_id = $1::int AND role = 'AGENT')"
-	        " SELECT ids.id, u.username,"
-	        "  CASE WHEN u.id IS NOT NULL THEN COALESCE(NULLIF(btrim(concat_ws(' ', u.first_name, u.last_name)), ''),"
-	        "   u.username) END,"
-	        "  u.phone_number, u.is_active, COALESCE(s.a, 0), COALESCE(s.k, 0), api_ts(s.l)"
-	        " FROM ids LEFT JOIN s ON s.agent_id = ids.id LEFT JOIN users u ON u.id = ids.id"
-	        " ORDER BY COALESCE(s.a, 0) DESC, ids.id",
-	        3, p, agents_done);
+	http_db(
+	    c,
+	    "WITH s AS (SELECT agent_id, sum(attempts) AS a, sum(connected) AS k, max(last_at) AS l"
+	    "   FROM stats_agents_daily WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date"
+	    "  GROUP BY agent_id),"
+	    " ids AS (SELECT agent_id AS id FROM s"
+	    "  UNION SELECT id FROM users WHERE company_id = $1::int AND role = 'AGENT')"
+	    " SELECT ids.id, u.username,"
+	    "  CASE WHEN u.id IS NOT NULL THEN COALESCE(NULLIF(btrim(concat_ws(' ', u.first_name, u.last_name)), ''),"
+	    "   u.username) END,"
+	    "  u.phone_number, u.is_active, COALESCE(s.a, 0), COALESCE(s.k, 0), api_ts(s.l)"
+	    " FROM ids LEFT JOIN s ON s.agent_id = ids.id LEFT JOIN users u ON u.id = ids.id"
+	    " ORDER BY COALESCE(s.a, 0) DESC, ids.id",
+	    3, p, agents_done);
 }
 
 static void agents(struct http_ctx *c)

@@ -27,6 +27,7 @@
 #define FOLD_EVERY_TICKS    1       /* seconds between folds of the number counters' deltas */
 #define PRUNE_EVERY_TICKS   60      /* seconds between prunes of the minute rollups */
 #define REPORT_EVERY_TICKS  10      /* seconds between progress lines */
+#define CHECK_EVERY_TICKS   5       /* seconds between looks for a requested rebuild (idle or not) */
 #define GC_EVERY_TICKS      300     /* seconds between dead-consumer clean-ups */
 #define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
 
@@ -37,30 +38,29 @@
  * last delivered entry: every entry up to it is finished), "" when there is no such group; others
  * = entries of this group pending on a consumer other than ARGV[3].
  */
-static const char frontier_lua[] =
-    "local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
-    "local kind, id = '', ''\n"
-    "if ok then\n"
-    "  for _, g in ipairs(groups) do\n"
-    "    local f = {}\n"
-    "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
-    "    if f['name'] == ARGV[1] then\n"
-    "      if f['pending'] > 0 then\n"
-    "        kind, id = 'p', redis.call('XPENDING', KEYS[1], ARGV[1])[2]\n"
-    "      else\n"
-    "        kind, id = 'd', f['last-delivered-id']\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local others = 0\n"
-    "local ok2, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[2])\n"
-    "if ok2 and type(p[4]) == 'table' then\n"
-    "  for _, c in ipairs(p[4]) do\n"
-    "    if c[1] ~= ARGV[3] then others = others + tonumber(c[2]) end\n"
-    "  end\n"
-    "end\n"
-    "return {kind, id, others}\n";
+static const char frontier_lua[] = "local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
+                                   "local kind, id = '', ''\n"
+                                   "if ok then\n"
+                                   "  for _, g in ipairs(groups) do\n"
+                                   "    local f = {}\n"
+                                   "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+                                   "    if f['name'] == ARGV[1] then\n"
+                                   "      if f['pending'] > 0 then\n"
+                                   "        kind, id = 'p', redis.call('XPENDING', KEYS[1], ARGV[1])[2]\n"
+                                   "      else\n"
+                                   "        kind, id = 'd', f['last-delivered-id']\n"
+                                   "      end\n"
+                                   "    end\n"
+                                   "  end\n"
+                                   "end\n"
+                                   "local others = 0\n"
+                                   "local ok2, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[2])\n"
+                                   "if ok2 and type(p[4]) == 'table' then\n"
+                                   "  for _, c in ipairs(p[4]) do\n"
+                                   "    if c[1] ~= ARGV[3] then others = others + tonumber(c[2]) end\n"
+                                   "  end\n"
+                                   "end\n"
+                                   "return {kind, id, others}\n";
 
 /*
  * Before a rebuild, atomically (no trim can run in between): B = the last entry the results
@@ -97,11 +97,11 @@ static const char regroup_lua[] =
 
 /* Process-wide state (one worker per process). */
 static struct {
-	unsigned epoch;    /* the worker_ctx epoch the connections were prepared for */
-	bool holder;       /* this copy holds the lock (on the current database session) */
+	unsigned epoch;                               /* the worker_ctx epoch the connections were prepared for */
+	bool holder;                                  /* this copy holds the lock (on the current database session) */
 	enum { RB_NONE, RB_CHECK, RB_FORCE } rebuild; /* check: ask stats_apply; force: the group is gone */
-	bool claim;        /* take every pending entry of the group before reading */
-	int wait_ms;       /* current wait for entries the results worker has not applied yet */
+	bool claim;                                   /* take every pending entry of the group before reading */
+	int wait_ms; /* current wait for entries the results worker has not applied yet */
 	unsigned long ticks;
 	/* since the last progress line */
 	uint64_t entries, applied, batches, waits, lag_n;
@@ -174,7 +174,7 @@ static bool take_lock(struct worker_ctx *w)
 		st.holder = true;
 		if (st.rebuild != RB_FORCE)
 			st.rebuild = RB_CHECK; /* stats_apply says whether one is needed */
-		st.claim = true;   /* a previous holder's pending entries come first */
+		st.claim = true;               /* a previous holder's pending entries come first */
 		log_info("event=applying consumer=%s", w->consumer);
 	}
 	return got;
@@ -187,10 +187,11 @@ static int claim_all(struct worker_ctx *w)
 {
 	char cursor[48] = "0-0";
 	for (int round = 0; round < 100000; round++) {
-		const char *argv[] = {"XAUTOCLAIM", STREAM_RESULTS, GROUP, w->consumer, "0",
+		const char *argv[] = {"XAUTOCLAIM", STREAM_RESULTS, GROUP,       w->consumer, "0",
 		                      cursor,       "COUNT",        CLAIM_COUNT, "JUSTID"};
 		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING) {
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING) {
 			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
 			freeReplyObject(r);
 			return -1;
@@ -274,8 +275,8 @@ static redisReply *read_group(struct worker_ctx *w, bool pending)
 	char count[16], block[16];
 	snprintf(count, sizeof(count), "%d", cfg.stats_batch_size);
 	snprintf(block, sizeof(block), "%d", READ_BLOCK_MS);
-	const char *argv[] = {"XREADGROUP", "GROUP", GROUP,     w->consumer,    "COUNT", count,
-	                      "BLOCK",      block,   "STREAMS", STREAM_RESULTS, pending ? "0" : ">"};
+	const char *argv[] = {"XREADGROUP", "GROUP",   GROUP,          w->consumer,        "COUNT", count, "BLOCK",
+	                      block,        "STREAMS", STREAM_RESULTS, pending ? "0" : ">"};
 	redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
 	if (!r) {
 		log_warn("event=read_failed error=\"%s\"", w->redis->errstr);
@@ -543,6 +544,8 @@ static void stats_tick(struct worker_ctx *w)
 		(void)worker_consumers_gc(w, STREAM_RESULTS, GROUP, CONSUMER_GC_IDLE_MS);
 	if (st.ticks % REPORT_EVERY_TICKS == 0)
 		report();
+	if (st.ticks % CHECK_EVERY_TICKS == 0 && st.rebuild == RB_NONE)
+		st.rebuild = RB_CHECK; /* `dialerctl stats-rebuild`, seen even when no result arrives */
 }
 
 static void stats_stop(struct worker_ctx *w)
