@@ -208,7 +208,8 @@ static const char recount_sql[] =
     " tm AS (SELECT company_id, minute, status, attempts FROM stats_minutely"
     "   WHERE attempts <> 0 AND minute >= now() - interval '30 days'),"
     " rg AS (SELECT a.company_id, g.grp, (a.attempted_at AT TIME ZONE '" TZ_NAME "')::date, g.id, a.status,"
-    "   count(*)::bigint FROM a, LATERAL (VALUES (1::smallint, a.scenario_id), (2::smallint, a.outbound_line_id)) g(grp, id)"
+    "   count(*)::bigint FROM a, LATERAL (VALUES (1::smallint, a.scenario_id), (2::smallint, a.outbound_line_id)) "
+    "g(grp, id)"
     "  WHERE g.id IS NOT NULL GROUP BY 1, 2, 3, 4, 5),"
     " tg AS (SELECT company_id, grp, day, group_id, status, attempts FROM stats_daily_groups),"
     " rmg AS (SELECT a.company_id, g.grp, date_trunc('minute', a.attempted_at), g.id, a.status, count(*)::bigint"
@@ -248,8 +249,8 @@ static void check_numbers_summary(const char *token, const char *company, long l
 	for (int i = 0; i < 13; i++) {
 		if (!strcmp(sorted[i], "IN_QUEUE"))
 			continue;
-		counts[i] = qi("SELECT count(*) FROM number_state WHERE company_id = %lld AND status = '%s'", company_id,
-		               sorted[i]);
+		counts[i] = qi("SELECT count(*) FROM number_state WHERE company_id = %lld AND status = '%s'",
+		               company_id, sorted[i]);
 		called += counts[i];
 	}
 	counts[sidx("IN_QUEUE")] = total - called;
@@ -367,12 +368,15 @@ static int group_setup(void **state)
 	ag2 = qi("SELECT id FROM users WHERE username = 'acme-agent'");
 	ag_off = sql_agent(acme_id, "off", NULL, false);
 	beta_ag = sql_agent(beta_id, "beta-agent", NULL, true);
-	sc_sales = qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'sales', 'Sales') RETURNING id",
-	              acme_id);
-	sc_alpha = qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'alpha', 'Alpha') RETURNING id",
-	              acme_id);
-	sc_beta = qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'b', 'Beta one') RETURNING id",
-	             beta_id);
+	sc_sales =
+	    qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'sales', 'Sales') RETURNING id",
+	       acme_id);
+	sc_alpha =
+	    qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'alpha', 'Alpha') RETURNING id",
+	       acme_id);
+	sc_beta =
+	    qi("INSERT INTO scenarios (company_id, name, display_name) VALUES (%lld, 'b', 'Beta one') RETURNING id",
+	       beta_id);
 	ln_a = qi("INSERT INTO outbound_lines (company_id, phone_number, display_name) VALUES (%lld, '0211', 'Line A')"
 	          " RETURNING id",
 	          acme_id);
@@ -659,8 +663,8 @@ static void test_numbers_summary_known(void **state)
 	/* a company's admin without `company`: their own company */
 	r = get(acme_admin_token, "/api/stats/numbers-summary");
 	TH_EXPECT_STATUS(r, 200);
-	long long in_queue = json_integer_value(
-	    json_object_get(json_array_get(json_object_get(r->json, "status_counts"), (size_t)sidx("IN_QUEUE")), "count"));
+	long long in_queue = json_integer_value(json_object_get(
+	    json_array_get(json_object_get(r->json, "status_counts"), (size_t)sidx("IN_QUEUE")), "count"));
 	assert_int_equal(in_queue, qi("SELECT count(*) FROM numbers") -
 	                               qi("SELECT count(*) FROM number_state WHERE company_id = %lld AND status <> "
 	                                  "'IN_QUEUE'",
@@ -773,9 +777,12 @@ static void test_daily(void **state)
 static void test_errors(void **state)
 {
 	static const char *const all[] = {
-	    "/api/stats/numbers-summary?company=acme", "/api/stats/attempt-trend?company=acme",
-	    "/api/stats/attempts-summary?company=acme", "/api/stats/costs?company=acme",
-	    "/api/stats/dashboard-stats?company=acme", "/api/stats/agents?company=acme",
+	    "/api/stats/numbers-summary?company=acme",
+	    "/api/stats/attempt-trend?company=acme",
+	    "/api/stats/attempts-summary?company=acme",
+	    "/api/stats/costs?company=acme",
+	    "/api/stats/dashboard-stats?company=acme",
+	    "/api/stats/agents?company=acme",
 	    "/api/stats/daily?company=acme",
 	};
 	struct th_resp *r;
@@ -873,7 +880,8 @@ static void test_numbers_summary_paths(void **state)
 	bulk(body);
 	check_both();
 	snprintf(body, sizeof(body),
-	         "{\"action\": \"update_status\", \"status\": \"MISSED\", \"ids\": [%lld], \"company_name\": \"acme\"}", n1);
+	         "{\"action\": \"update_status\", \"status\": \"MISSED\", \"ids\": [%lld], \"company_name\": \"acme\"}",
+	         n1);
 	bulk(body);
 	check_both();
 	/* single status update, then IN_QUEUE (dialable again: the state goes) */
@@ -887,16 +895,18 @@ static void test_numbers_summary_paths(void **state)
 	snprintf(path, sizeof(path), "/api/numbers/%lld/reset?company=acme", n3);
 	th_call_expect(&api, "POST", path, root_token, NULL, 200);
 	check_both();
-	snprintf(body, sizeof(body), "{\"action\": \"reset\", \"select_all\": true, \"company_name\": \"acme\","
-	                             " \"filter_status\": \"CONNECTED\"}");
+	snprintf(body, sizeof(body),
+	         "{\"action\": \"reset\", \"select_all\": true, \"company_name\": \"acme\","
+	         " \"filter_status\": \"CONNECTED\"}");
 	bulk(body);
 	check_both();
 	/* delete: single (its states in every company go with it), then bulk */
 	snprintf(path, sizeof(path), "/api/numbers/%lld?company=beta", n4);
 	th_call_expect(&api, "DELETE", path, root_token, NULL, 200);
 	check_both();
-	snprintf(body, sizeof(body),
-	         "{\"action\": \"delete\", \"select_all\": true, \"search\": \"091271000\", \"company_name\": \"acme\"}");
+	snprintf(
+	    body, sizeof(body),
+	    "{\"action\": \"delete\", \"select_all\": true, \"search\": \"091271000\", \"company_name\": \"acme\"}");
 	bulk(body);
 	check_both();
 	/* results (the attempts trigger's upsert): a new state and one over an existing state */
@@ -1011,8 +1021,10 @@ static void test_company_deleted(void **state)
 		snprintf(phone, sizeof(phone), "0914000%04d", i);
 		free(send_report("gamma", now_us(), "CONNECTED", phone, 0, 0, 0));
 	}
-	TH_WAIT_SQL(db_url, "SELECT count(*) FROM call_attempts a JOIN companies c ON c.id = a.company_id"
-	                    " WHERE c.name = 'gamma'", "5", 20000);
+	TH_WAIT_SQL(db_url,
+	            "SELECT count(*) FROM call_attempts a JOIN companies c ON c.id = a.company_id"
+	            " WHERE c.name = 'gamma'",
+	            "5", 20000);
 	wait_recount(30000);
 	/* applied but not counted yet: the company goes before dialer-stats comes back */
 	stats_stop(false);
@@ -1050,7 +1062,8 @@ static void test_rebuilds(void **state)
 	free(q("INSERT INTO call_attempts (company_id, number_id, phone_number, status, attempted_at, scenario_id,"
 	       " outbound_line_id, agent_id)"
 	       " SELECT %lld, 1, '09120000000', (ARRAY['CONNECTED','BUSY','MISSED','HANGUP'])[1 + g %% 4],"
-	       " now() - g * interval '97 seconds', CASE WHEN g %% 3 = 0 THEN %lld END, CASE WHEN g %% 2 = 0 THEN %lld END,"
+	       " now() - g * interval '97 seconds', CASE WHEN g %% 3 = 0 THEN %lld END, CASE WHEN g %% 2 = 0 THEN %lld "
+	       "END,"
 	       " CASE WHEN g %% 5 = 0 THEN %lld END FROM generate_series(1, 5000) g",
 	       acme_id, sc_sales, ln_a, ag1));
 	char env_db[512];
@@ -1083,18 +1096,12 @@ static void test_rebuilds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_known_load),
-	    cmocka_unit_test(test_attempt_trend),
-	    cmocka_unit_test(test_attempts_summary),
-	    cmocka_unit_test(test_costs),
-	    cmocka_unit_test(test_dashboard),
-	    cmocka_unit_test(test_numbers_summary_known),
-	    cmocka_unit_test(test_agents),
-	    cmocka_unit_test(test_daily),
-	    cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_numbers_summary_paths),
-	    cmocka_unit_test(test_random_sigkill),
-	    cmocka_unit_test(test_company_deleted),
+	    cmocka_unit_test(test_known_load),       cmocka_unit_test(test_attempt_trend),
+	    cmocka_unit_test(test_attempts_summary), cmocka_unit_test(test_costs),
+	    cmocka_unit_test(test_dashboard),        cmocka_unit_test(test_numbers_summary_known),
+	    cmocka_unit_test(test_agents),           cmocka_unit_test(test_daily),
+	    cmocka_unit_test(test_errors),           cmocka_unit_test(test_numbers_summary_paths),
+	    cmocka_unit_test(test_random_sigkill),   cmocka_unit_test(test_company_deleted),
 	    cmocka_unit_test(test_rebuilds),
 	};
 
