@@ -1091,6 +1091,51 @@ static void test_rebuilds(void **state)
 	free(send_report("acme", now_us(), "CONNECTED", "09150009999", sc_sales, ln_a, ag1));
 	TH_WAIT_SQL(db_url, "SELECT count(*) FROM call_attempts WHERE phone_number = '09150009999'", "1", 20000);
 	wait_recount(30000);
+
+	/* rebuilt while the results group holds an entry it has not finished (its id "<ms>-0"): the
+	 * rebuild counts up to just before it, and the entry is counted once it is applied */
+	wait_drained("results", 20000);
+	stats_stop(false);
+	struct th_proc *rp = results;
+	results = NULL;
+	assert_int_equal(th_proc_stop(rp), 0);
+	free(th_redis_cli("XGROUP", "DESTROY", "dialer:results", "stats", NULL));
+	char id[48], at[24], cid[24], want[48];
+	long long ms = now_us() / 1000 + 1000;
+	snprintf(id, sizeof(id), "%lld-0", ms);
+	snprintf(at, sizeof(at), "%lld", now_us());
+	snprintf(cid, sizeof(cid), "%lld", acme_id);
+	const char *xadd[] = {"redis-cli",
+	                      "-u",
+	                      th_env("REDIS_URL"),
+	                      "XADD",
+	                      "dialer:results",
+	                      id,
+	                      "v",
+	                      "1",
+	                      "company_id",
+	                      cid,
+	                      "phone",
+	                      "09150008888",
+	                      "status",
+	                      "BUSY",
+	                      "attempted_at",
+	                      at,
+	                      NULL};
+	char *out = NULL;
+	assert_int_equal(th_run(xadd, NULL, 20000, &out), 0);
+	free(out);
+	free(th_redis_cli("XREADGROUP", "GROUP", "results", "gone-consumer", "COUNT", "10", "STREAMS", "dialer:results",
+	                  ">", NULL));
+	stats = stats_start();
+	snprintf(want, sizeof(want), "%lld-9223372036854775807/true", ms - 1);
+	TH_WAIT_SQL(db_url, "SELECT last_ms || '-' || last_seq || '/' || backfilled FROM stats_state", want, 20000);
+	results = th_dialer_start("dialer-results", db_url, "results", "LOG_LEVEL=info", "CLAIM_IDLE_MS=1000",
+	                          "METRICS_PUSH_SECONDS=1", NULL);
+	assert_non_null(results);
+	TH_WAIT_SQL(db_url, "SELECT count(*) FROM call_attempts WHERE phone_number = '09150008888'", "1", 20000);
+	wait_recount(30000);
+	wait_drained("stats", 20000);
 }
 
 int main(void)

@@ -22,7 +22,7 @@
 #define READ_BLOCK_MS       100     /* an idle read returns after this; SIGTERM is seen within it */
 #define STANDBY_MS          1000    /* a copy without the lock tries again this often */
 #define WAIT_MIN_MS         10      /* entries not applied yet: first wait, doubling ... */
-#define WAIT_MAX_MS         500     /* ... up to this */
+#define WAIT_MAX_MS         200     /* ... up to this */
 #define CLAIM_COUNT         "1000"  /* XAUTOCLAIM page when taking over */
 #define FOLD_EVERY_TICKS    1       /* seconds between folds of the number counters' deltas */
 #define PRUNE_EVERY_TICKS   60      /* seconds between prunes of the minute rollups */
@@ -69,6 +69,8 @@ static const char frontier_lua[] = "local ok, groups = pcall(redis.call, 'XINFO'
  * dropped). Every entry up to B is then in PostgreSQL (counted by the rebuild), every later one
  * will be delivered to this group, and the stream is never trimmed past what this group has
  * not acknowledged. Returns B, or nil when the stream or the results group does not exist.
+ * (Before "<ms>-0" comes "<ms-1>-<2^63-1>": a sequence number beyond that, which PostgreSQL's
+ * bigint could not hold, would take 2^63 entries within one millisecond.)
  */
 static const char regroup_lua[] =
     "local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
@@ -83,7 +85,7 @@ static const char regroup_lua[] =
     "      if seq ~= '0' then\n"
     "        b = ms .. '-' .. string.format('%.0f', tonumber(seq) - 1)\n"
     "      else\n"
-    "        b = string.format('%.0f', tonumber(ms) - 1) .. '-18446744073709551615'\n"
+    "        b = string.format('%.0f', tonumber(ms) - 1) .. '-9223372036854775807'\n"
     "      end\n"
     "    else\n"
     "      b = f['last-delivered-id']\n"
@@ -101,6 +103,7 @@ static struct {
 	bool holder;                                  /* this copy holds the lock (on the current database session) */
 	enum { RB_NONE, RB_CHECK, RB_FORCE } rebuild; /* check: ask stats_apply; force: the group is gone */
 	bool claim;                                   /* take every pending entry of the group before reading */
+	bool said_waiting, said_standby;              /* log those states once, not every second */
 	int wait_ms; /* current wait for entries the results worker has not applied yet */
 	unsigned long ticks;
 	/* since the last progress line */
@@ -168,9 +171,14 @@ static bool take_lock(struct worker_ctx *w)
 	if (st.holder)
 		return true;
 	PGresult *r = exec(w, "lock", LOCK_SQL, 0, NULL);
-	bool got = r && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "t");
+	bool asked = r != NULL, got = r && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "t");
 	PQclear(r);
+	if (!got && asked && !st.said_standby) {
+		log_info("event=standby reason=\"another copy is applying\"");
+		st.said_standby = true;
+	}
 	if (got) {
+		st.said_standby = false;
 		st.holder = true;
 		if (st.rebuild != RB_FORCE)
 			st.rebuild = RB_CHECK; /* stats_apply says whether one is needed */
@@ -219,10 +227,13 @@ static int rebuild(struct worker_ctx *w)
 	}
 	if (r->type != REDIS_REPLY_STRING) {
 		/* the results worker creates its group at its start: until then nothing is known applied */
-		log_info("event=waiting_for_results_group stream=%s", STREAM_RESULTS);
+		if (!st.said_waiting)
+			log_info("event=waiting_for_results_group stream=%s", STREAM_RESULTS);
+		st.said_waiting = true;
 		freeReplyObject(r);
 		return STANDBY_MS;
 	}
+	st.said_waiting = false;
 	char upto[48];
 	snprintf(upto, sizeof(upto), "%s", r->str);
 	freeReplyObject(r);
@@ -294,20 +305,35 @@ static redisReply *read_group(struct worker_ctx *w, bool pending)
 	return r;
 }
 
+struct stream_id {
+	uint64_t ms, seq;
+};
+
+static int id_parse(const char *s, struct stream_id *out)
+{
+	char *end;
+	out->ms = strtoull(s, &end, 10);
+	if (*end != '-')
+		return -1;
+	out->seq = strtoull(end + 1, &end, 10);
+	return *end ? -1 : 0;
+}
+
+static bool id_less(struct stream_id a, struct stream_id b)
+{
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
 /* "<ms>-<seq>" + 1, into out[48]. */
 static int id_next(const char *id, char out[48])
 {
-	char *end;
-	uint64_t ms = strtoull(id, &end, 10), seq;
-	if (*end != '-')
+	struct stream_id v;
+	if (id_parse(id, &v))
 		return -1;
-	seq = strtoull(end + 1, &end, 10);
-	if (*end)
-		return -1;
-	if (seq == UINT64_MAX)
-		snprintf(out, 48, "%" PRIu64 "-0", ms + 1);
+	if (v.seq == UINT64_MAX)
+		snprintf(out, 48, "%" PRIu64 "-0", v.ms + 1);
 	else
-		snprintf(out, 48, "%" PRIu64 "-%" PRIu64, ms, seq + 1);
+		snprintf(out, 48, "%" PRIu64 "-%" PRIu64, v.ms, v.seq + 1);
 	return 0;
 }
 
@@ -386,15 +412,28 @@ static void account(const redisReply *list, int n, int applied)
 	st.lag_max_us = max > st.lag_max_us ? max : st.lag_max_us;
 }
 
+/* The next wait for entries the results worker has not finished: 10 ms, doubling to 200 ms. */
+static int backoff(void)
+{
+	metrics_count("stats_waits", 1);
+	st.waits++;
+	st.wait_ms = st.wait_ms ? st.wait_ms * 2 : WAIT_MIN_MS;
+	if (st.wait_ms > WAIT_MAX_MS)
+		st.wait_ms = WAIT_MAX_MS;
+	return st.wait_ms;
+}
+
 /*
- * Counts one read batch: asks Redis what the results group has finished, then stats_apply
- * counts the prefix of entries that can be settled and records the last one; that prefix is
- * acknowledged after COMMIT. Returns 0 (all settled), a wait in ms (some entries are not
- * applied yet: they stay pending and are read again), or -1.
+ * Counts one read batch (in stream order). Only the entries before the results group's frontier
+ * go to PostgreSQL: they are committed or dead-lettered already, so nothing is looked up twice
+ * while the results worker is still on it (this worker usually reads an entry before that
+ * worker has committed it). stats_apply counts the prefix it can settle and records its last
+ * entry; that prefix is acknowledged after COMMIT. Returns 0 (progress: read again at once), a
+ * wait in ms (nothing finished yet: the entries stay pending and are read again), or -1.
  */
 static int process(struct worker_ctx *w, const redisReply *list)
 {
-	int n = 0;
+	int n = 0, m = 0;
 	for (size_t i = 0; i < list->elements; i++) {
 		const redisReply *el = list->element[i];
 		if (el->type != REDIS_REPLY_ARRAY || el->elements < 1 || el->element[0]->type != REDIS_REPLY_STRING)
@@ -406,7 +445,8 @@ static int process(struct worker_ctx *w, const redisReply *list)
 
 	char fin[48];
 	long long others = 0;
-	if (frontier(w, fin, &others))
+	struct stream_id f, e;
+	if (frontier(w, fin, &others) || id_parse(fin, &f))
 		return -1;
 	if (others > 0) {
 		/* a previous holder (or one that lost its database session) still holds entries, older
@@ -414,9 +454,13 @@ static int process(struct worker_ctx *w, const redisReply *list)
 		st.claim = true;
 		return 0;
 	}
+	while (m < n && !id_parse(list->element[m]->element[0]->str, &e) && id_less(e, f))
+		m++;
+	if (m == 0)
+		return backoff();
 
 	struct buf elems = {0};
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < m; i++)
 		buf_array_elem(&elems, list->element[i]->element[0]->str);
 	char *ids = xasprintf("{%s}", elems.p);
 	free(elems.p);
@@ -435,20 +479,12 @@ static int process(struct worker_ctx *w, const redisReply *list)
 	if (done > 0) {
 		ack(w, list, done);
 		account(list, done, applied);
-	}
-	log_debug("event=batch size=%d done=%d applied=%d ms=%.1f", n, done, applied,
-	          (double)(util_now_ns() - t0) / 1e6);
-	if (done < n) {
-		/* the results worker has not committed the entry at list[done] yet */
-		metrics_count("stats_waits", 1);
-		st.waits++;
-		st.wait_ms = st.wait_ms ? st.wait_ms * 2 : WAIT_MIN_MS;
-		if (st.wait_ms > WAIT_MAX_MS)
-			st.wait_ms = WAIT_MAX_MS;
-		rc = done > 0 ? 0 : st.wait_ms; /* progress: read the rest again at once */
-	} else {
 		st.wait_ms = 0;
 	}
+	log_debug("event=batch size=%d finished=%d done=%d applied=%d ms=%.1f", n, m, done, applied,
+	          (double)(util_now_ns() - t0) / 1e6);
+	if (done == 0)
+		rc = backoff(); /* not expected before the frontier; kept safe: wait as for the rest */
 out:
 	PQclear(r);
 	return rc;
