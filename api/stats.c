@@ -18,6 +18,7 @@
 #define SPAN_MAX           240 /* attempt-trend buckets */
 #define DAYS_MAX           365 /* attempts-summary */
 #define HOURS_MAX          720
+#define MINUTE_HOURS_MAX   24  /* attempts-summary's hours to the minute (stats_minutes_kept: 25 h) */
 #define RANGE_MAX_DAYS     366 /* agents, daily: days in [start_date, end_date] */
 #define RANGE_DEFAULT_DAYS 30  /* agents, daily without dates: the last 30 local days */
 
@@ -306,14 +307,17 @@ static void summary_query(struct http_ctx *c)
 	tz_local_from_utc(t, &now);
 	cid_param(c, r->p[0]);
 	if (r->hours) {
-		/* now − hours, to the minute (the minute rollups' grain): the minutes up to the next
-		 * local hour, then whole hours from the hourly rollup */
+		/* now − hours: up to 24 hours to the minute (the minute rollups keep 25 hours), the minutes
+		 * up to the next local hour and then whole hours; beyond, from the start of the local hour
+		 * (decisions.md, "Stats: granularity of now − N") */
 		time_t from = t - (time_t)r->hours * 3600;
-		from -= from % 60;
 		struct tz_local f;
+		from -= from % 60;
 		tz_local_from_utc(from, &f);
 		time_t hour = from - f.mm * 60;
-		if (hour < from)
+		if (r->hours > MINUTE_HOURS_MAX)
+			from = hour;
+		else if (hour < from)
 			hour += 3600;
 		snprintf(r->p[1], sizeof(r->p[1]), "%lld", (long long)from);
 		snprintf(r->p[2], sizeof(r->p[2]), "%lld", (long long)hour);

@@ -48,8 +48,9 @@ CREATE TABLE stats_hourly (
     PRIMARY KEY (company_id, hour, status)
 );
 
--- Per minute, for the attempts of the last STATS_MINUTES_KEPT: the partial first hour of
--- attempts-summary?hours=N (N <= 720). Older rows are pruned by the worker.
+-- Per minute, for the attempts of the last stats_minutes_kept() (25 hours): attempts-summary's
+-- hours=N to the minute for N <= 24 (beyond, from the start of the local hour). Older rows are
+-- pruned by the worker.
 CREATE TABLE stats_minutely (
     company_id integer NOT NULL,
     minute     timestamptz NOT NULL,
@@ -70,7 +71,7 @@ CREATE TABLE stats_daily_groups (
     PRIMARY KEY (company_id, grp, day, group_id, status)
 );
 
--- The same per minute, for the last STATS_GROUP_MINUTES_KEPT (time_filter=1h).
+-- The same per minute, for the last stats_group_minutes_kept() (2 hours: time_filter=1h).
 CREATE TABLE stats_minutely_groups (
     company_id integer NOT NULL,
     grp        smallint NOT NULL CHECK (grp IN (1, 2)),
@@ -92,11 +93,11 @@ CREATE TABLE stats_agents_daily (
     PRIMARY KEY (company_id, day, agent_id)
 );
 
--- How long the minute rollups keep their rows (attempts-summary's hours are at most 720 = 30
--- days, dashboard-stats' 1h is 61 minute buckets). An attempt older than this when it is
--- counted is not put in the minute table at all.
+-- How long the minute rollups keep their rows (attempts-summary to the minute up to 24 hours,
+-- dashboard-stats' 1h is 61 minute buckets; a month of minutes would be 580,000 rows per busy
+-- company). An attempt older than this when it is counted is not put in the minute table at all.
 CREATE FUNCTION stats_minutes_kept() RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '31 days' $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '25 hours' $$;
 CREATE FUNCTION stats_group_minutes_kept() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '2 hours' $$;
 
@@ -254,10 +255,12 @@ $$;
  * Rebuilds every rollup from call_attempts: the attempts without a stream id (written by SQL,
  * not by the results worker) and those of entries up to p_upto ("<ms>-<seq>", inclusive), of
  * existing companies; p_upto becomes the last entry applied. The worker calls it when
- * stats_state.backfilled is false (a new installation, or `dialerctl stats-rebuild`) or the
- * TIMEZONE changed, after moving its group to p_upto (workers/stats: every entry up to it was
- * finished by the results group). Readers see the old rollups until it commits. Returns the
- * attempts counted.
+ * stats_state.backfilled is false (a new installation, or `dialerctl stats-rebuild`), its group
+ * is gone, or the TIMEZONE changed, after moving its group to p_upto (workers/stats: every entry
+ * up to it was finished by the results group). Readers see the old rollups until it commits.
+ * Set-based, one aggregate per table straight from call_attempts (a grain fine enough for all
+ * of them would be as large as call_attempts itself; docs/benchmarks.md). Returns the attempts
+ * counted.
  */
 CREATE FUNCTION stats_rebuild(p_upto text, p_tz text) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -267,24 +270,61 @@ DECLARE
     total bigint;
 BEGIN
     PERFORM 1 FROM stats_state WHERE id = 1 FOR UPDATE;
+    PERFORM set_config('work_mem', '256MB', true); -- the aggregates hash in memory
     DELETE FROM stats_daily;
     DELETE FROM stats_hourly;
     DELETE FROM stats_minutely;
     DELETE FROM stats_daily_groups;
     DELETE FROM stats_minutely_groups;
     DELETE FROM stats_agents_daily;
-    PERFORM stats_batch_open();
-    -- minute-level only where the minute tables keep it; hour-level (minute NULL) before
-    INSERT INTO stats_batch (company_id, day, hour, minute, status, scenario_id, line_id, agent_id, n, last_at)
-    SELECT a.company_id, (a.attempted_at AT TIME ZONE p_tz)::date, date_trunc('hour', a.attempted_at, p_tz),
-           CASE WHEN a.attempted_at >= now() - stats_minutes_kept() THEN date_trunc('minute', a.attempted_at) END,
-           a.status, a.scenario_id, a.outbound_line_id, a.agent_id, count(*), max(a.attempted_at)
+
+    -- per hour, then the days and every company's sums from those rows
+    INSERT INTO stats_hourly (company_id, hour, status, attempts)
+    SELECT a.company_id, date_trunc('hour', a.attempted_at, p_tz), a.status, count(*)
       FROM call_attempts a
      WHERE (a.stream_id IS NULL OR (stream_id_ms(a.stream_id), stream_id_seq(a.stream_id)) <= (u_ms, u_seq))
        AND a.company_id IN (SELECT c.id FROM companies c)
-     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
-    SELECT COALESCE(sum(n), 0) INTO total FROM stats_batch;
-    PERFORM stats_fold();
+     GROUP BY 1, 2, 3;
+    INSERT INTO stats_hourly (company_id, hour, status, attempts)
+    SELECT 0, hour, status, sum(attempts) FROM stats_hourly GROUP BY 2, 3;
+    INSERT INTO stats_daily (company_id, day, status, attempts)
+    SELECT company_id, (hour AT TIME ZONE p_tz)::date, status, sum(attempts) FROM stats_hourly GROUP BY 1, 2, 3;
+    SELECT COALESCE(sum(attempts), 0) INTO total FROM stats_daily WHERE company_id = 0;
+
+    INSERT INTO stats_minutely (company_id, minute, status, attempts)
+    SELECT a.company_id, date_trunc('minute', a.attempted_at), a.status, count(*)
+      FROM call_attempts a
+     WHERE (a.stream_id IS NULL OR (stream_id_ms(a.stream_id), stream_id_seq(a.stream_id)) <= (u_ms, u_seq))
+       AND a.company_id IN (SELECT c.id FROM companies c) AND a.attempted_at >= now() - stats_minutes_kept()
+     GROUP BY 1, 2, 3;
+    INSERT INTO stats_minutely (company_id, minute, status, attempts)
+    SELECT 0, minute, status, sum(attempts) FROM stats_minutely GROUP BY 2, 3;
+
+    INSERT INTO stats_daily_groups (company_id, grp, day, group_id, status, attempts)
+    SELECT a.company_id, g.grp, (a.attempted_at AT TIME ZONE p_tz)::date, g.id, a.status, count(*)
+      FROM call_attempts a, LATERAL (VALUES (1::smallint, a.scenario_id), (2::smallint, a.outbound_line_id)) g(grp, id)
+     WHERE (a.stream_id IS NULL OR (stream_id_ms(a.stream_id), stream_id_seq(a.stream_id)) <= (u_ms, u_seq))
+       AND a.company_id IN (SELECT c.id FROM companies c) AND g.id IS NOT NULL
+     GROUP BY 1, 2, 3, 4, 5;
+
+    -- the last couple of hours: through the attempts' (company_id, attempted_at) index
+    INSERT INTO stats_minutely_groups (company_id, grp, minute, group_id, status, attempts)
+    SELECT a.company_id, g.grp, date_trunc('minute', a.attempted_at), g.id, a.status, count(*)
+      FROM companies c
+      JOIN call_attempts a ON a.company_id = c.id AND a.attempted_at >= now() - stats_group_minutes_kept(),
+           LATERAL (VALUES (1::smallint, a.scenario_id), (2::smallint, a.outbound_line_id)) g(grp, id)
+     WHERE (a.stream_id IS NULL OR (stream_id_ms(a.stream_id), stream_id_seq(a.stream_id)) <= (u_ms, u_seq))
+       AND g.id IS NOT NULL
+     GROUP BY 1, 2, 3, 4, 5;
+
+    INSERT INTO stats_agents_daily (company_id, day, agent_id, attempts, connected, last_at)
+    SELECT a.company_id, (a.attempted_at AT TIME ZONE p_tz)::date, a.agent_id, count(*),
+           count(*) FILTER (WHERE stats_connected(a.status)), max(a.attempted_at)
+      FROM call_attempts a
+     WHERE (a.stream_id IS NULL OR (stream_id_ms(a.stream_id), stream_id_seq(a.stream_id)) <= (u_ms, u_seq))
+       AND a.company_id IN (SELECT c.id FROM companies c) AND a.agent_id IS NOT NULL
+     GROUP BY 1, 2, 3;
+
     UPDATE stats_state
        SET last_ms = u_ms, last_seq = u_seq, backfilled = true, timezone = p_tz, applied = 0,
            rebuilt_at = now(), rebuilt_rows = total, updated_at = now()

@@ -193,7 +193,7 @@ static struct th_resp *get(const char *token, const char *fmt, ...)
 /* ---- the recount ---- */
 
 /* Rows of every rollup that differ from a recount of call_attempts (of existing companies): 0 when
- * they agree. The minute tables over what they keep: 30 days, and 100 minutes for the groups. */
+ * they agree. The minute tables over what they keep: 24 hours, and 100 minutes for the groups. */
 static const char recount_sql[] =
     "WITH a AS (SELECT * FROM call_attempts WHERE company_id IN (SELECT id FROM companies)),"
     " rd AS (SELECT v.c, (a.attempted_at AT TIME ZONE '" TZ_NAME "')::date, a.status, count(*)::bigint"
@@ -203,10 +203,11 @@ static const char recount_sql[] =
     "   FROM a, LATERAL (VALUES (a.company_id), (0)) v(c) GROUP BY 1, 2, 3),"
     " th AS (SELECT company_id, hour, status, attempts FROM stats_hourly WHERE attempts <> 0),"
     " rm AS (SELECT v.c, date_trunc('minute', a.attempted_at), a.status, count(*)::bigint"
-    "   FROM a, LATERAL (VALUES (a.company_id), (0)) v(c) WHERE a.attempted_at >= now() - interval '30 days'"
+    "   FROM a, LATERAL (VALUES (a.company_id), (0)) v(c) WHERE date_trunc('minute', a.attempted_at) >= now() - "
+    "interval '24 hours'"
     "  GROUP BY 1, 2, 3),"
     " tm AS (SELECT company_id, minute, status, attempts FROM stats_minutely"
-    "   WHERE attempts <> 0 AND minute >= now() - interval '30 days'),"
+    "   WHERE attempts <> 0 AND minute >= now() - interval '24 hours'),"
     " rg AS (SELECT a.company_id, g.grp, (a.attempted_at AT TIME ZONE '" TZ_NAME "')::date, g.id, a.status,"
     "   count(*)::bigint FROM a, LATERAL (VALUES (1::smallint, a.scenario_id), (2::smallint, a.outbound_line_id)) "
     "g(grp, id)"
@@ -532,7 +533,13 @@ static void test_attempts_summary(void **state)
 	/* hours=1: from now − 1 h to the minute (the attempts are minutes away from that edge) */
 	check_summary(acme_admin_token, "?company=acme&hours=1", acme_id, (now - 3600) / 60 * 60);
 	check_summary(acme_admin_token, "?company=acme&hours=2", acme_id, (now - 7200) / 60 * 60);
-	check_summary(acme_admin_token, "?company=acme&hours=720", acme_id, (now - 720 * 3600) / 60 * 60);
+	check_summary(acme_admin_token, "?company=acme&hours=24", acme_id, (now - 24 * 3600) / 60 * 60);
+	/* beyond 24 hours: from the start of the local hour */
+	struct tz_local l;
+	tz_local_from_utc((time_t)(now - 720 * 3600), &l);
+	check_summary(acme_admin_token, "?company=acme&hours=720", acme_id, now - 720 * 3600 - (l.mm * 60 + l.ss));
+	tz_local_from_utc((time_t)(now - 26 * 3600), &l);
+	check_summary(acme_admin_token, "?company=acme&hours=26", acme_id, now - 26 * 3600 - (l.mm * 60 + l.ss));
 	/* days=N: from local midnight N−1 days ago; hours wins over days */
 	check_summary(acme_admin_token, "?company=acme&days=1", acme_id, m0);
 	check_summary(acme_admin_token, "?company=acme&days=2", acme_id, m0 - 86400);
