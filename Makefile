@@ -34,10 +34,13 @@ COMMON_LIB := $(OUT)/libcommon.a
 API_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard api/*.c))
 SCHED_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard scheduler/*.c))
 CLI_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard cli/*.c))
+EVENTS_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard events/*.c))
+# libwebsockets only for dialer-events
+EVENTS_LIBS := $(shell pkg-config --libs libwebsockets 2>/dev/null)
 WORKERS := results stats import export bulk
 WORKER_BINS := $(WORKERS:%=$(BIN)/dialer-%)
 
-BINS := $(BIN)/dialer-api $(BIN)/dialer-scheduler $(BIN)/dialerctl $(WORKER_BINS)
+BINS := $(BIN)/dialer-api $(BIN)/dialer-scheduler $(BIN)/dialer-events $(BIN)/dialerctl $(WORKER_BINS)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/unit/%)
@@ -45,12 +48,14 @@ INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(OUT)/tests/integration/%)
 HARNESS_OBJ := $(patsubst %.c,$(OUT)/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)))
 
-.PHONY: all tests asan run test clean format format-check fuzz
+.PHONY: all tests asan run test clean format format-check fuzz events
 # keep objects of test binaries (pattern-rule intermediates) for incremental builds
 .SECONDARY:
 all: $(BINS)
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
+
+events: $(BIN)/dialer-events
 
 asan:
 	$(MAKE) VARIANT=asan all tests
@@ -81,6 +86,10 @@ $(BIN)/dialer-scheduler: $(SCHED_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
+$(BIN)/dialer-events: $(EVENTS_OBJ) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(EVENTS_LIBS)
+
 $(BIN)/dialerctl: $(CLI_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
@@ -98,7 +107,7 @@ $(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(COMMON_LIB)
 
 $(OUT)/tests/integration/%: $(OUT)/tests/integration/%.o $(HARNESS_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(shell pkg-config --libs $(TEST_PKGS))
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(EVENTS_LIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 # libFuzzer harnesses (clang): `make fuzz`, then e.g.
 #   build/fuzz/fuzz_multipart -max_total_time=60 tests/fuzz/corpus_multipart

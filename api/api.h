@@ -37,6 +37,8 @@ void upload_routes(void);   /* api/upload.c: POST /api/numbers/upload */
 void dialer_routes(void);   /* api/dialer.c: /api/dialer */
 /* Frees the calling loop thread's next-batch caches; called as the thread ends. */
 void dialer_thread_exit(void);
+/* api/events.c: GET /api/events (SSE), GET /ws/updates (WebSocket), handed to dialer-events */
+void events_routes(void);
 /* api/deadletters.c: /api/{company}/dead-letters */
 void deadletters_routes(void);
 /* api/stats.c: /api/stats (COMPAT §2.11's five, agents, daily) */

@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -371,6 +373,63 @@ bool http_client_closed(struct http_ctx *c)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *arg), void *arg)
+{
+	struct evhttp_connection *evc = c->req_lost ? NULL : evhttp_request_get_connection(c->req);
+	struct bufferevent *bev = evc ? evhttp_connection_get_bufferevent(evc) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	int devnull = -1;
+	if (dup_fd < 0 || send(dup_fd, arg)) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		http_add_header(c, "Retry-After", "1");
+		http_error(c, 503, "EVENTS_UNAVAILABLE", "Events service unavailable");
+		return -1;
+	}
+	close(dup_fd); /* the other process holds its own reference now */
+	/*
+	 * libevent's evhttp_connection_free shuts the socket down (SHUT_WR) before closing it, which
+	 * would end the connection for the other process too. So: stop watching it (epoll forgets
+	 * it while the descriptor still names the socket), then put /dev/null under the same
+	 * descriptor number: libevent's shutdown then fails harmlessly (ENOTSOCK) and its close
+	 * closes /dev/null, while the socket lives on in the other process.
+	 */
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0 || dup3(devnull, fd, O_CLOEXEC) < 0) {
+		/* cannot happen short of running out of descriptors: the client loses its stream */
+		log_error("event=handoff_detach_failed error=\"%s\"", strerror(errno));
+	}
+	if (devnull >= 0)
+		close(devnull);
+	c->replied = true;
+	double dur = (double)(util_now_ns() - c->t0) / 1e9;
+	const char *uri = evhttp_request_get_uri(c->req);
+	char path[256];
+	size_t pl = strcspn(uri ? uri : "", "?");
+	if (pl >= sizeof(path))
+		pl = sizeof(path) - 1;
+	memcpy(path, uri ? uri : "", pl);
+	path[pl] = '\0';
+	for (char *p = path; *p; p++)
+		if (*p == '"' || (unsigned char)*p < 0x20)
+			*p = '?';
+	if (c->on_gone) {
+		evhttp_connection_set_closecb(evc, NULL, NULL);
+		c->on_gone = NULL;
+	}
+	evhttp_connection_free(evc); /* frees c->req too */
+	c->req = NULL;
+	metrics_observe(c->route_idx, log_status, dur);
+	log_info("event=http method=%s path=\"%s\" route=\"%s\" status=%d dur_ms=%.2f bytes=0 peer=%s user=%s "
+	         "handoff=events",
+	         c->route->method, path, c->route->pattern, log_status, dur * 1e3, c->peer,
+	         c->user.username ? c->user.username : "-");
+	ctx_free(c);
+	return 0;
+}
+
 static void free_ref(const void *data, size_t len, void *extra)
 {
 	UNUSED(len);
@@ -657,6 +716,11 @@ static void auth_jwt(struct http_ctx *c)
 {
 	const char *tok = http_bearer(c);
 	char *sub = NULL;
+	if (!tok && (c->route->flags & RF_TOKEN_QUERY)) {
+		tok = http_query(c, "token");
+		if (tok && !*tok)
+			tok = NULL;
+	}
 	if (!tok) {
 		http_error(c, 401, "NOT_AUTHENTICATED", "Not authenticated");
 		return;

@@ -41,8 +41,10 @@ enum auth_kind {
 };
 
 enum {
-	RF_JSON = 1 << 0,       /* parse the body as JSON (or a form) before auth; 422 when malformed */
-	RF_LARGE_BODY = 1 << 1, /* the body may reach UPLOAD_MAX_BYTES (others: HTTP_MAX_BODY_BYTES) */
+	RF_JSON = 1 << 0,        /* parse the body as JSON (or a form) before auth; 422 when malformed */
+	RF_LARGE_BODY = 1 << 1,  /* the body may reach UPLOAD_MAX_BYTES (others: HTTP_MAX_BODY_BYTES) */
+	RF_TOKEN_QUERY = 1 << 2, /* AUTH_JWT also takes the token from ?token= (EventSource and browsers'
+	                          * WebSocket cannot set headers); the header wins when both are given */
 };
 
 struct http_ctx;
@@ -162,6 +164,18 @@ void http_watch_close(struct http_ctx *c, void (*gone)(struct http_ctx *c));
 /* True when the client has closed its side of the connection (libevent 2.1 does not notice
  * while a request is being handled: this peeks at the socket). */
 bool http_client_closed(struct http_ctx *c);
+
+/*
+ * Hands the client's connection over to another process and ends the request without a reply
+ * from here: send(fd, arg) gets a duplicate of the connection's socket (borrowed: close nothing;
+ * send it with SCM_RIGHTS) and returns 0 once the other side has it, or -1. On 0 this process
+ * lets go of the socket without shutting it down (the other process now owns the connection),
+ * logs the request with log_status (e.g. 200 for SSE, 101 for a WebSocket upgrade) and frees c:
+ * the handler must not touch c again. On -1 it replies 503 EVENTS_UNAVAILABLE itself (c is
+ * freed too). Returns send's result. Bytes the client sent after the request (pipelining) are
+ * dropped.
+ */
+int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *arg), void *arg);
 
 /* ---- server ---- */
 

@@ -71,6 +71,7 @@ int main(int argc, char **argv)
 	deadletters_routes();
 	stats_routes();
 	jobs_routes();
+	events_routes();
 	auth_init();
 	workq_start(2, 512);
 

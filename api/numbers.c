@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "events.h"
 #include "importresult.h"
 #include "numaction.h"
 #include "pgjson.h"
@@ -432,6 +433,10 @@ static void action_done(struct http_ctx *c, PGresult *res)
 	}
 	log_info("event=number_changed action=%s id=%ld company=%ld status=%s", numaction_name(r->act), r->number_id,
 	         c->company_id, r->new_status ? r->new_status : "-");
+	events_emit_async_new(c->thr->redis, EVENTS_NUMBER_UPDATED, c->company_id,
+	                      json_pack("{s:s, s:I, s:s?, s:i, s:i, s:b}", "action", numaction_name(r->act),
+	                                "number_id", (json_int_t)r->number_id, "status", r->new_status, "matched", 1,
+	                                "changed", 1, "bulk", 0));
 	hopper_flush_then(c, action_reply);
 }
 
@@ -531,6 +536,11 @@ static void add_reply(struct http_ctx *c, long inserted)
 {
 	struct add_state *a = c->state;
 	log_info("event=numbers_added rows=%lld inserted=%ld invalid=%lld", a->t.rows, inserted, a->t.invalid);
+	if (inserted > 0) /* the pool is global: scoped to the adding user's company (none: superusers) */
+		events_emit_async_new(c->thr->redis, EVENTS_NUMBER_UPDATED, c->user.company_id,
+		                      json_pack("{s:s, s:n, s:n, s:I, s:I, s:b}", "action", "add", "number_id",
+		                                "status", "matched", (json_int_t)a->t.rows, "changed",
+		                                (json_int_t)inserted, "bulk", 1));
 	http_reply_json(c, 200, import_tally_result(&a->t, inserted));
 }
 
@@ -653,6 +663,11 @@ static void bulk_done(struct http_ctx *c, PGresult *res)
 	r->done = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	log_info("event=numbers_bulk action=%s company=%ld matched=%ld done=%ld", numaction_name(r->act), c->company_id,
 	         r->matched, r->done);
+	if (r->done > 0)
+		events_emit_async_new(c->thr->redis, EVENTS_NUMBER_UPDATED, c->company_id,
+		                      json_pack("{s:s, s:n, s:s?, s:I, s:I, s:b}", "action", numaction_name(r->act),
+		                                "number_id", "status", r->new_status, "matched", (json_int_t)r->matched,
+		                                "changed", (json_int_t)r->done, "bulk", 1));
 	hopper_flush_then(c, bulk_reply);
 }
 

@@ -13,6 +13,7 @@
 #include "util.h"
 #include "callstate.h"
 #include "config.h"
+#include "events.h"
 #include "pgjson.h"
 
 #define SCHEDULE_MAX_INTERVALS 64
@@ -263,6 +264,9 @@ static void put_committed(struct http_ctx *c, PGresult *res)
 		return;
 	log_info("event=schedule_updated company=%s version=%lld", c->company,
 	         (long long)json_integer_value(json_object_get(s->out, "version")));
+	json_t *ev = json_deep_copy(s->out);
+	json_object_set_new(ev, "company", json_string(c->company));
+	events_emit_async_new(c->thr->redis, EVENTS_SCHEDULE_CHANGED, c->company_id, ev);
 	company_callstate_drop_then(c, put_reply);
 }
 

@@ -113,14 +113,36 @@ import_one() {
                 f, p, n, b - a, n / (b - a), c - a, run / 1000, ms(rd), ms(cp), ms(is), ms(cm), ins, dup, inv, w, api }'
 }
 
+# reference: PostgreSQL alone loading the same distinct numbers, sorted, with COPY (the fastest
+# path it has) into an empty copy of numbers (its indexes, constraints and fillfactor), from psql
+# on the same machine in the same run: the floor any import of this file into this table has.
+REFS=()
+reference() {
+    local t0 t1 n
+    "${PSQL[@]}" -c "COPY (SELECT phone_number FROM numbers ORDER BY phone_number) TO STDOUT" >"$TMP/ref.txt"
+    n="$(wc -l <"$TMP/ref.txt")"
+    "${PSQL[@]}" -c "SET client_min_messages = warning; DROP TABLE IF EXISTS ref_numbers;
+        CREATE TABLE ref_numbers (LIKE numbers INCLUDING ALL) WITH (fillfactor = 90); CHECKPOINT" >/dev/null
+    t0="$(now)"
+    "${PSQL[@]}" -c "\\copy ref_numbers (phone_number) FROM '$TMP/ref.txt'"
+    t1="$(now)"
+    "${PSQL[@]}" -c "DROP TABLE ref_numbers" >/dev/null
+    REFS+=("$(awk -v f="$1" -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "| %s | %d | %.2f s |", f, n, b - a }')")
+}
+
 echo
 echo "| file | pool | rows | end to end | rows/s | upload (s) | worker (s) | read / COPY / insert / commit (s) | inserted / duplicates / invalid | dialer-import peak RSS | dialer-api peak RSS (so far) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for fmt in $FORMATS; do
     "${PSQL[@]}" -c "SET client_min_messages = warning; TRUNCATE numbers CASCADE" >/dev/null
     import_one "$TMP/numbers.$fmt" "$fmt" empty
+    reference "$fmt"
     import_one "$TMP/numbers.$fmt" "$fmt" full
 done
+echo
+echo "| reference after the $ROWS-row import of | numbers | COPY into an empty copy of numbers (psql) |"
+echo "|---|---|---|"
+printf '%s\n' "${REFS[@]}"
 
 if [[ "${EXPORT:-1}" == 1 && -x bench/export.sh ]]; then
     echo

@@ -22,21 +22,45 @@ INSERT INTO numbers (phone_number)
 SELECT '09' || lpad(((g::bigint * 7919) % 900000000 + 100000000)::text, 9, '0')
   FROM generate_series(1, $ROWS) g ON CONFLICT DO NOTHING;
 VACUUM ANALYZE;
+CHECKPOINT;
 SQL
 bench_api
+API_PID="${BENCH_PIDS[-1]}"
 # the scheduler leader records the batches (the pop script appends them to a stream) and mirrors
 # their locks onto the numbers
 # (NO_SCHEDULER=1: the API and Redis alone, nothing recorded: the ceiling without the recorder)
 if [[ "${NO_SCHEDULER:-0}" != 1 ]]; then
     bin/dialer-scheduler >"$TMP/scheduler.log" 2>&1 &
     BENCH_PIDS+=($!)
+    SCHED_PID=$!
 fi
 BARE_PORT="$(free_port)"
 bench_bare "$BARE_PORT"
 export DIALER_TOKEN
 
+# CPU seconds each process used during the run (utime + stime, and children waited for: the
+# postmaster's include its exited backends): on a shared machine the rate moves with the load, the
+# CPU a batch costs much less; 1,000 batches/s on 2 cores leaves 2 ms of CPU per batch in all.
+clk="$(getconf CLK_TCK)"
+pg_pid="$(head -n1 "$TMP/pg/postmaster.pid")"
+redis_pid="$(redis-cli -p "$REDIS_PORT" INFO server | tr -d '\r' | sed -n 's/^process_id://p')"
+cpu_ticks() { # pid...: the sum of their ticks and their children's
+    local p t=0
+    for p in "$@"; do
+        [[ -n "$p" && -r /proc/$p/stat ]] || continue
+        t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+pg_tree() { echo "$pg_pid $(pgrep -P "$pg_pid" | tr '\n' ' ')"; }
+declare -A CPU0
+CPU0[api]="$(cpu_ticks "$API_PID")"; CPU0[redis]="$(cpu_ticks "$redis_pid")"
+CPU0[postgres]="$(cpu_ticks $(pg_tree))"; CPU0[scheduler]="$(cpu_ticks "${SCHED_PID:-}")"
 read -r rps p50 p99 bad <<<"$(wrk_row "$API_URL" "$CONNS" -s bench/next-batch.lua)"
 t_end=$(date +%s.%N)
+declare -A CPU1
+CPU1[api]="$(cpu_ticks "$API_PID")"; CPU1[redis]="$(cpu_ticks "$redis_pid")"
+CPU1[postgres]="$(cpu_ticks $(pg_tree))"; CPU1[scheduler]="$(cpu_ticks "${SCHED_PID:-}")"
 # the recorder's lag: how long after the last batch the stream is drained into PostgreSQL
 while [[ "${NO_SCHEDULER:-0}" != 1 && "$(redis-cli -p "$REDIS_PORT" XLEN dialer:batches)" != 0 ]]; do
     sleep 0.1
@@ -53,4 +77,15 @@ echo "| bare evhttp reply (reference) | $brps | $bp50 | $bp99 | ${bbad:-0} |"
 echo
 echo "check: $check (equal counts = no number in two batches)"
 printf 'batch records in PostgreSQL %.1f s after the last request\n' "$drain"
+batches="$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) FROM dialer_batches")"
+if [[ "${NO_SCHEDULER:-0}" == 1 ]]; then
+    batches="$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')"
+fi
+line="CPU per batch during the run ($batches batches):"
+for k in api redis postgres scheduler; do
+    line+="$(awk -v a="${CPU0[$k]:-0}" -v b="${CPU1[$k]:-0}" -v c="$clk" -v n="$batches" -v k="$k" \
+        'BEGIN { printf " %s %.0f µs", k, n ? (b - a) / c / n * 1e6 : 0 }')"
+done
+echo "$line (the rest of 2 cores: wrk, other sessions)"
 echo "hopper: $(redis-cli -p "$REDIS_PORT" INFO commandstats | grep -E 'cmdstat_(evalsha|eval):' | tr -d '\r')"
+[[ -z "${KEEP_API_LOG:-}" ]] || cp "$TMP/api.log" "$KEEP_API_LOG"

@@ -11,7 +11,8 @@
 # first phase). Every entry names a different known number; statuses cycle through all 13 (6 of 13 billable).
 # STATS=1 also runs one dialer-stats throughout (counting the rollups while results are applied),
 # and reports how far behind the results it was when they were all applied.
-# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20 STATS=0)
+# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20 STATS=0,
+#        RESULTS_BIN=bin/dialer-results: another build's worker, for a before/after comparison)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -20,6 +21,7 @@ DRAIN="${DRAIN:-100000}"
 RATE="${RATE:-10000}"
 DURATION="${DURATION:-20}"
 STATS="${STATS:-0}"
+RESULTS_BIN="${RESULTS_BIN:-bin/dialer-results}"
 
 scripts/deps.sh
 make -j2 all >/dev/null
@@ -89,7 +91,7 @@ stats_behind() {   # entries the stats group had not counted yet when the result
 start_workers() {
     local i
     for i in $(seq "$1"); do
-        bin/dialer-results >>"$TMP/worker-$2.log" 2>&1 &
+        "$RESULTS_BIN" >>"$TMP/worker-$2.log" 2>&1 &
         PIDS+=($!)
     done
 }

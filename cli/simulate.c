@@ -616,9 +616,18 @@ static void status_line(struct sim *s, double elapsed, double window)
 	             r99, (unsigned long long)r->ok, (unsigned long long)(r->c4xx + b->c4xx),
 	             (unsigned long long)(r->c5xx + b->c5xx), (unsigned long long)(r->errors + b->errors), s->ncalls,
 	             s->qlen);
+	/* calls whose result is more than a second late: report-result requests are capped by
+	 * --concurrency (or the API is slow), so the figures above understate the rate asked for */
+	size_t overdue = 0;
+	double now = mono_s();
+	for (size_t i = 0; i < s->ncalls; i++)
+		overdue += s->calls[i].due < now - 1.0;
+	if (overdue && n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "  behind: %zu results overdue (--concurrency %d)",
+		              overdue, s->concurrency);
 	if (s->block_reason[0] && n > 0 && (size_t)n < sizeof(line))
 		snprintf(line + n, sizeof(line) - (size_t)n, "  blocked: %s, retry in %.0fs", s->block_reason,
-		         s->blocked_until - mono_s() > 0 ? s->blocked_until - mono_s() : 0);
+		         s->blocked_until - now > 0 ? s->blocked_until - now : 0);
 	if (s->tty) {
 		/* one screen line, or \r cannot take it back */
 		struct winsize ws;

@@ -102,6 +102,12 @@ static const char *check_cors(const char *v)
 	return err;
 }
 
+static const char *check_socket_path(const char *v)
+{
+	/* sockaddr_un.sun_path holds 108 bytes with the NUL */
+	return !*v || strlen(v) > 107 ? "must be a path of 1..107 bytes" : NULL;
+}
+
 #define S(f) offsetof(struct config, f)
 static const struct centry table[] = {
     {"PORT", CT_INT, S(port), "8000", 1, 65535, false, 0, NULL},
@@ -146,6 +152,12 @@ static const struct centry table[] = {
     {"UPLOAD_MAX_BYTES", CT_LONG, S(upload_max_bytes), "104857600", 1024, 1L << 36, false, 0, NULL},
     {"EXPORT_TTL_HOURS", CT_INT, S(export_ttl_hours), "24", 1, 8760, false, 0, NULL},
     {"BULK_SYNC_LIMIT", CT_INT, S(bulk_sync_limit), "10000", 1, 100000000, false, 0, NULL},
+    {"EVENTS_STREAM_LEN", CT_LONG, S(events_stream_len), "100000", 100, 100000000, false, 0, NULL},
+    {"EVENTS_SOCKET", CT_STR, S(events_socket), ".run/events.sock", 0, 0, false, 0, check_socket_path},
+    {"EVENTS_HEARTBEAT_SECONDS", CT_INT, S(events_heartbeat_seconds), "15", 1, 3600, false, 0, NULL},
+    {"EVENTS_CLIENT_BUFFER_BYTES", CT_LONG, S(events_client_buffer_bytes), "1048576", 4096, 1L << 30, false, 0, NULL},
+    {"EVENTS_MAX_CLIENTS", CT_INT, S(events_max_clients), "10000", 1, 1000000, false, 0, NULL},
+    {"EVENTS_RESULTS_MAX", CT_INT, S(events_results_max), "100", 1, 1000, false, 0, NULL},
     {"STATS_BATCH_SIZE", CT_INT, S(stats_batch_size), "2000", 1, 10000, false, 0, NULL},
 };
 #undef S

@@ -52,6 +52,13 @@ struct config {
 	long upload_max_bytes; /* largest accepted upload (413 beyond) */
 	int export_ttl_hours;  /* export files (and their download) expire after this */
 	int bulk_sync_limit;   /* bulk actions over more rows than this run as jobs */
+	/* real-time events (common/events, dialer-events) */
+	long events_stream_len;          /* XADD MAXLEN ~ of dialer:events: the Last-Event-ID resume window */
+	char *events_socket;             /* Unix socket the API hands /api/events and /ws/updates clients to */
+	int events_heartbeat_seconds;    /* SSE comment / WebSocket ping interval */
+	long events_client_buffer_bytes; /* a client with more than this unsent is dropped (slow client) */
+	int events_max_clients;          /* per dialer-events process; beyond it new clients get 503 */
+	int events_results_max;          /* results listed in one result.ingested event (the count is exact) */
 	/* stats */
 	int stats_batch_size; /* stats worker: results-stream entries counted per transaction */
 };

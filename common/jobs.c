@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "events.h"
 #include "jobs.h"
 #include "rds.h"
 #include "util.h"
@@ -230,6 +231,14 @@ int job_progress(struct job_ctx *j, long long done, long long total)
 	j->progress_ns = now;
 	j->progress_done = done;
 	j->progress_total = total;
+	if (rc == 0 && j->kind == JOB_IMPORT) /* at most as often as the row is written (500 ms) */
+		events_emit_new(j->w->redis, EVENTS_IMPORT_PROGRESS, j->company_id,
+		                json_pack("{s:I, s:s, s:I, s:o, s:o}", "job_id", (json_int_t)j->id, "kind", "import",
+		                          "done", (json_int_t)(done < 0 ? 0 : done), "total",
+		                          total < 0 ? json_null() : json_integer((json_int_t)total), "percent",
+		                          total > 0
+		                              ? json_real((double)(done > total ? total : done) * 100.0 / (double)total)
+		                              : json_null()));
 	return rc;
 }
 
@@ -339,6 +348,44 @@ static void unlock(PGconn *db, const char *ids)
 }
 
 /*
+ * The event of a finished job (committed by now): import.completed / export.completed with the
+ * job's wire shape (its state "completed" or "failed", result, error, download_url), or, for a
+ * bulk job, number.updated with its action and result. One read of the row, once per job.
+ */
+static void emit_finished(struct worker_ctx *w, const struct job_ctx *j)
+{
+	PGconn *db = ctl_db();
+	json_t *job = db ? jobs_get(db, j->id) : NULL;
+	if (!job) {
+		log_warn("event=event_emit_failed job_id=%lld reason=\"cannot read the job\"", j->id);
+		return;
+	}
+	switch (j->kind) {
+	case JOB_IMPORT:
+		events_emit_new(w->redis, EVENTS_IMPORT_COMPLETED, j->company_id, job);
+		break;
+	case JOB_EXPORT:
+		events_emit_new(w->redis, EVENTS_EXPORT_COMPLETED, j->company_id, job);
+		break;
+	case JOB_BULK: {
+		json_t *result = json_object_get(job, "result");
+		const char *state = json_string_value(json_object_get(job, "status"));
+		if (!state || strcmp(state, "completed")) { /* a failed bulk changed nothing */
+			json_decref(job);
+			break;
+		}
+		json_t *d = json_pack("{s:s?, s:n, s:O?, s:b, s:I, s:O}", "action",
+		                      json_string_value(json_object_get(j->params, "action")), "number_id", "status",
+		                      json_object_get(j->params, "status"), "bulk", 1, "job_id", (json_int_t)j->id,
+		                      "result", result ? result : json_null());
+		json_decref(job);
+		events_emit_new(w->redis, EVENTS_NUMBER_UPDATED, j->company_id, d);
+		break;
+	}
+	}
+}
+
+/*
  * Claims job ids (lock, then queued → running) and runs it. Returns 0 when the entry may be
  * acknowledged (the job is final, someone else's, or not claimable), -1 when not (a database
  * failure: the entry stays pending and the sweep or XAUTOCLAIM brings the job back).
@@ -407,6 +454,8 @@ static int claim_and_run(struct worker_ctx *w, const struct job_runner *r, const
 	         : run_rc == 0 && !j.err[0] ? "completed"
 	                                    : "failed",
 	         (double)(util_now_ns() - t0) / 1e6);
+	if (!j.lost)
+		emit_finished(w, &j);
 	rc = 0;
 out:
 	log_set_ctx(NULL);

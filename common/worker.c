@@ -181,6 +181,7 @@ int worker_main(const struct worker_def *def)
 	struct wstate s = {.def = def};
 	char consumer[160], host[128];
 	struct event *t = NULL, *st = NULL, *si = NULL;
+	int rc = 0;
 
 	log_init(def->type);
 	metrics_init();
@@ -211,6 +212,12 @@ int worker_main(const struct worker_def *def)
 		goto out;
 
 	s.base = event_base_new();
+	s.w.base = s.base;
+	if (def->init && def->init(&s.w)) {
+		log_error("event=start_failed");
+		rc = 1;
+		goto out;
+	}
 	t = event_new(s.base, -1, EV_PERSIST, tick, &s);
 	st = evsignal_new(s.base, SIGTERM, on_signal, &s);
 	si = evsignal_new(s.base, SIGINT, on_signal, &s);
@@ -245,5 +252,5 @@ out:
 		PQfinish(s.w.db);
 	config_free();
 	log_info("event=stopped");
-	return 0;
+	return rc;
 }

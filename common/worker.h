@@ -7,6 +7,7 @@
 #define DIALER_WORKER_H
 
 #include <hiredis/hiredis.h>
+#include <event2/event.h>
 #include <libpq-fe.h>
 
 #include "common.h"
@@ -19,10 +20,11 @@
 #define STREAM_EVENTS      "dialer:events"
 
 struct worker_ctx {
-	redisContext *redis;  /* NULL while disconnected; the skeleton reconnects */
-	PGconn *db;           /* NULL while disconnected; the skeleton reconnects */
-	const char *consumer; /* this process's consumer name: <host>-<pid>-<random> */
-	unsigned epoch;       /* bumped whenever redis or db is (re)connected: per-connection setup */
+	redisContext *redis;     /* NULL while disconnected; the skeleton reconnects */
+	PGconn *db;              /* NULL while disconnected; the skeleton reconnects */
+	const char *consumer;    /* this process's consumer name: <host>-<pid>-<random> */
+	unsigned epoch;          /* bumped whenever redis or db is (re)connected: per-connection setup */
+	struct event_base *base; /* the process's libevent loop (for processes with their own events) */
 	void *user;
 };
 
@@ -48,6 +50,10 @@ struct worker_def {
 	 * call in progress finish, then the process stops.
 	 */
 	int (*run)(struct worker_ctx *w);
+	/* Called once with the loop created (w->base), before it runs; may add its own events
+	 * (listeners, async connections). Returns 0, or -1 to stop the process (exit status 1).
+	 * May be NULL. */
+	int (*init)(struct worker_ctx *w);
 	/* Called once before exit with whatever connections are up; may be NULL. */
 	void (*stop)(struct worker_ctx *w);
 };

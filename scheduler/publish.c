@@ -25,6 +25,7 @@
 #include "callstate.h"
 #include "config.h"
 #include "db.h"
+#include "events.h"
 #include "hopper.h"
 #include "metrics.h"
 #include "scheduler.h"
@@ -64,6 +65,23 @@ static struct {
 	unsigned long long seq; /* pass number, for unique markers */
 	bool tz_ready;
 } st;
+
+/* A company's published decision changed: its dialer.state event (the published JSON, plus the
+ * reason before, null when this leader had not published one: a new leader announces every
+ * company once). */
+static void sched_state_event(struct events_batch *b, long company_id, const char *value, int was)
+{
+	json_t *d = json_loads(value, 0, NULL);
+	if (!json_is_object(d)) {
+		json_decref(d);
+		return;
+	}
+	json_object_set_new(d, "previous_reason",
+	                    was < 0   ? json_null()
+	                    : was > 0 ? json_string(callrule_reason_str((enum callrule_reason)was))
+	                              : json_string("allowed"));
+	events_batch_add_new(b, EVENTS_DIALER_STATE, company_id, d);
+}
 
 static void written_free(struct written *w, size_t n)
 {
@@ -167,6 +185,7 @@ int sched_publish(struct worker_ctx *w)
 	struct written *next = NULL;
 	size_t n = 0, nnext = 0, sent = 0, published = 0, deferred = 0, nblocked = 0;
 	long *blocked = NULL;
+	struct events_batch states = {0};
 	char key[48], ttl[16];
 	int rc = -1;
 
@@ -233,11 +252,13 @@ int sched_publish(struct worker_ctx *w)
 				blocked = xrealloc(blocked, (nblocked + 1) * sizeof(*blocked));
 				blocked[nblocked++] = c[i].id;
 			}
-			if (was != c[i].reason)
+			if (was != c[i].reason) {
 				log_info("event=callstate_changed company_id=%ld reason=%s version=%ld", c[i].id,
 				         c[i].reason ? callrule_reason_str((enum callrule_reason)c[i].reason)
 				                     : "allowed",
 				         c[i].cs.version);
+				sched_state_event(&states, c[i].id, c[i].value, was);
+			}
 			next[nnext++] = (struct written){c[i].id, c[i].value, c[i].reason};
 			c[i].value = NULL;
 			published++;
@@ -265,6 +286,7 @@ int sched_publish(struct worker_ctx *w)
 	for (size_t i = 0; i < nblocked; i++)
 		if (hopper_flush_sync(w->redis, blocked[i]))
 			break;
+	events_batch_send(w->redis, &states); /* dialer.state of the companies that changed: one round trip */
 
 	uint64_t us = (util_now_ns() - t0) / 1000;
 	metrics_count("scheduler_publish_passes", 1);
@@ -288,6 +310,7 @@ out:
 		sched_publish_reset();
 	}
 	free(blocked);
+	events_batch_free(&states);
 	if (next)
 		written_free(next, nnext);
 	if (c)

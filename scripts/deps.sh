@@ -9,6 +9,8 @@ PACKAGES=(
     libevent-dev libhiredis-dev libpq-dev libjansson-dev libjwt-dev
     libcurl4-openssl-dev libcmocka-dev libcrypt-dev libssl-dev
     libzip-dev libexpat1-dev libxlsxwriter-dev
+    # dialer-events' WebSocket server (and the tests' WebSocket client)
+    libwebsockets-dev
     # servers and the supervisor used by `make run` / `make test`
     postgresql postgresql-contrib redis-server redis-tools supervisor
     # tools the scripts call (curl, openssl, ss, runuser/flock, timeout/mktemp, ps)

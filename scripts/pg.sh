@@ -36,6 +36,24 @@ as_pg() {
 }
 own() { [[ $EUID -ne 0 ]] || chown "$@"; }
 
+# Settings for the embedded server, sized from the machine (docs/operations.md, "PostgreSQL
+# settings"): the defaults (128 MB of shared buffers, 4 MB of WAL buffers, a checkpoint every
+# 1 GB of WAL) make a 1,000,000-number import write its WAL in small pieces and checkpoint in
+# the middle. PG_SHARED_BUFFERS_MB overrides the size (default: a quarter of RAM, 128 MB..2 GB).
+pg_tuning() {
+    local mem_kb sb
+    mem_kb="$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null || echo 0)"
+    sb="${PG_SHARED_BUFFERS_MB:-$((mem_kb / 4 / 1024))}"
+    ((sb >= 128)) || sb=128
+    ((sb <= 2048)) || sb=2048
+    echo "shared_buffers = ${sb}MB"
+    echo "wal_buffers = 64MB"
+    echo "max_wal_size = 8GB"
+    echo "min_wal_size = 1GB"
+    echo "checkpoint_timeout = 15min"
+    echo "wal_compression = lz4"
+}
+
 # The real data directory (DATADIR itself, or the target of its symlink).
 real_datadir() { realpath -m "$datadir"; }
 
@@ -120,6 +138,7 @@ start() {
         echo "port = $port"
         echo "unix_socket_directories = '$sock'"
         echo "max_connections = 200"
+        pg_tuning
         if [[ "${PG_FAST:-0}" == 1 ]]; then
             echo "fsync = off"
             echo "synchronous_commit = off"

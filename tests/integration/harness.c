@@ -847,7 +847,7 @@ char *th_redis_cli(const char *arg, ...)
  * be NULL). Returned strings are owned by the caller: free each, then the array. */
 static char **th_std_env(const char *db_url, const char *redis_url, const char *port_kv)
 {
-	char **env = th_xmalloc(10 * sizeof(*env));
+	char **env = th_xmalloc(11 * sizeof(*env));
 	size_t n = 0;
 
 	env[n++] = th_xasprintf("DATABASE_URL=%s", db_url);
@@ -858,6 +858,8 @@ static char **th_std_env(const char *db_url, const char *redis_url, const char *
 	env[n++] = th_xstrdup("BIND_ADDRESS=127.0.0.1");
 	env[n++] = th_xstrdup("API_THREADS=2");
 	env[n++] = th_xstrdup("LOG_LEVEL=info");
+	/* the API's handoff target (dialer-events): in the run's temp dir, not the checkout's .run/ */
+	env[n++] = th_xasprintf("EVENTS_SOCKET=%s/%s-events.sock", th_tmp_dir(), th_test_name());
 	if (port_kv != NULL)
 		env[n++] = th_xstrdup(port_kv);
 	env[n] = NULL;

@@ -518,6 +518,36 @@ static void test_redelivery(void **state)
 	free(id);
 }
 
+/* An entry that failed MAX_DELIVERIES (2) times is not dead-lettered for its count alone: its next
+ * delivery is tried once more, and when it applies (here: the trigger that refused it is gone) it
+ * is applied, not dead. (A stalled copy still applying it would make that try wait for its insert
+ * and skip it: an entry is never both applied and dead.) */
+static void test_last_chance(void **state)
+{
+	char *flaky;
+
+	(void)state;
+	free(q("CREATE FUNCTION test_flaky() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+	       " IF EXISTS (SELECT 1 FROM new_rows WHERE user_message = 'flaky') THEN RAISE EXCEPTION 'flaky'; END IF;"
+	       " RETURN NULL; END $$"));
+	free(q("CREATE TRIGGER test_flaky AFTER INSERT ON call_attempts REFERENCING NEW TABLE AS new_rows"
+	       " FOR EACH STATEMENT EXECUTE FUNCTION test_flaky()"));
+	long long failed = worker_metric(worker, "results_failed");
+	flaky = report(
+	    "\"phone_number\": \"09121000311\", \"status\": \"MISSED\", \"attempted_at\": \"2026-02-18T12:00:00Z\","
+	    " \"user_message\": \"flaky\"");
+	long long deadline = th_now_ms() + 20000;
+	while (worker_metric(worker, "results_failed") < failed + 2 && th_now_ms() < deadline)
+		th_sleep_ms(50);
+	assert_int_equal(worker_metric(worker, "results_failed"), failed + 2);
+	free(q("DROP TRIGGER test_flaky ON call_attempts"));
+	free(q("DROP FUNCTION test_flaky()"));
+	wait_applied(flaky);
+	assert_int_equal(qi("SELECT count(*) FROM dead_letters WHERE stream_id = '%s'", flaky), 0);
+	assert_int_equal(worker_metric(worker, "results_failed"), failed + 2);
+	free(flaky);
+}
+
 /* An entry whose application fails (here: a test trigger refuses it) does not hold back the rest
  * of its batch; after MAX_DELIVERIES (2 here) failed deliveries it becomes a dead letter. */
 static void test_max_deliveries(void **state)
@@ -543,7 +573,8 @@ static void test_max_deliveries(void **state)
 	wait_applied(c);
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT reason || '/' || deliveries FROM dead_letters WHERE stream_id = '%s'", boom);
-	TH_WAIT_SQL(db_url, sql, "failed to apply in 2 deliveries/3", 20000);
+	/* two failed deliveries, then a third (the last chance) that failed too */
+	TH_WAIT_SQL(db_url, sql, "failed to apply in 3 deliveries/3", 20000);
 	assert_int_equal(qi("SELECT count(*) FROM call_attempts WHERE stream_id = '%s'", boom), 0);
 	v = q("SELECT entry->>'user_message' FROM dead_letters WHERE stream_id = '%s'", boom);
 	assert_string_equal(v, "boom");
@@ -791,9 +822,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_applied),        cmocka_unit_test(test_autocreate),
 	    cmocka_unit_test(test_dead_letters),   cmocka_unit_test(test_redelivery),
-	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_restarts),       cmocka_unit_test(test_sigkill),
-	    cmocka_unit_test(test_two_workers),
+	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_last_chance),
+	    cmocka_unit_test(test_malformed),      cmocka_unit_test(test_restarts),
+	    cmocka_unit_test(test_sigkill),        cmocka_unit_test(test_two_workers),
 	};
 
 	return cmocka_run_group_tests_name("results", tests, group_setup, group_teardown);

@@ -225,13 +225,28 @@ static void test_simulate_bad_token(void **state)
 	free(out);
 }
 
+/* One report-result request at a time cannot keep up with thousands of calls ending a second:
+ * the live line says how many results are overdue and names --concurrency. (Last: it uses up the
+ * pool.) */
+static void test_simulate_behind(void **state)
+{
+	char *out = NULL;
+
+	(void)state;
+	int st = simulate(&out, TH_DIALER_TOKEN, "--rate", "5000", "--duration", "1", "--concurrency", "1", "--seed",
+	                  "9", NULL);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "behind: "));
+	assert_non_null(strstr(out, " results overdue (--concurrency 1)"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_simulate_runs),
-	    cmocka_unit_test(test_reports_look_like_agents),
-	    cmocka_unit_test(test_simulate_obeys_block),
-	    cmocka_unit_test(test_simulate_bad_token),
+	    cmocka_unit_test(test_simulate_runs),        cmocka_unit_test(test_reports_look_like_agents),
+	    cmocka_unit_test(test_simulate_obeys_block), cmocka_unit_test(test_simulate_bad_token),
+	    cmocka_unit_test(test_simulate_behind),
 	};
 
 	return cmocka_run_group_tests_name("simulate", tests, group_setup, group_teardown);

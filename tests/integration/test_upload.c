@@ -284,19 +284,26 @@ static void test_accepted_202(void **state)
 	free(csv);
 }
 
-/* Another transaction inserts one of the file's new numbers while the import's INSERT runs: the
- * worker's plain INSERT (its fast path) meets a unique violation once that transaction commits,
- * and the statement is run again with ON CONFLICT DO NOTHING: the job completes, and the number
- * counts as a duplicate. */
-static void test_concurrent_insert(void **state)
+/*
+ * Another transaction inserts one of the file's new numbers (09<base>0000000, uncommitted) while
+ * the import writes into numbers, and commits once the import's statement (`stmt`, a prefix of
+ * its text) waits for it: the worker meets a unique violation, rolls back to its savepoint and
+ * runs the INSERT again with ON CONFLICT DO NOTHING: the job completes, and the number counts as
+ * a duplicate. csv and e are the file and what it gives without the other transaction.
+ */
+static void concurrent_insert(int base, char *csv, struct expect *e, const char *stmt)
 {
-	struct expect e;
-	(void)state;
-	char *csv = gen_csv(300, 18, false, &e);
-	long long before = qi("SELECT count(*) FROM numbers WHERE phone_number LIKE '0918%%'");
+	char like[16], one[16];
+	snprintf(like, sizeof(like), "09%d%%", base);
+	snprintf(one, sizeof(one), "09%d0000000", base);
+	long long before = th_sql_int(db_url, "SELECT count(*) FROM numbers WHERE phone_number LIKE $1", like, NULL);
 	PGconn *hold = PQconnectdb(db_url);
 	assert_int_equal(PQstatus(hold), CONNECTION_OK);
-	PGresult *res = PQexec(hold, "BEGIN; INSERT INTO numbers (phone_number) VALUES ('09180000000')");
+	PGresult *res = PQexec(hold, "BEGIN");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	const char *p[] = {one};
+	res = PQexecParams(hold, "INSERT INTO numbers (phone_number) VALUES ($1)", 1, NULL, p, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
 	PQclear(res);
 
@@ -305,12 +312,15 @@ static void test_concurrent_insert(void **state)
 	long long id = 0;
 	assert_int_equal(th_json_int(r->json, "job_id", &id), 0);
 	th_resp_free(r);
-	/* the worker's INSERT waits for the other transaction's 09180000000 */
+	/* the worker's statement waits for the other transaction's number */
+	char stmt_like[64];
+	snprintf(stmt_like, sizeof(stmt_like), "%s%%", stmt);
 	long long deadline = th_now_ms() + 20000;
-	while (qi("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-	          "AND query LIKE 'INSERT INTO numbers%%'") == 0) {
+	while (th_sql_int(db_url,
+	                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+	                  stmt_like, NULL) == 0) {
 		if (th_now_ms() > deadline)
-			fail_msg("the import's INSERT never waited for the other transaction");
+			fail_msg("the import's %s never waited for the other transaction", stmt);
 		th_sleep_ms(50);
 	}
 	res = PQexec(hold, "COMMIT");
@@ -320,11 +330,38 @@ static void test_concurrent_insert(void **state)
 
 	json_t *job = wait_job(&api0, acme_token, id, 30000);
 	TH_EXPECT_STR(job, "status", "completed");
-	e.inserted--;
-	e.duplicates++;
-	check_result(json_object_get(job, "result"), &e);
+	e->inserted--;
+	e->duplicates++;
+	check_result(json_object_get(job, "result"), e);
 	json_decref(job);
-	assert_int_equal(qi("SELECT count(*) FROM numbers WHERE phone_number LIKE '0918%%'"), before + e.inserted + 1);
+	assert_int_equal(th_sql_int(db_url, "SELECT count(*) FROM numbers WHERE phone_number LIKE $1", like, NULL),
+	                 before + e->inserted + 1);
+}
+
+/* Some of the file's numbers are in the pool: the worker's plain INSERT (anti-join) meets the
+ * concurrent number. */
+static void test_concurrent_insert(void **state)
+{
+	struct expect e;
+	(void)state;
+	char *csv = gen_csv(300, 18, false, &e);
+	concurrent_insert(18, csv, &e, "INSERT INTO numbers");
+	free(csv);
+}
+
+/* None of the file's numbers is in the pool: the worker COPYs them straight into numbers, and
+ * that COPY meets the concurrent number. */
+static void test_concurrent_copy(void **state)
+{
+	(void)state;
+	size_t cap = 64 + 300 * 16, len = 0;
+	char *csv = malloc(cap);
+	assert_non_null(csv);
+	len += (size_t)snprintf(csv, cap, "phone\n");
+	for (int i = 0; i < 300; i++)
+		len += (size_t)snprintf(csv + len, cap - len, "0919%07d\n", i * 7);
+	struct expect e = {.rows = 300, .valid = 300, .inserted = 300};
+	concurrent_insert(19, csv, &e, "COPY numbers");
 	free(csv);
 }
 
@@ -749,8 +786,8 @@ int main(void)
 	    cmocka_unit_test(test_bad_requests),         cmocka_unit_test(test_worker_killed),
 	    cmocka_unit_test(test_dead_worker_gives_up), cmocka_unit_test(test_xlsx),
 	    cmocka_unit_test(test_cli_import),           cmocka_unit_test(test_client_gone),
-	    cmocka_unit_test(test_concurrent_insert),    cmocka_unit_test(test_enqueue_refused),
-	    cmocka_unit_test(test_jobs_list_company),
+	    cmocka_unit_test(test_concurrent_insert),    cmocka_unit_test(test_concurrent_copy),
+	    cmocka_unit_test(test_enqueue_refused),      cmocka_unit_test(test_jobs_list_company),
 	};
 	return cmocka_run_group_tests_name("upload", tests, group_setup, group_teardown);
 }

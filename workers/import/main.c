@@ -2,8 +2,9 @@
  * Import worker (dialer-import): runs import jobs from dialer:jobs:import. Streams the uploaded
  * CSV/XLSX through the sheet reader, normalizes every phone (common/phone), drops repeats within
  * the file with a hash set, then sorts the set, COPYs the unique valid numbers in order into a
- * temporary table and inserts those not already in the pool with one INSERT (an anti-join; ON
- * CONFLICT DO NOTHING only after a concurrent insert's unique violation) — all in one transaction
+ * temporary table, and then either COPYs them again straight into numbers (none is in the pool)
+ * or inserts those not in the pool with one INSERT (an anti-join); ON CONFLICT DO NOTHING only
+ * after a concurrent insert's unique violation — all in one transaction
  * together with the job's completion, so a file that fails imports nothing. Many copies may run
  * at once.
  */
@@ -93,6 +94,7 @@ struct import {
 	char *copy;
 	size_t copy_len;
 	bool failed;
+	bool conflict; /* the last COPY failed on a unique violation */
 };
 
 /* A value as a JSON string: bytes that are not UTF-8, and control characters, become '?'; at
@@ -193,6 +195,9 @@ static int copy_end(struct import *im, bool ok)
 	PGresult *r;
 	while ((r = PQgetResult(im->db))) {
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (state && !strcmp(state, "23505"))
+				im->conflict = true;
 			if (ok)
 				snprintf(im->j->err, sizeof(im->j->err), "database error while loading: %s",
 				         db_msg(im, r));
@@ -203,13 +208,46 @@ static int copy_end(struct import *im, bool ok)
 	return ok ? rc : -1;
 }
 
+/*
+ * Sends the sorted set with `sql` (a COPY … FROM STDIN) and ends it. Returns 0, or -1 with
+ * j->err set; when report_conflict is false a unique violation leaves j->err empty and sets
+ * im->conflict instead (the caller retries another way).
+ */
+static int copy_set(struct import *im, const char *sql, bool report_conflict)
+{
+	PGresult *r = exec(im, sql);
+	if (!r)
+		return -1;
+	PQclear(r);
+	for (size_t i = 0; i < im->seen.n; i++) {
+		if (im->copy_len + 12 > COPY_BUF && copy_flush(im))
+			return copy_end(im, false);
+		char *o = im->copy + im->copy_len; /* "09" + the 9 digits + "\n" */
+		uint32_t v = im->seen.slots[i];
+		o[0] = '0';
+		o[1] = '9';
+		for (int k = 10; k >= 2; k--, v /= 10)
+			o[k] = (char)('0' + v % 10);
+		o[11] = '\n';
+		im->copy_len += 12;
+	}
+	if (copy_flush(im))
+		return copy_end(im, false);
+	im->conflict = false;
+	if (copy_end(im, true) == 0)
+		return 0;
+	if (!report_conflict && im->conflict)
+		im->j->err[0] = '\0';
+	return -1;
+}
+
 static int run(struct job_ctx *j)
 {
 	struct import im = {.j = j, .db = j->w->db};
 	char path[4096], rerr[512] = "";
 	PGresult *r = NULL;
 	int rc = -1;
-	bool in_tx = false, in_copy = false;
+	bool in_tx = false;
 	struct stat st;
 	uint64_t t_start = util_now_ns(), t_sorted = 0, t_read = 0, t_insert = 0;
 
@@ -247,64 +285,66 @@ static int run(struct job_ctx *j)
 	                    "CREATE TEMP TABLE import_stage (phone text NOT NULL) ON COMMIT DROP")))
 		goto out;
 	PQclear(r);
-	if (!(r = exec(&im, "COPY import_stage (phone) FROM STDIN")))
-		goto out;
-	PQclear(r);
-	r = NULL;
-	in_copy = true;
-	for (size_t i = 0; i < im.seen.n; i++) {
-		if (im.copy_len + 12 > COPY_BUF && copy_flush(&im))
-			goto out;
-		char *o = im.copy + im.copy_len; /* "09" + the 9 digits + "\n" */
-		uint32_t v = im.seen.slots[i];
-		o[0] = '0';
-		o[1] = '9';
-		for (int k = 10; k >= 2; k--, v /= 10)
-			o[k] = (char)('0' + v % 10);
-		o[11] = '\n';
-		im.copy_len += 12;
-	}
-	if (copy_flush(&im))
-		goto out;
-	in_copy = false;
-	if (copy_end(&im, true))
+	if (copy_set(&im, "COPY import_stage (phone) FROM STDIN", true))
 		goto out;
 	t_read = util_now_ns();
 
-	/* Only the numbers not in the pool yet go to the INSERT: an anti-join finds them in one pass
-	 * (a re-import of 950,000 known numbers: ~0.5 s instead of 4-8 s of per-row conflict checks,
-	 * and no identity value drawn per duplicate). The stage is in order, and so is what the
-	 * anti-join passes on when it is a nested loop, a merge join or a one-batch hash join (an
-	 * empty or small pool); a hash join in batches (a large pool at the default work_mem) mixes
-	 * the order, which only costs speed, and is still faster than one sort or a larger hash table
-	 * (measured). A number that another transaction inserts meanwhile would make the plain INSERT
-	 * fail with a unique violation: it runs under a savepoint, and then the statement is run again
-	 * with ON CONFLICT DO NOTHING. The plain one is tried first because ON CONFLICT's speculative
-	 * insertion costs ~15% more per inserted row (1,000,000 rows: 9.6 s against 8.1 s). */
+	/* When none of the file's numbers is in the pool (a new list; an empty pool answers at once),
+	 * the set goes straight into numbers with a second COPY: COPY writes the heap a page of rows
+	 * at a time where INSERT … SELECT writes row by row, and no anti-join is needed (949,800 new
+	 * numbers: bench/import-export.sh, docs/benchmarks.md). Otherwise only the numbers not in the
+	 * pool yet go to an INSERT: an anti-join finds them in one pass (a re-import of 950,000 known
+	 * numbers: ~0.5 s instead of 4-8 s of per-row conflict checks, and no identity value drawn per
+	 * duplicate). The stage is in order, and so is what the anti-join passes on when it is a
+	 * nested loop, a merge join or a one-batch hash join; a hash join in batches (a large pool at
+	 * the default work_mem) mixes the order, which only costs speed. A number that another
+	 * transaction inserts meanwhile makes either fail with a unique violation: both run under a
+	 * savepoint, and then the INSERT is run with ON CONFLICT DO NOTHING. That one is not the
+	 * first choice because its speculative insertion costs ~15% more per inserted row
+	 * (1,000,000 rows: 9.6 s against 8.1 s). */
 #define INSERT_NEW                                                               \
 	"INSERT INTO numbers (phone_number) SELECT s.phone FROM import_stage s " \
 	"WHERE NOT EXISTS (SELECT 1 FROM numbers n WHERE n.phone_number = s.phone)"
+	if (!(r = exec(&im, "SELECT EXISTS (SELECT 1 FROM import_stage s "
+	                    "WHERE EXISTS (SELECT 1 FROM numbers n WHERE n.phone_number = s.phone))")))
+		goto out;
+	bool known = strcmp(PQgetvalue(r, 0, 0), "f") != 0;
+	PQclear(r);
 	if (!(r = exec(&im, "SAVEPOINT import_fast")))
 		goto out;
 	PQclear(r);
-	r = PQexec(im.db, INSERT_NEW);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-		if (!state || strcmp(state, "23505")) { /* anything but unique_violation */
-			snprintf(j->err, sizeof(j->err), "database error: %s", db_msg(&im, r));
+	r = NULL;
+	long long inserted = -1;
+	if (!known) {
+		if (copy_set(&im, "COPY numbers (phone_number) FROM STDIN", false) == 0)
+			inserted = (long long)im.seen.n;
+		else if (!im.conflict)
 			goto out;
+	} else {
+		r = PQexec(im.db, INSERT_NEW);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			inserted = strtoll(PQcmdTuples(r), NULL, 10);
+		} else {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (!state || strcmp(state, "23505")) { /* anything but unique_violation */
+				snprintf(j->err, sizeof(j->err), "database error: %s", db_msg(&im, r));
+				goto out;
+			}
 		}
 		PQclear(r);
+		r = NULL;
+	}
+	if (inserted < 0) {
 		log_info("event=import_conflict job_id=%lld retry=on_conflict", j->id);
 		if (!(r = exec(&im, "ROLLBACK TO SAVEPOINT import_fast")))
 			goto out;
 		PQclear(r);
 		if (!(r = exec(&im, INSERT_NEW " ON CONFLICT (phone_number) DO NOTHING")))
 			goto out;
+		inserted = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		r = NULL;
 	}
-	long long inserted = strtoll(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	r = NULL;
 	t_insert = util_now_ns();
 	json_t *result = import_tally_result(&im.t, inserted);
 	int crc = job_complete(j, im.db, result, NULL, NULL, NULL, 0);
@@ -329,8 +369,6 @@ static int run(struct job_ctx *j)
 	         (double)(t_insert - t_read) / 1e6, (double)(t_end - t_insert) / 1e6);
 	rc = 0;
 out:
-	if (in_copy)
-		copy_end(&im, false);
 	if (in_tx)
 		PQclear(PQexec(im.db, "ROLLBACK"));
 	PQclear(r);

@@ -5,6 +5,8 @@
 #ifndef DIALER_RESULTS_ENTRY_H
 #define DIALER_RESULTS_ENTRY_H
 
+#include <stdbool.h>
+
 #include <hiredis/hiredis.h>
 
 #include "common.h"
@@ -18,6 +20,7 @@
 struct result_entry {
 	const char *id;           /* stream id "<ms>-<seq>" */
 	int deliveries;           /* 1 for a first read; from XPENDING for a claimed entry */
+	bool last_chance;         /* delivered more than MAX_DELIVERIES times: dead-lettered if this one fails */
 	char bad[ENTRY_BAD_MAX];  /* "" or why it cannot be applied as it is (dead-letter reason) */
 	const redisReply *fields; /* the field/value array (NULL when the entry was deleted) */
 	long company_id;

@@ -14,6 +14,7 @@
 #include "apply.h"
 #include "callstate.h"
 #include "config.h"
+#include "emit.h"
 #include "entry.h"
 #include "hopper.h"
 #include "metrics.h"
@@ -169,6 +170,7 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 		if (rc == APPLY_OK) {
 			account(e, n, &s, util_now_ns() - t0);
 			drop_callstate(w, &s);
+			results_emit(w, e, n, &s); /* result.ingested, after the commit (workers/results/emit.c) */
 			/* after the commit: a refill that read the database before it is kept off by the grace */
 			int released = hopper_release_sync(w->redis, s.numbers, s.nnumbers);
 			free(s.numbers);
@@ -199,7 +201,14 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
 	if (n == 1) {
 		metrics_count("results_failed", 1);
 		log_warn("event=result_failed stream_id=%s deliveries=%d error=\"%s\"", e->id, e->deliveries, s.error);
-		return 0;
+		if (!e->last_chance)
+			return 0; /* stays pending, comes back through XAUTOCLAIM */
+		/* Dead-lettered only now that this delivery failed too, not for its count alone: a
+		 * stalled copy still applying the entry would make this one's insert wait for it and then
+		 * skip it as a duplicate, instead of the entry ending up both applied and dead */
+		e->last_chance = false;
+		snprintf(e->bad, sizeof(e->bad), "failed to apply in %d deliveries", e->deliveries);
+		return apply_range(w, e, 1);
 	}
 	int half = n / 2;
 	if (apply_range(w, e, half))
@@ -270,8 +279,7 @@ static int process(struct worker_ctx *w, const redisReply *list, const redisRepl
 			int d = deliveries_of(pending, &pos, e->id);
 			e->deliveries = d > 0 ? d : 1;
 		}
-		if (e->deliveries > cfg.max_deliveries && !e->bad[0])
-			snprintf(e->bad, sizeof(e->bad), "failed to apply in %d deliveries", e->deliveries - 1);
+		e->last_chance = e->deliveries > cfg.max_deliveries && !e->bad[0];
 		n++;
 	}
 	return n ? apply_range(w, rs.entries, n) : 0;

@@ -1,0 +1,99 @@
+/*
+ * Real-time events: the contract of the Redis stream STREAM_EVENTS ("dialer:events") that
+ * dialer-events fans out (SSE, WebSocket) and the webhooks worker consumes, the emitters every
+ * process uses, and the reader's parser.
+ *
+ * An event is one stream entry, added with
+ *   XADD dialer:events MAXLEN ~ <EVENTS_STREAM_LEN> * type <t> company_id <n> data <json> at <ms>
+ * type: one of EVENTS_TYPES ("result.ingested", ...); company_id: decimal, 0 = not
+ * company-scoped (superusers only); data: a JSON object as text; at: ms since the epoch when
+ * it was emitted. The stream id is the event id (SSE "id:").
+ *
+ * Emitting never fails the caller's work: it runs after the caller's commit, a Redis error is
+ * logged and counted (metrics events_emitted, events_emit_failed, events_dropped), never
+ * returned; the async emitter bounds what it has in flight and drops beyond it.
+ */
+#ifndef DIALER_EVENTS_H
+#define DIALER_EVENTS_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "common.h"
+#include "rds.h"
+
+/* The event types, in the order docs/api.md lists them. */
+#define EVENTS_RESULT_INGESTED  "result.ingested"
+#define EVENTS_NUMBER_UPDATED   "number.updated"
+#define EVENTS_IMPORT_PROGRESS  "import.progress"
+#define EVENTS_IMPORT_COMPLETED "import.completed"
+#define EVENTS_EXPORT_COMPLETED "export.completed"
+#define EVENTS_SCHEDULE_CHANGED "schedule.changed"
+#define EVENTS_DIALER_STATE     "dialer.state"
+
+/* NULL-terminated list of every type above. */
+extern const char *const events_types[];
+/* Index of type in events_types, or -1 when it is none. */
+int events_type_index(const char *type);
+
+#define EVENTS_DATA_MAX     65536 /* bytes of one event's data JSON; a bigger event is dropped (logged) */
+#define EVENTS_INFLIGHT_MAX 10000 /* async emits awaiting Redis's reply, all threads together */
+#define EVENTS_ID_MAX       48    /* "<ms>-<seq>" with its NUL, with room */
+
+/* ---- emitting ---- */
+
+/*
+ * Emits one event on a blocking connection (workers, scheduler, CLI): one XADD, one round
+ * trip. data is stolen (NULL counts as {}). Never fails the caller: errors are logged and
+ * counted. redis may be NULL (nothing is sent; counted as failed).
+ */
+void events_emit_new(redisContext *redis, const char *type, long company_id, json_t *data);
+
+/* Several events in one pipelined round trip (the results worker's batch: one per company). */
+struct events_batch {
+	char **data; /* JSON texts, owned */
+	const char **type;
+	long *company_id;
+	size_t n, cap;
+};
+/* Adds an event (data stolen; NULL counts as {}); an oversized one is dropped and logged. */
+void events_batch_add_new(struct events_batch *b, const char *type, long company_id, json_t *data);
+/* Sends every event added (XADD × n, then the n replies) and empties b (reusable; free with
+ * events_batch_free). Errors are logged and counted, never returned. */
+void events_batch_send(redisContext *redis, struct events_batch *b);
+void events_batch_free(struct events_batch *b);
+
+/*
+ * Emits one event through the API loop's async connection: data stolen (NULL counts as {}),
+ * the XADD goes out with whatever else this loop turn sends (pipelined), the reply is only
+ * checked for errors. Beyond EVENTS_INFLIGHT_MAX unanswered emits (Redis slow or away) the
+ * event is dropped and counted. Call after the change has committed.
+ */
+void events_emit_async_new(struct rds *redis, const char *type, long company_id, json_t *data);
+
+/* ---- reading ---- */
+
+/* One event as read back from the stream. Strings owned by the struct. */
+struct event_msg {
+	char id[EVENTS_ID_MAX];
+	char type[32];
+	long company_id;
+	long long at_ms;
+	char *data; /* the JSON object's text, as stored */
+	size_t data_len;
+};
+
+/*
+ * Parses one XREAD/XRANGE element ([id, [field, value, ...]]) into *out. Returns 0, or -1
+ * when it is not a well-formed event (unknown type, bad company_id, data not a JSON object);
+ * the reader skips those. Free out with events_msg_clear.
+ */
+int events_parse(const redisReply *el, struct event_msg *out) MUSTCHECK;
+void events_msg_clear(struct event_msg *m);
+
+/* A stream id "<ms>-<seq>": parsed into its two parts. Returns 0, or -1 when s is not one. */
+int events_id_parse(const char *s, unsigned long long *ms, unsigned long long *seq) MUSTCHECK;
+/* -1, 0, 1 as stream id a sorts before, equal to, after b (both valid ids). */
+int events_id_cmp(const char *a, const char *b);
+
+#endif

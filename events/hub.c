@@ -1,0 +1,120 @@
+/*
+ * dialer-events' shared pieces: rendering an event once for every client (struct emsg),
+ * a client's scope and who sees what, and the refusal of a connection before streaming.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hub.h"
+
+atomic_int hub_clients;
+
+struct emsg *emsg_new(const struct event_msg *ev)
+{
+	json_error_t err;
+	json_t *data = json_loadb(ev->data, ev->data_len, 0, &err);
+	if (!json_is_object(data)) {
+		json_decref(data);
+		return NULL;
+	}
+	json_t *env = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "event", ev->type, "type", ev->type, "id", ev->id,
+	                        "company_id", (json_int_t)ev->company_id, "at", (json_int_t)ev->at_ms, "data", data);
+	/* compact: no raw newline, so the envelope is one SSE data: line */
+	char *s = env ? json_dumps(env, JSON_COMPACT) : NULL;
+	json_decref(env);
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	struct emsg *m = xcalloc(1, sizeof(*m));
+	atomic_init(&m->refs, 1);
+	snprintf(m->id, sizeof(m->id), "%s", ev->id);
+	m->type_idx = events_type_index(ev->type);
+	m->company_id = ev->company_id;
+	m->sse = xasprintf("id: %s\nevent: %s\ndata: %s\n\n", ev->id, ev->type, s);
+	m->sse_len = strlen(m->sse);
+	m->ws = xmalloc(HUB_WS_PRE + n + 1);
+	memcpy(m->ws + HUB_WS_PRE, s, n + 1);
+	m->ws_len = n;
+	free(s);
+	return m;
+}
+
+struct emsg *emsg_ref(struct emsg *m)
+{
+	atomic_fetch_add(&m->refs, 1);
+	return m;
+}
+
+void emsg_unref(struct emsg *m)
+{
+	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+		free(m->sse);
+		free(m->ws);
+		free(m);
+	}
+}
+
+int scope_from_json(const json_t *h, struct scope *s)
+{
+	json_t *types = json_object_get(h, "types");
+	const char *user = json_string_value(json_object_get(h, "username"));
+	const char *rid = json_string_value(json_object_get(h, "rid"));
+	const char *peer = json_string_value(json_object_get(h, "peer"));
+	memset(s, 0, sizeof(*s));
+	if (!json_is_integer(json_object_get(h, "user_id")) || !json_is_integer(json_object_get(h, "company_id")) ||
+	    !json_is_boolean(json_object_get(h, "is_superuser")))
+		return -1;
+	s->user_id = (long)json_integer_value(json_object_get(h, "user_id"));
+	s->superuser = json_is_true(json_object_get(h, "is_superuser"));
+	s->company_id = (long)json_integer_value(json_object_get(h, "company_id"));
+	s->token_exp = (long long)json_integer_value(json_object_get(h, "token_exp"));
+	/* the API never hands over a company user without their company; refuse it here too */
+	if (!s->superuser && s->company_id <= 0)
+		return -1;
+	snprintf(s->username, sizeof(s->username), "%s", user ? user : "-");
+	snprintf(s->rid, sizeof(s->rid), "%s", rid ? rid : "-");
+	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "-");
+	if (json_is_array(types)) {
+		size_t i;
+		json_t *t;
+		json_array_foreach(types, i, t)
+		{
+			int k = events_type_index(json_string_value(t));
+			if (k < 0)
+				return -1;
+			s->types |= 1u << k;
+		}
+	} else {
+		s->types = ~0u;
+	}
+	return 0;
+}
+
+bool scope_sees(const struct scope *s, const struct emsg *m)
+{
+	if (m->type_idx < 0 || !(s->types & (1u << m->type_idx)))
+		return false;
+	if (s->company_id == 0)
+		return s->superuser; /* every company's, and the unscoped ones */
+	return m->company_id == s->company_id;
+}
+
+void hub_reject(int fd, int status, const char *code, const char *msg)
+{
+	char body[512], head[256];
+	int bl = snprintf(body, sizeof(body),
+	                  "{\"detail\":\"%s\",\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":{}}}", msg,
+	                  code, msg);
+	int hl = snprintf(head, sizeof(head),
+	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+	                  "Connection: close\r\nRetry-After: 1\r\n\r\n",
+	                  status, status == 503 ? "Service Unavailable" : "Error", bl);
+	/* a fresh connection's send buffer takes a few hundred bytes at once; nothing more is tried */
+	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
+		(void)!send(fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}

@@ -1,0 +1,90 @@
+/*
+ * dialer-events: what its parts share. main.c reads the events stream and takes the clients the
+ * API hands over; sse.c streams to Server-Sent Events clients on the main libevent loop; ws.c
+ * runs libwebsockets on its own thread for the WebSocket clients. An event is rendered once
+ * (struct emsg) and shared, by reference, by every client that receives it.
+ */
+#ifndef DIALER_EVENTS_HUB_H
+#define DIALER_EVENTS_HUB_H
+
+#include <stdatomic.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "common.h"
+#include "events.h"
+
+#define HUB_WS_PRE 16 /* room before a WebSocket payload (libwebsockets' LWS_PRE; checked in ws.c) */
+
+/* One event, rendered for both transports; immutable once made, shared between threads. */
+struct emsg {
+	atomic_int refs;
+	char id[EVENTS_ID_MAX];
+	int type_idx; /* index in events_types */
+	long company_id;
+	char *sse; /* "id: …\nevent: …\ndata: <envelope>\n\n" */
+	size_t sse_len;
+	unsigned char *ws; /* HUB_WS_PRE bytes, then the envelope JSON (the WebSocket text message) */
+	size_t ws_len;     /* of the envelope */
+};
+
+/* Renders ev (borrowed) as {"event", "type", "id", "company_id", "at", "data"}; one reference,
+ * or NULL when its data is not a JSON object. */
+struct emsg *emsg_new(const struct event_msg *ev);
+struct emsg *emsg_ref(struct emsg *m);
+void emsg_unref(struct emsg *m);
+
+/* Who a client is and what it asked for (from the API's handoff header). */
+struct scope {
+	long user_id;
+	char username[72];
+	bool superuser;
+	long company_id;     /* 0: every company and the unscoped events (superusers only) */
+	unsigned types;      /* bit per events_types index */
+	long long token_exp; /* unix s; the connection ends then */
+	char rid[72];
+	char peer[64];
+};
+
+/* Fills *s from the handoff header. Returns 0, or -1 when it is malformed. */
+int scope_from_json(const json_t *h, struct scope *s) MUSTCHECK;
+/* Whether the client of s receives m. */
+bool scope_sees(const struct scope *s, const struct emsg *m);
+
+/* Counters shared by both transports (main thread reads them for the log). */
+extern atomic_int hub_clients; /* connected SSE + WebSocket clients */
+
+/* ---- sse.c (main loop) ---- */
+
+/* Takes over a handed-off connection: fd (taken) with scope s; last_id ("" = live only). */
+void sse_adopt(struct event_base *base, int fd, const struct scope *s, const char *last_id, const char *origin);
+/* A new event from the live read: to every SSE client that sees it. */
+void sse_broadcast(struct emsg *m);
+/* The live reader's position moved: resumes waiting on it can go on. */
+void sse_live_at(const char *last_id);
+/* Once a second: heartbeats, token expiry, drop timeouts. */
+void sse_tick(void);
+/* Closes every client (shutdown). */
+void sse_close_all(void);
+/* The async Redis connection sse.c reads catch-ups through (set by main.c). */
+struct rds;
+void sse_init(struct event_base *base, struct rds *redis);
+
+/* ---- ws.c (its own thread) ---- */
+
+/* Starts the libwebsockets thread. Returns 0 or -1. */
+int ws_start(void);
+/* Stops it and frees everything (joins the thread). */
+void ws_stop(void);
+/* Hands a connection to the WebSocket thread: fd (taken), request = the handshake to replay. */
+void ws_adopt(int fd, const struct scope *s, const char *request);
+/* A new event to every WebSocket client that sees it (takes a reference). */
+void ws_broadcast(struct emsg *m);
+/* Once a second (token expiry). */
+void ws_tick(void);
+
+/* Writes a complete HTTP error response to fd (blocking briefly, best effort) and closes it. */
+void hub_reject(int fd, int status, const char *code, const char *msg);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * Table-driven tests of the events stream contract's reader side (common/events): stream ids,
+ * their order, and which entries are well-formed events.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+
+static void test_ids(void **state)
+{
+	static const struct {
+		const char *s;
+		int ok;
+	} cases[] = {
+	    {"0-0", 1},
+	    {"1795409600232-0", 1},
+	    {"1-18446744073709551615", 1},
+	    {"", 0},
+	    {"-1-0", 0},
+	    {"12", 0},
+	    {"12-", 0},
+	    {"12-x", 0},
+	    {"a-1", 0},
+	    {"1-2-3", 0},
+	    {"1 -2", 0},
+	    {"$", 0},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned long long ms, seq;
+		assert_int_equal(events_id_parse(cases[i].s, &ms, &seq) == 0, cases[i].ok);
+	}
+	assert_int_equal(events_id_cmp("1-0", "1-0"), 0);
+	assert_int_equal(events_id_cmp("1-1", "1-0"), 1);
+	assert_int_equal(events_id_cmp("9-5", "10-0"), -1); /* numeric, not text, order */
+	assert_int_equal(events_id_cmp("10-0", "9-5"), 1);
+}
+
+/* A stream entry [id, [field, value, ...]] as hiredis builds it. */
+static redisReply *str(const char *s)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+	r->type = REDIS_REPLY_STRING;
+	r->str = strdup(s);
+	r->len = strlen(s);
+	return r;
+}
+
+static redisReply *entry(const char *id, const char *const *kv, size_t n)
+{
+	redisReply *e = calloc(1, sizeof(*e)), *f = calloc(1, sizeof(*f));
+	e->type = f->type = REDIS_REPLY_ARRAY;
+	e->elements = 2;
+	e->element = calloc(2, sizeof(*e->element));
+	e->element[0] = str(id);
+	e->element[1] = f;
+	f->elements = n;
+	f->element = calloc(n ? n : 1, sizeof(*f->element));
+	for (size_t i = 0; i < n; i++)
+		f->element[i] = str(kv[i]);
+	return e;
+}
+
+static void test_parse(void **state)
+{
+	static const struct {
+		const char *kv[8];
+		int ok;
+	} cases[] = {
+	    {{"type", "schedule.changed", "company_id", "2", "data", "{\"a\":1}", "at", "5"}, 1},
+	    {{"type", "dialer.state", "company_id", "0", "data", "{}", "at", "5"}, 1},
+	    {{"type", "nope", "company_id", "2", "data", "{}", "at", "5"}, 0},          /* unknown type */
+	    {{"type", "dialer.state", "company_id", "-1", "data", "{}", "at", "5"}, 0}, /* bad company */
+	    {{"type", "dialer.state", "company_id", "x", "data", "{}", "at", "5"}, 0},
+	    {{"type", "dialer.state", "company_id", "2", "data", "[1]", "at", "5"}, 0}, /* not an object */
+	    {{"type", "dialer.state", "company_id", "2", "other", "{}", "at", "5"}, 0}, /* no data */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		redisReply *e = entry("7-1", cases[i].kv, 8);
+		struct event_msg m;
+		int rc = events_parse(e, &m);
+		assert_int_equal(rc == 0, cases[i].ok);
+		if (rc == 0) {
+			assert_string_equal(m.id, "7-1");
+			assert_int_equal(m.at_ms, 5);
+			assert_string_equal(m.type, cases[i].kv[1]);
+			assert_string_equal(m.data, cases[i].kv[5]);
+			events_msg_clear(&m);
+		}
+		freeReplyObject(e);
+	}
+	assert_int_equal(events_type_index("result.ingested"), 0);
+	assert_int_equal(events_type_index("dialer.state"), 6);
+	assert_int_equal(events_type_index("x"), -1);
+	assert_null(events_types[7]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ids),
+	    cmocka_unit_test(test_parse),
+	};
+	return cmocka_run_group_tests_name("events", tests, NULL, NULL);
+}
