@@ -81,7 +81,6 @@ struct sreq {
 	long first_day, ndays; /* a range of local days */
 	time_t first;          /* the first hour bucket / window start */
 	char p[5][40];         /* bound parameter texts */
-	void (*query)(struct http_ctx *c);
 };
 
 static struct sreq *sreq_new(struct http_ctx *c)
@@ -105,11 +104,17 @@ static void company_then(struct http_ctx *c, const char *name, long fallback, vo
 	next(c);
 }
 
-/* Without `company`: a superuser counts every company (0), anyone else only their own (the
- * original counts every company for anyone: decisions.md, "Stats without a company"). */
-static long own_scope(const struct http_ctx *c)
+/* `company`, else a superuser counts every company (0) and anyone else only their own (the
+ * original counted every company for anyone: decisions.md, "Stats without a company"); a user of
+ * no company then gets 403, never everyone's counts. Calls next(c) or replies. */
+static void scope_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
-	return c->user.is_superuser ? 0 : c->user.company_id;
+	const char *name = http_query(c, "company");
+	if (!(name && *name) && !c->user.is_superuser && !c->user.company_id) {
+		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
+		return;
+	}
+	company_then(c, name, c->user.is_superuser ? 0 : c->user.company_id, next);
 }
 
 /* A required `company`: false after replying 422. */
@@ -274,7 +279,7 @@ static void attempt_trend(struct http_ctx *c)
 		return;
 	}
 	r->hourly = g && !strcmp(g, "hour");
-	company_then(c, http_query(c, "company"), own_scope(c), trend_query);
+	scope_then(c, trend_query);
 }
 
 /* ---------------------------------------------------------------- attempts-summary */
@@ -348,7 +353,7 @@ static void attempts_summary(struct http_ctx *c)
 	if (query_long_or_reply(c, "days", 1, DAYS_MAX, 0, &r->days) ||
 	    query_long_or_reply(c, "hours", 1, HOURS_MAX, 0, &r->hours))
 		return;
-	company_then(c, http_query(c, "company"), own_scope(c), summary_query);
+	scope_then(c, summary_query);
 }
 
 /* ---------------------------------------------------------------- costs */

@@ -848,6 +848,22 @@ static void test_errors(void **state)
 	r = get(acme_admin_token, "/api/stats/costs/?company=acme");
 	TH_EXPECT_STATUS(r, 200);
 	th_resp_free(r);
+
+	/* an admin of no company (only SQL makes one) never gets every company's counts */
+	char *orphan = th_create_user(&api, root_token, "beta", "orphan-admin", "adminpass1", "ADMIN");
+	assert_non_null(orphan);
+	free(q("UPDATE users SET company_id = NULL WHERE username = 'orphan-admin'"));
+	r = get(orphan, "/api/stats/attempt-trend");
+	TH_EXPECT_ERROR(r, 403, "User is not assigned to a company");
+	th_resp_free(r);
+	r = get(orphan, "/api/stats/attempts-summary?days=3");
+	TH_EXPECT_ERROR(r, 403, "User is not assigned to a company");
+	th_resp_free(r);
+	r = get(orphan, "/api/stats/daily");
+	TH_EXPECT_INVALID(r, "company");
+	th_resp_free(r);
+	free(q("DELETE FROM users WHERE username = 'orphan-admin'"));
+	free(orphan);
 }
 
 /* ---- numbers-summary after every path that changes number_state or numbers ---- */
