@@ -41,6 +41,8 @@ void dialer_thread_exit(void);
 void events_routes(void);
 /* api/deadletters.c: /api/{company}/dead-letters */
 void deadletters_routes(void);
+/* api/stats.c: /api/stats (COMPAT §2.11's five, agents, daily) */
+void stats_routes(void);
 /* api/webhooks.c: /api/{company}/webhooks[/{id}[/deliveries]] */
 void webhooks_routes(void);
 

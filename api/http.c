@@ -440,7 +440,9 @@ static void free_ref(const void *data, size_t len, void *extra)
 void http_reply_json(struct http_ctx *c, int status, json_t *body)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	/* 15 significant digits: a percentage rounded to 2 decimals reads 33.33, not jansson's
+	 * default 17-digit 33.329999999999998 */
+	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
 	json_decref(body);
 	if (!s) {
 		/* a body that cannot be encoded (json_pack failed, invalid UTF-8): never an empty 2xx */

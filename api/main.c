@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 	upload_routes();
 	dialer_routes();
 	deadletters_routes();
+	stats_routes();
 	webhooks_routes();
 	jobs_routes();
 	events_routes();

@@ -9,7 +9,9 @@
 #      the workers' own lag figures (accepted_at → after COMMIT) reported.
 # The seeding is checkpointed before the clock starts (its write-back would otherwise land in the
 # first phase). Every entry names a different known number; statuses cycle through all 13 (6 of 13 billable).
-# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20,
+# STATS=1 also runs one dialer-stats throughout (counting the rollups while results are applied),
+# and reports how far behind the results it was when they were all applied.
+# Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20 STATS=0,
 #        RESULTS_BIN=bin/dialer-results: another build's worker, for a before/after comparison)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ NUMBERS="${NUMBERS:-1000000}"
 DRAIN="${DRAIN:-100000}"
 RATE="${RATE:-10000}"
 DURATION="${DURATION:-20}"
+STATS="${STATS:-0}"
 RESULTS_BIN="${RESULTS_BIN:-bin/dialer-results}"
 
 scripts/deps.sh
@@ -34,8 +37,10 @@ stop_workers() {
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     PIDS=()
 }
+STATS_PID=""
 cleanup() {
     stop_workers
+    [[ -z "$STATS_PID" ]] || { kill -TERM "$STATS_PID" 2>/dev/null; wait "$STATS_PID" 2>/dev/null || true; }
     scripts/redis.sh stop "$TMP/redis" >/dev/null 2>&1 || true
     scripts/pg.sh remove "$TMP/pg" >/dev/null 2>&1 || true
     rm -rf "$TMP"
@@ -63,12 +68,25 @@ CID="$(psql -Atq "$DATABASE_URL" -c "SELECT id FROM companies WHERE name = 'benc
 "${R[@]}" XGROUP CREATE dialer:results results 0 MKSTREAM >/dev/null
 
 applied() { psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM call_attempts"; }
-# true once the group has read every entry and acknowledged it (acks come after COMMIT); asking
-# Redis, because counting call_attempts ten times a second would take a core from the workers
+# true once the group (default results) has read every entry and acknowledged it (acks come after
+# COMMIT); asking Redis, because counting call_attempts ten times a second would take a core from
+# the workers
 drained() {
-    "${R[@]}" XINFO GROUPS dialer:results | awk '
-        prev == "pending" { p = $1 } prev == "lag" { l = $1 } { prev = $1 }
+    "${R[@]}" XINFO GROUPS dialer:results | awk -v g="${1:-results}" '
+        prev == "name" { mine = ($1 == g) } mine && prev == "pending" { p = $1 } mine && prev == "lag" { l = $1 }
+        { prev = $1 }
         END { exit !(p == 0 && l == 0) }'
+}
+if [[ "$STATS" == 1 ]]; then
+    LOG_LEVEL=info bin/dialer-stats >>"$TMP/stats.log" 2>&1 &
+    STATS_PID=$!
+    until grep -q "event=rebuilt" "$TMP/stats.log"; do sleep 0.2; done
+fi
+stats_behind() {   # entries the stats group had not counted yet when the results were all applied
+    [[ "$STATS" == 1 ]] || { echo "-"; return; }
+    "${R[@]}" XINFO GROUPS dialer:results | awk '
+        prev == "name" { mine = ($1 == "stats") } mine && prev == "pending" { p = $1 } mine && prev == "lag" { l = $1 }
+        { prev = $1 } END { print p + l }'
 }
 start_workers() {
     local i
@@ -79,8 +97,8 @@ start_workers() {
 }
 next_phone=100000001
 
-echo "| phase | copies | results | seconds | results/s | lag avg | lag max |"
-echo "|---|---|---|---|---|---|---|"
+echo "| phase | copies | results | seconds | results/s | lag avg | lag max | stats behind |"
+echo "|---|---|---|---|---|---|---|---|"
 for copies in 1 2; do
     # 1. drain a backlog
     python3 bench/results-gen.py "$DRAIN" "$CID" "$next_phone" | "${R[@]}" --pipe >/dev/null
@@ -91,10 +109,11 @@ for copies in 1 2; do
     sleep 0.5
     until drained; do sleep 0.05; done
     t1=$(date +%s.%N)
+    behind="$(stats_behind)"
     stop_workers
     [[ $(applied) -eq $want ]] || { echo "bench: applied $(applied), wanted $want" >&2; exit 1; }
-    awk -v n="$DRAIN" -v a="$t0" -v b="$t1" -v c="$copies" \
-        'BEGIN { printf "| drain | %d | %d | %.1f | %.0f | - | - |\n", c, n, b - a, n / (b - a) }'
+    awk -v n="$DRAIN" -v a="$t0" -v b="$t1" -v c="$copies" -v sb="$behind" \
+        'BEGIN { printf "| drain | %d | %d | %.1f | %.0f | - | - | %s |\n", c, n, b - a, n / (b - a), sb }'
 
     # 2. a steady rate, lag measured by the workers
     start_workers "$copies" "steady$copies"
@@ -102,16 +121,17 @@ for copies in 1 2; do
     fed="$(python3 bench/results-feed.py 127.0.0.1 "$REDIS_PORT" "$RATE" "$DURATION" "$CID" "$next_phone")"
     next_phone=$((next_phone + RATE * DURATION + RATE))
     for _ in $(seq 600); do drained && break; sleep 0.05; done
+    behind="$(stats_behind)"
     sleep 1
     stop_workers
     # progress lines: applied=N ... lag_avg_ms=A lag_max_ms=M, every 10 s and at exit
     # the rate actually fed ("sent N in S s"): the feeder can fall behind on a busy machine
     read -r _ n_fed _ s_fed _ <<<"$fed"
-    awk -v c="$copies" -v r="$RATE" -v s="$DURATION" -v nf="$n_fed" -v sf="$s_fed" '
+    awk -v c="$copies" -v r="$RATE" -v s="$DURATION" -v nf="$n_fed" -v sf="$s_fed" -v sb="$behind" '
         /event=progress/ {
             for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             n += v["applied"]; w += v["applied"] * v["lag_avg_ms"]; if (v["lag_max_ms"] > m) m = v["lag_max_ms"]
         }
-        END { printf "| steady %d/s | %d | %d | %.1f | %.0f | %.0f ms | %.0f ms |\n", r, c, nf, sf, nf / sf, n ? w / n : 0, m }' \
+        END { printf "| steady %d/s | %d | %d | %.1f | %.0f | %.0f ms | %.0f ms | %s |\n", r, c, nf, sf, nf / sf, n ? w / n : 0, m, sb }' \
         "$TMP/worker-steady$copies.log"
 done

@@ -3,7 +3,7 @@
  * (first superuser when there are no users), create-admin, config (effective
  * configuration, secrets masked), simulate (a call center against the API,
  * cli/simulate.c), import (a number file as an import job, cli/import.c), export (numbers to
- * XLSX, cli/export.c).
+ * XLSX, cli/export.c), stats-rebuild (the stats rollups and number counters counted again).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +25,8 @@ static int usage(void)
 	                "       dialerctl bootstrap\n"
 	                "       dialerctl create-admin USERNAME PASSWORD [--role ADMIN|AGENT] [--company SLUG]"
 	                " [--superuser]\n"
-	                "       dialerctl config\n" SIMULATE_USAGE IMPORT_USAGE EXPORT_USAGE
+	                "       dialerctl config\n"
+	                "       dialerctl stats-rebuild [--numbers]\n" SIMULATE_USAGE IMPORT_USAGE EXPORT_USAGE
 	                "The first user ever created is a superuser. Configuration comes from the environment"
 	                " and .env.\n");
 	return 2;
@@ -185,6 +186,41 @@ out:
 	return rc;
 }
 
+/*
+ * Asks the stats worker to rebuild the rollups from call_attempts (after attempts were written
+ * or removed by hand); with --numbers, counts numbers-summary's counters again now (writers of
+ * numbers and number_state wait meanwhile).
+ */
+static int cmd_stats_rebuild(int argc, char **argv)
+{
+	bool numbers = false;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--numbers"))
+			return usage();
+		numbers = true;
+	}
+	PGconn *pg = connect_or_die();
+	int rc = 1;
+	if (!pg)
+		return 1;
+	PGresult *res = db_exec(pg, "UPDATE stats_state SET backfilled = false, updated_at = now()", 0, NULL);
+	if (!res)
+		goto out;
+	PQclear(res);
+	printf("stats rebuild requested: dialer-stats counts the rollups again from call_attempts\n");
+	if (numbers) {
+		res = db_exec(pg, "SELECT stats_number_recount()", 0, NULL);
+		if (!res)
+			goto out;
+		PQclear(res);
+		printf("number counters counted again\n");
+	}
+	rc = 0;
+out:
+	PQfinish(pg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	int rc;
@@ -205,6 +241,8 @@ int main(int argc, char **argv)
 		rc = export_main(argc - 1, argv + 1);
 	else if (!strcmp(argv[1], "import"))
 		rc = import_main(argc - 1, argv + 1);
+	else if (!strcmp(argv[1], "stats-rebuild"))
+		rc = cmd_stats_rebuild(argc, argv);
 	else if (!strcmp(argv[1], "config")) {
 		config_dump(stdout);
 		rc = 0;

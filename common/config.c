@@ -158,6 +158,7 @@ static const struct centry table[] = {
     {"EVENTS_CLIENT_BUFFER_BYTES", CT_LONG, S(events_client_buffer_bytes), "1048576", 4096, 1L << 30, false, 0, NULL},
     {"EVENTS_MAX_CLIENTS", CT_INT, S(events_max_clients), "10000", 1, 1000000, false, 0, NULL},
     {"EVENTS_RESULTS_MAX", CT_INT, S(events_results_max), "100", 1, 1000, false, 0, NULL},
+    {"STATS_BATCH_SIZE", CT_INT, S(stats_batch_size), "2000", 1, 10000, false, 0, NULL},
     {"WEBHOOKS_PER_COMPANY", CT_INT, S(webhooks_per_company), "20", 1, 1000, false, 0, NULL},
     {"WEBHOOK_CONCURRENCY", CT_INT, S(webhook_concurrency), "256", 1, 10000, false, 0, NULL},
     {"WEBHOOK_CONCURRENCY_PER_WEBHOOK", CT_INT, S(webhook_concurrency_per_hook), "8", 1, 1000, false, 0, NULL},

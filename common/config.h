@@ -59,6 +59,8 @@ struct config {
 	long events_client_buffer_bytes; /* a client with more than this unsent is dropped (slow client) */
 	int events_max_clients;          /* per dialer-events process; beyond it new clients get 503 */
 	int events_results_max;          /* results listed in one result.ingested event (the count is exact) */
+	/* stats */
+	int stats_batch_size; /* stats worker: results-stream entries counted per transaction */
 	/* webhooks (api/webhooks.c, workers/webhooks) */
 	int webhooks_per_company;         /* most webhooks one company may have */
 	int webhook_concurrency;          /* deliveries in flight per dialer-webhooks process */

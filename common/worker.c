@@ -5,6 +5,7 @@
  * continuously, a run event re-armed every loop turn, until SIGTERM/SIGINT.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,6 +115,11 @@ static void run(evutil_socket_t fd, short what, void *arg)
 	UNUSED(what);
 	int rc = ready(s) ? s->def->run(&s->w) : -1;
 	/* a zero timeout: the next call comes after the loop has polled signals and timers */
+	if (rc > 0) {
+		struct timeval wait = {rc / 1000, (rc % 1000) * 1000};
+		event_add(s->run_ev, &wait);
+		return;
+	}
 	event_add(s->run_ev, rc == 0 ? &now : &later);
 }
 
@@ -138,6 +144,36 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	UNUSED(what);
 	log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	event_base_loopbreak(s->base);
+}
+
+int worker_consumers_gc(struct worker_ctx *w, const char *stream, const char *group, long idle_ms)
+{
+	static const char script[] =
+	    "local n = 0\n"
+	    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+	    "  local f = {}\n"
+	    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+	    "  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and f['name'] ~= ARGV[3] then\n"
+	    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
+	    "    n = n + 1\n"
+	    "  end\n"
+	    "end\n"
+	    "return n\n";
+	char idle[24];
+	int n = -1;
+	snprintf(idle, sizeof(idle), "%ld", idle_ms);
+	const char *argv[] = {"EVAL", script, "1", stream, group, idle, w->consumer};
+	redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
+	if (r && r->type == REDIS_REPLY_INTEGER) {
+		n = (int)r->integer;
+		if (n > 0)
+			log_info("event=consumers_removed group=%s count=%d", group, n);
+	} else {
+		log_warn("event=consumers_gc_failed group=%s error=\"%s\"", group,
+		         r && r->str ? r->str : w->redis->errstr);
+	}
+	freeReplyObject(r);
+	return n;
 }
 
 int worker_main(const struct worker_def *def)

@@ -42,10 +42,12 @@ struct worker_def {
 	/*
 	 * Called again and again with live connections, one call per loop turn, so
 	 * signals and the tick still run between calls; it may block briefly (e.g.
-	 * XREADGROUP BLOCK 100) and should do one bounded unit of work. Returns 0,
-	 * or -1 after a failure: the skeleton then waits for the next tick (which
-	 * re-opens broken connections) before calling it again. May be NULL. A
-	 * SIGTERM lets the call in progress finish, then the process stops.
+	 * XREADGROUP BLOCK 100) and should do one bounded unit of work. Returns 0
+	 * (call again at once), a number of milliseconds > 0 to wait before the
+	 * next call (nothing to do yet: a timer, not a sleep), or -1 after a
+	 * failure: the skeleton then waits for the next tick (which re-opens broken
+	 * connections) before calling it again. May be NULL. A SIGTERM lets the
+	 * call in progress finish, then the process stops.
 	 */
 	int (*run)(struct worker_ctx *w);
 	/* Called once with the loop created (w->base), before it runs; may add its own events
@@ -58,5 +60,13 @@ struct worker_def {
 
 /* Runs the process until SIGTERM/SIGINT. Returns the exit status for main. */
 int worker_main(const struct worker_def *def);
+
+/*
+ * Removes the consumers of group on stream that have nothing pending and have been idle
+ * longer than idle_ms, except w's own (every restart of a copy is a new consumer). One Lua
+ * script, so that no consumer receives an entry between the check and the removal. Returns
+ * the number removed, or -1 (logged).
+ */
+int worker_consumers_gc(struct worker_ctx *w, const char *stream, const char *group, long idle_ms);
 
 #endif
