@@ -37,7 +37,7 @@ CLI_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard cli/*.c))
 EVENTS_OBJ := $(patsubst %.c,$(OUT)/%.o,$(wildcard events/*.c))
 # libwebsockets only for dialer-events
 EVENTS_LIBS := $(shell pkg-config --libs libwebsockets 2>/dev/null)
-WORKERS := results stats import export bulk
+WORKERS := results stats import export bulk webhooks
 WORKER_BINS := $(WORKERS:%=$(BIN)/dialer-%)
 
 BINS := $(BIN)/dialer-api $(BIN)/dialer-scheduler $(BIN)/dialer-events $(BIN)/dialerctl $(WORKER_BINS)

@@ -43,6 +43,8 @@ void events_routes(void);
 void deadletters_routes(void);
 /* api/stats.c: /api/stats (COMPAT §2.11's five, agents, daily) */
 void stats_routes(void);
+/* api/webhooks.c: /api/{company}/webhooks[/{id}[/deliveries]] */
+void webhooks_routes(void);
 
 /* Prepares login (dummy hash for unknown users); call once at start. */
 void auth_init(void);

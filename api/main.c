@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 	dialer_routes();
 	deadletters_routes();
 	stats_routes();
+	webhooks_routes();
 	jobs_routes();
 	events_routes();
 	auth_init();

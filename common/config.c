@@ -159,6 +159,17 @@ static const struct centry table[] = {
     {"EVENTS_MAX_CLIENTS", CT_INT, S(events_max_clients), "10000", 1, 1000000, false, 0, NULL},
     {"EVENTS_RESULTS_MAX", CT_INT, S(events_results_max), "100", 1, 1000, false, 0, NULL},
     {"STATS_BATCH_SIZE", CT_INT, S(stats_batch_size), "2000", 1, 10000, false, 0, NULL},
+    {"WEBHOOKS_PER_COMPANY", CT_INT, S(webhooks_per_company), "20", 1, 1000, false, 0, NULL},
+    {"WEBHOOK_CONCURRENCY", CT_INT, S(webhook_concurrency), "256", 1, 10000, false, 0, NULL},
+    {"WEBHOOK_CONCURRENCY_PER_WEBHOOK", CT_INT, S(webhook_concurrency_per_hook), "8", 1, 1000, false, 0, NULL},
+    {"WEBHOOK_CONNECT_TIMEOUT_MS", CT_INT, S(webhook_connect_timeout_ms), "5000", 10, 120000, false, 0, NULL},
+    {"WEBHOOK_TIMEOUT_MS", CT_INT, S(webhook_timeout_ms), "10000", 10, 300000, false, 0, NULL},
+    {"WEBHOOK_RETRY_BASE_MS", CT_INT, S(webhook_retry_base_ms), "10000", 1, 86400000, false, 0, NULL},
+    {"WEBHOOK_RETRY_MAX_MS", CT_INT, S(webhook_retry_max_ms), "3600000", 1, 86400000, false, 0, NULL},
+    {"WEBHOOK_MAX_AGE_SECONDS", CT_INT, S(webhook_max_age_seconds), "86400", 1, 2592000, false, 0, NULL},
+    {"WEBHOOK_MAX_PENDING", CT_INT, S(webhook_max_pending), "100000", 1, 100000000, false, 0, NULL},
+    {"WEBHOOK_LOG_RETENTION_HOURS", CT_INT, S(webhook_log_retention_hours), "72", 1, 87600, false, 0, NULL},
+    {"WEBHOOK_ALLOW_PRIVATE", CT_BOOL, S(webhook_allow_private), "false", 0, 0, false, 0, NULL},
 };
 #undef S
 
@@ -294,6 +305,14 @@ int config_load(unsigned need)
 		}
 		if (cfg.default_batch_size > cfg.max_batch_size) {
 			fprintf(stderr, "config: DEFAULT_BATCH_SIZE: must not exceed MAX_BATCH_SIZE\n");
+			return -1;
+		}
+		if (cfg.webhook_retry_base_ms > cfg.webhook_retry_max_ms) {
+			fprintf(stderr, "config: WEBHOOK_RETRY_BASE_MS: must not exceed WEBHOOK_RETRY_MAX_MS\n");
+			return -1;
+		}
+		if (cfg.webhook_connect_timeout_ms > cfg.webhook_timeout_ms) {
+			fprintf(stderr, "config: WEBHOOK_CONNECT_TIMEOUT_MS: must not exceed WEBHOOK_TIMEOUT_MS\n");
 			return -1;
 		}
 		load_cors();

@@ -61,6 +61,18 @@ struct config {
 	int events_results_max;          /* results listed in one result.ingested event (the count is exact) */
 	/* stats */
 	int stats_batch_size; /* stats worker: results-stream entries counted per transaction */
+	/* webhooks (api/webhooks.c, workers/webhooks) */
+	int webhooks_per_company;         /* most webhooks one company may have */
+	int webhook_concurrency;          /* deliveries in flight per dialer-webhooks process */
+	int webhook_concurrency_per_hook; /* deliveries in flight to one webhook, over all processes */
+	int webhook_connect_timeout_ms;   /* TCP + TLS connect of one attempt */
+	int webhook_timeout_ms;           /* one attempt in total (connect, send, response) */
+	int webhook_retry_base_ms;        /* delay after the first failed attempt; doubles after each */
+	int webhook_retry_max_ms;         /* longest delay between two attempts */
+	int webhook_max_age_seconds;      /* a delivery still failing this long after its event gives up */
+	int webhook_max_pending;          /* backlog of one webhook; events beyond it are dropped, counted */
+	int webhook_log_retention_hours;  /* finished deliveries and their attempts are kept this long */
+	bool webhook_allow_private;       /* deliveries may reach loopback/private addresses (tests, labs) */
 };
 
 extern struct config cfg;

@@ -1,0 +1,481 @@
+/*
+ * dialer-webhooks, the stream side. Per batch of dialer:events entries: one query for the
+ * names of the batch's companies that have an active webhook, the bodies built (jansson) for
+ * their events, then one statement that stores the events and inserts a pending delivery for
+ * every matching webhook (backlog capped per webhook), then XACK. A crash anywhere before the
+ * XACK leaves the entries pending: they are read again (own pending after a reconnect, others'
+ * through XAUTOCLAIM), and the unique keys make the second insert a no-op.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "events.h"
+#include "ingest.h"
+#include "metrics.h"
+#include "rds.h"
+#include "util.h"
+#include "webhook.h"
+
+#define READ_COUNT          256     /* entries per batch */
+#define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
+#define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
+
+/* One stream entry of a batch. */
+struct event {
+	struct event_msg m; /* the contract's parse of it (common/events); owns its strings */
+	json_t *data;       /* owned */
+	char *body;         /* owned; NULL unless some webhook of the company may want it */
+	bool ok;
+};
+
+static struct {
+	bool recover;          /* re-read this consumer's own pending entries before new ones */
+	char recover_from[48]; /* cursor through them */
+	unsigned long read, bad, dropped;
+} is;
+
+void ingest_reset(void)
+{
+	is.recover = true;
+	snprintf(is.recover_from, sizeof(is.recover_from), "0");
+}
+
+void ingest_take_counts(unsigned long *read, unsigned long *bad, unsigned long *dropped)
+{
+	*read = is.read;
+	*bad = is.bad;
+	*dropped = is.dropped;
+	is.read = is.bad = is.dropped = 0;
+}
+
+/* "2026-01-02T03:04:05.678Z" for ms since the epoch. */
+static void iso_ms(long long ms, char out[32])
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+/* Fills e from one [id, [field, value, ...]] entry with the events contract's parser, then
+ * parses its data; e->ok false (and logged) when malformed: an unknown type, a bad company_id,
+ * data that is not a JSON object, a pending entry trimmed from the stream (no fields). */
+static void parse_entry(const redisReply *entry, struct event *e)
+{
+	unsigned long long ms, seq;
+
+	memset(e, 0, sizeof(*e));
+	if (events_parse(entry, &e->m) == 0) {
+		e->data = json_loadb(e->m.data, e->m.data_len, JSON_REJECT_DUPLICATES, NULL);
+		e->ok = json_is_object(e->data);
+		/* at: the emitter's clock; the id's time when it is missing or absurd */
+		if (e->m.at_ms <= 0 || e->m.at_ms > 32503680000000LL) /* year 3000 */
+			e->m.at_ms = events_id_parse(e->m.id, &ms, &seq) ? 0 : (long long)ms;
+	}
+	if (!e->ok) {
+		const char *id =
+		    entry->type == REDIS_REPLY_ARRAY && entry->elements && entry->element[0]->type == REDIS_REPLY_STRING
+		        ? entry->element[0]->str
+		        : "-";
+		is.bad++;
+		metrics_count("webhooks_events_malformed", 1);
+		log_warn("event=event_malformed stream_id=%s error=\"%s\"", id,
+		         entry->type == REDIS_REPLY_ARRAY && entry->elements >= 2 &&
+		                 entry->element[1]->type != REDIS_REPLY_ARRAY
+		             ? "entry deleted from the stream before it was read"
+		             : "not an event of the contract (type, company_id, data object)");
+	}
+}
+
+static void events_free(struct event *ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(ev[i].data);
+		free(ev[i].body);
+		events_msg_clear(&ev[i].m);
+	}
+	free(ev);
+}
+
+/* The body every delivery of e sends and signs (caller frees), or NULL when too large. */
+static char *build_body(const struct event *e, const char *company)
+{
+	char at[32];
+	iso_ms(e->m.at_ms, at);
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(e->m.id));
+	json_object_set_new(o, "type", json_string(e->m.type));
+	json_object_set_new(o, "company_id", json_integer(e->m.company_id));
+	json_object_set_new(o, "company", json_string(company));
+	json_object_set(o, "data", e->data);
+	json_object_set_new(o, "at", json_string(at));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s && strlen(s) > WEBHOOK_BODY_MAX) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* A PostgreSQL result that must be TUPLES_OK; logs and clears it otherwise. */
+static PGresult *tuples_or_log(PGresult *r, const char *what)
+{
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		return r;
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	log_warn("event=%s_failed error=\"%s\"", what, msg ? msg : "connection lost");
+	PQclear(r);
+	return NULL;
+}
+
+/* Runs a statement without parameters that returns no rows; false (logged) when it fails. */
+static bool command_ok(PGconn *db, const char *sql)
+{
+	PGresult *r = PQexec(db, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok) {
+		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		log_warn("event=statement_failed sql=\"%.20s\" error=\"%s\"", sql, msg ? msg : "connection lost");
+	}
+	PQclear(r);
+	return ok;
+}
+
+/*
+ * The names of the companies among ev[0..n) that have an active webhook, then each of their
+ * events' body. Returns how many events got a body, or -1 (database failure).
+ */
+static int build_bodies(PGconn *db, struct event *ev, size_t n)
+{
+	struct buf ids = {0};
+	char *lit = NULL;
+	int built = 0;
+	PGresult *r = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		if (!ev[i].ok || ev[i].m.company_id == 0) /* 0: not company-scoped; webhooks belong to companies */
+			continue;
+		snprintf(num, sizeof(num), "%ld", ev[i].m.company_id);
+		buf_array_elem(&ids, num);
+	}
+	if (!ids.len)
+		goto out;
+	lit = xasprintf("{%s}", ids.p);
+	const char *p[1] = {lit};
+	r = tuples_or_log(
+	    PQexecParams(db,
+	                 "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
+	                 " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
+	                 1, NULL, p, NULL, NULL, 0),
+	    "webhook_companies");
+	if (!r) {
+		built = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; ev[i].ok && k < PQntuples(r); k++) {
+			if (strtol(PQgetvalue(r, k, 0), NULL, 10) != ev[i].m.company_id)
+				continue;
+			ev[i].body = build_body(&ev[i], PQgetvalue(r, k, 1));
+			if (ev[i].body) {
+				built++;
+			} else {
+				is.bad++;
+				log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].m.id,
+				         WEBHOOK_BODY_MAX);
+			}
+			break;
+		}
+	}
+out:
+	PQclear(r);
+	free(ids.p);
+	free(lit);
+	return built;
+}
+
+/*
+ * One statement: the events with a body are stored (the exact bytes every delivery sends), and
+ * each gets a pending delivery, due now, for every active webhook of its company whose events
+ * include its type or "*". A webhook whose backlog holds WEBHOOK_MAX_PENDING deliveries takes
+ * no more: what does not fit is counted in webhooks.dropped (the count runs once per webhook:
+ * MATERIALIZED, else the planner repeats it per event). Re-running it for the same entries
+ * changes nothing (unique keys).
+ */
+static const char RECORD_SQL[] =
+    "WITH ev AS ("
+    "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) WITH ORDINALITY"
+    "   AS e(event_id, company_id, type, body, ord)),"
+    " m AS ("
+    "  SELECT ev.event_id, ev.ord, w.id AS webhook_id FROM ev JOIN webhooks w"
+    "   ON w.company_id = ev.company_id AND w.is_active AND (ev.type = ANY (w.events) OR '*' = ANY (w.events))),"
+    " room AS MATERIALIZED ("
+    "  SELECT t.webhook_id, $5::int - (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d"
+    "   WHERE d.webhook_id = t.webhook_id AND d.state = 'pending' LIMIT $5::int) x) AS room"
+    "  FROM (SELECT DISTINCT webhook_id FROM m) t),"
+    " ranked AS ("
+    "  SELECT m.*, row_number() OVER (PARTITION BY m.webhook_id ORDER BY m.ord) <= r.room AS fits"
+    "  FROM m JOIN room r USING (webhook_id)),"
+    " ins_e AS ("
+    "  INSERT INTO webhook_events (event_id, company_id, type, body)"
+    "  SELECT ev.event_id, ev.company_id, ev.type, ev.body FROM ev"
+    "  WHERE ev.event_id IN (SELECT event_id FROM ranked WHERE fits)"
+    "  ON CONFLICT (event_id) DO NOTHING),"
+    " ins_d AS ("
+    "  INSERT INTO webhook_deliveries (webhook_id, event_id, next_attempt_at)"
+    "  SELECT webhook_id, event_id, now() FROM ranked WHERE fits ORDER BY ord"
+    "  ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1),"
+    " dropped AS ("
+    "  UPDATE webhooks w SET dropped = w.dropped + k.n"
+    "  FROM (SELECT webhook_id, count(*) AS n FROM ranked WHERE NOT fits GROUP BY webhook_id) k"
+    "  WHERE w.id = k.webhook_id RETURNING w.id, k.n)"
+    " SELECT (SELECT count(*) FROM ins_d),"
+    "  (SELECT COALESCE(sum(n), 0) FROM dropped),"
+    "  (SELECT string_agg(id || ':' || n, ',') FROM dropped)";
+
+/* Stores the events that have a body. Returns 0 (*queued = deliveries created) or -1. */
+static int record(PGconn *db, const struct event *ev, size_t n, long *queued)
+{
+	struct buf a[4] = {{0}};
+	char *lit[4], cap[24];
+	int rc = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+		if (!ev[i].body)
+			continue;
+		snprintf(num, sizeof(num), "%ld", ev[i].m.company_id);
+		buf_array_elem(&a[0], ev[i].m.id);
+		buf_array_elem(&a[1], num);
+		buf_array_elem(&a[2], ev[i].m.type);
+		buf_array_elem(&a[3], ev[i].body);
+	}
+	for (int k = 0; k < 4; k++)
+		lit[k] = xasprintf("{%s}", a[k].p ? a[k].p : "");
+	snprintf(cap, sizeof(cap), "%d", cfg.webhook_max_pending);
+	const char *p[5] = {lit[0], lit[1], lit[2], lit[3], cap};
+	/* the session commits asynchronously (claims and outcomes may be forgotten by a database
+	 * crash: sent again); this commit must be durable, the entries are acknowledged after it */
+	PGresult *r = NULL;
+	if (!command_ok(db, "BEGIN; SET LOCAL synchronous_commit = on"))
+		goto out;
+	r = tuples_or_log(PQexecParams(db, RECORD_SQL, 5, NULL, p, NULL, NULL, 0), "record");
+	if (!r) {
+		if (PQstatus(db) == CONNECTION_OK)
+			command_ok(db, "ROLLBACK");
+		goto out;
+	}
+	if (command_ok(db, "COMMIT")) {
+		long dropped = strtol(PQgetvalue(r, 0, 1), NULL, 10);
+		*queued += strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		if (dropped > 0) {
+			is.dropped += (unsigned long)dropped;
+			metrics_count("webhooks_dropped", (uint64_t)dropped);
+			/* webhook id:count pairs; the backlog is full because the receiver keeps failing */
+			log_warn("event=deliveries_dropped reason=backlog_full max_pending=%d webhooks=%s",
+			         cfg.webhook_max_pending, PQgetvalue(r, 0, 2));
+		}
+		rc = 0;
+	}
+out:
+	PQclear(r);
+	for (int k = 0; k < 4; k++) {
+		free(a[k].p);
+		free(lit[k]);
+	}
+	return rc;
+}
+
+/* XACK the entries of list; they stay pending (and are recorded again, harmlessly) on failure. */
+static int ack(struct worker_ctx *w, const redisReply *list)
+{
+	const char **argv = xmalloc((list->elements + 3) * sizeof(*argv));
+	int argc = 0, rc = 0;
+	argv[argc++] = "XACK";
+	argv[argc++] = STREAM_EVENTS;
+	argv[argc++] = WEBHOOKS_GROUP;
+	for (size_t i = 0; i < list->elements; i++) {
+		const redisReply *e = list->element[i];
+		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING)
+			argv[argc++] = e->element[0]->str;
+	}
+	if (argc > 3) {
+		redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
+		if (!r || r->type != REDIS_REPLY_INTEGER) {
+			log_warn("event=ack_failed count=%d error=\"%s\"", argc - 3,
+			         r && r->str ? r->str : w->redis->errstr);
+			rc = -1;
+		}
+		freeReplyObject(r);
+	}
+	free(argv);
+	return rc;
+}
+
+/* Records a list of entries, then acknowledges them. Returns 0 or -1. */
+static int process(struct worker_ctx *w, const redisReply *list, long *queued)
+{
+	size_t n = list->elements;
+	struct event *ev = xcalloc(n ? n : 1, sizeof(*ev));
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		parse_entry(list->element[i], &ev[i]);
+	is.read += n;
+	metrics_count("webhooks_events_read", n);
+	int built = build_bodies(w->db, ev, n);
+	if (built < 0 || (built > 0 && record(w->db, ev, n, queued))) {
+		rc = -1;
+		goto out;
+	}
+	rc = ack(w, list);
+out:
+	events_free(ev, n);
+	return rc;
+}
+
+/* The entry list of an XREADGROUP reply ([[stream, [entries]]]), or NULL. */
+static const redisReply *read_entries(const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+		return NULL;
+	const redisReply *s = r->element[0];
+	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	return s->element[1];
+}
+
+int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
+{
+	char count[16], block[16];
+	const char *argv[11];
+	int argc = 0;
+	snprintf(count, sizeof(count), "%d", READ_COUNT);
+	snprintf(block, sizeof(block), "%d", block_ms);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = WEBHOOKS_GROUP;
+	argv[argc++] = w->consumer;
+	argv[argc++] = "COUNT";
+	argv[argc++] = count;
+	if (block_ms > 0 && !is.recover) { /* BLOCK 0 would wait forever: left out to not wait */
+		argv[argc++] = "BLOCK";
+		argv[argc++] = block;
+	}
+	argv[argc++] = "STREAMS";
+	argv[argc++] = STREAM_EVENTS;
+	argv[argc++] = is.recover ? is.recover_from : ">"; /* own pending entries: from a cursor */
+	redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
+	int rc = 0;
+	if (!r) {
+		log_warn("event=read_failed error=\"%s\"", w->redis->errstr);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		log_warn("event=read_failed error=\"%s\"", r->str);
+		if (strstr(r->str, "NOGROUP")) /* the stream or the group was deleted: from what is there now */
+			freeReplyObject(
+			    redisCommand(w->redis, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM_EVENTS, WEBHOOKS_GROUP));
+		freeReplyObject(r);
+		return -1;
+	}
+	const redisReply *list = read_entries(r);
+	*full = list && list->elements >= READ_COUNT;
+	if (list && list->elements)
+		rc = process(w, list, queued);
+	if (is.recover && rc == 0) {
+		const redisReply *last = list && list->elements ? list->element[list->elements - 1] : NULL;
+		if (last && last->type == REDIS_REPLY_ARRAY && last->elements &&
+		    last->element[0]->type == REDIS_REPLY_STRING)
+			snprintf(is.recover_from, sizeof(is.recover_from), "%s", last->element[0]->str);
+		else
+			is.recover = false;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+void ingest_claim(struct worker_ctx *w, long *queued)
+{
+	char cursor[48] = "0-0", idle[16], count[16];
+	snprintf(idle, sizeof(idle), "%d", cfg.claim_idle_ms);
+	snprintf(count, sizeof(count), "%d", READ_COUNT);
+	for (int round = 0; round < CLAIM_ROUNDS; round++) {
+		const char *argv[] = {"XAUTOCLAIM", STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer,
+		                      idle,         cursor,        "COUNT",        count};
+		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+			freeReplyObject(r);
+			return;
+		}
+		const redisReply *list = r->element[1];
+		int rc = 0;
+		if (list->elements) {
+			log_info("event=claimed count=%zu", list->elements);
+			metrics_count("webhooks_events_claimed", list->elements);
+			rc = process(w, list, queued);
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		freeReplyObject(r);
+		if (rc || !strcmp(cursor, "0-0"))
+			return;
+	}
+}
+
+void ingest_consumers_gc(struct worker_ctx *w)
+{
+	static const char script[] =
+	    "local n = 0\n"
+	    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+	    "  local f = {}\n"
+	    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+	    "  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and f['name'] ~= ARGV[3] then\n"
+	    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
+	    "    n = n + 1\n"
+	    "  end\n"
+	    "end\n"
+	    "return n\n";
+	redisReply *r = redisCommand(w->redis, "EVAL %s 1 %s %s %d %s", script, STREAM_EVENTS, WEBHOOKS_GROUP,
+	                             CONSUMER_GC_IDLE_MS, w->consumer);
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		log_info("event=consumers_removed count=%lld", r->integer);
+	else if (!r || r->type == REDIS_REPLY_ERROR)
+		log_warn("event=consumers_gc_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
+	freeReplyObject(r);
+}
+
+void ingest_check_lag(struct worker_ctx *w)
+{
+	redisReply *r = redisCommand(w->redis, "XINFO GROUPS %s", STREAM_EVENTS);
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *g = r->element[i], *name = NULL, *lag = NULL;
+		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2) {
+			if (g->element[k]->type != REDIS_REPLY_STRING)
+				continue;
+			if (!strcmp(g->element[k]->str, "name"))
+				name = g->element[k + 1];
+			else if (!strcmp(g->element[k]->str, "lag"))
+				lag = g->element[k + 1];
+		}
+		if (!name || name->type != REDIS_REPLY_STRING || strcmp(name->str, WEBHOOKS_GROUP))
+			continue;
+		/* lag is nil when Redis cannot tell: entries the group had not read were trimmed */
+		if (lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > cfg.events_stream_len / 2)
+			log_warn("event=falling_behind lag=%lld stream_len=%ld (entries beyond it are trimmed unread)",
+			         lag->integer, cfg.events_stream_len);
+		else if (lag && lag->type == REDIS_REPLY_NIL)
+			log_warn("event=falling_behind lag=unknown (entries may have been trimmed unread)");
+	}
+	freeReplyObject(r);
+}
