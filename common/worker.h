@@ -69,4 +69,8 @@ int worker_main(const struct worker_def *def);
  */
 int worker_consumers_gc(struct worker_ctx *w, const char *stream, const char *group, long idle_ms);
 
+/* The idle time after which the stream workers remove a consumer with nothing pending (every
+ * restart of a copy is a new consumer). */
+#define WORKER_CONSUMER_GC_IDLE_MS 3600000
+
 #endif

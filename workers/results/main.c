@@ -22,14 +22,13 @@
 #include "worker.h"
 
 #define GROUP               "results"
-#define RECOVER_PENDING_MAX 100000  /* XPENDING rows besides the claimed ones */
-#define READ_BLOCK_MS       100     /* an idle read returns after this; SIGTERM is seen within it */
-#define TRANSIENT_RETRIES   3       /* deadlocks and the like: the same batch again */
-#define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
-#define TRIM_EVERY_TICKS    10      /* seconds between trims */
-#define REPORT_EVERY_TICKS  10      /* seconds between progress lines */
-#define GC_EVERY_TICKS      300     /* seconds between dead-consumer clean-ups */
-#define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
+#define RECOVER_PENDING_MAX 100000 /* XPENDING rows besides the claimed ones */
+#define READ_BLOCK_MS       100    /* an idle read returns after this; SIGTERM is seen within it */
+#define TRANSIENT_RETRIES   3      /* deadlocks and the like: the same batch again */
+#define CLAIM_ROUNDS        10     /* XAUTOCLAIM calls per tick at most */
+#define TRIM_EVERY_TICKS    10     /* seconds between trims */
+#define REPORT_EVERY_TICKS  10     /* seconds between progress lines */
+#define GC_EVERY_TICKS      300    /* seconds between dead-consumer clean-ups */
 
 struct stream_id {
 	uint64_t ms, seq;
@@ -449,31 +448,6 @@ static void trim(struct worker_ctx *w)
 	freeReplyObject(t);
 }
 
-/* Removes consumers of the group idle for an hour with nothing pending (every
- * restart of a copy is a new consumer). One script, so that no consumer gets
- * an entry between the check and the removal. */
-static void consumers_gc(struct worker_ctx *w)
-{
-	static const char script[] =
-	    "local n = 0\n"
-	    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
-	    "  local f = {}\n"
-	    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
-	    "  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and f['name'] ~= ARGV[3] then\n"
-	    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
-	    "    n = n + 1\n"
-	    "  end\n"
-	    "end\n"
-	    "return n\n";
-	redisReply *r = redisCommand(w->redis, "EVAL %s 1 %s %s %d %s", script, STREAM_RESULTS, GROUP,
-	                             CONSUMER_GC_IDLE_MS, w->consumer);
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
-		log_info("event=consumers_removed count=%lld", r->integer);
-	else if (!r || r->type == REDIS_REPLY_ERROR)
-		log_warn("event=consumers_gc_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
-	freeReplyObject(r);
-}
-
 static void report(void)
 {
 	uint64_t now = util_now_ns();
@@ -498,7 +472,8 @@ static void results_tick(struct worker_ctx *w)
 	if (rs.ticks % TRIM_EVERY_TICKS == 0)
 		trim(w);
 	if (rs.ticks % GC_EVERY_TICKS == 0)
-		consumers_gc(w);
+		/* every restart of a copy is a new consumer: drop those idle an hour with nothing pending */
+		(void)worker_consumers_gc(w, STREAM_RESULTS, GROUP, WORKER_CONSUMER_GC_IDLE_MS);
 	if (rs.ticks % REPORT_EVERY_TICKS == 0)
 		report();
 }

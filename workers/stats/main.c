@@ -16,20 +16,19 @@
 #include "util.h"
 #include "worker.h"
 
-#define GROUP               "stats"
-#define RESULTS_GROUP       "results"
-#define LOCK_SQL            "SELECT pg_try_advisory_lock(74232, 1)" /* (class, key): the one applying copy */
-#define READ_BLOCK_MS       100     /* an idle read returns after this; SIGTERM is seen within it */
-#define STANDBY_MS          1000    /* a copy without the lock tries again this often */
-#define WAIT_MIN_MS         10      /* entries not applied yet: first wait, doubling ... */
-#define WAIT_MAX_MS         200     /* ... up to this */
-#define CLAIM_COUNT         "1000"  /* XAUTOCLAIM page when taking over */
-#define FOLD_EVERY_TICKS    1       /* seconds between folds of the number counters' deltas */
-#define PRUNE_EVERY_TICKS   60      /* seconds between prunes of the minute rollups */
-#define REPORT_EVERY_TICKS  10      /* seconds between progress lines */
-#define CHECK_EVERY_TICKS   5       /* seconds between looks for a requested rebuild (idle or not) */
-#define GC_EVERY_TICKS      300     /* seconds between dead-consumer clean-ups */
-#define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
+#define GROUP              "stats"
+#define RESULTS_GROUP      "results"
+#define LOCK_SQL           "SELECT pg_try_advisory_lock(74232, 1)" /* (class, key): the one applying copy */
+#define READ_BLOCK_MS      100    /* an idle read returns after this; SIGTERM is seen within it */
+#define STANDBY_MS         1000   /* a copy without the lock tries again this often */
+#define WAIT_MIN_MS        10     /* entries not applied yet: first wait, doubling ... */
+#define WAIT_MAX_MS        200    /* ... up to this */
+#define CLAIM_COUNT        "1000" /* XAUTOCLAIM page when taking over */
+#define FOLD_EVERY_TICKS   1      /* seconds between folds of the number counters' deltas */
+#define PRUNE_EVERY_TICKS  60     /* seconds between prunes of the minute rollups */
+#define REPORT_EVERY_TICKS 10     /* seconds between progress lines */
+#define CHECK_EVERY_TICKS  5      /* seconds between looks for a requested rebuild (idle or not) */
+#define GC_EVERY_TICKS     300    /* seconds between dead-consumer clean-ups */
 
 /*
  * The results group's frontier and the stats group's pending entries held by other consumers,
@@ -577,7 +576,7 @@ static void stats_tick(struct worker_ctx *w)
 	if (st.ticks % PRUNE_EVERY_TICKS == 1)
 		prune(w);
 	if (st.ticks % GC_EVERY_TICKS == 0)
-		(void)worker_consumers_gc(w, STREAM_RESULTS, GROUP, CONSUMER_GC_IDLE_MS);
+		(void)worker_consumers_gc(w, STREAM_RESULTS, GROUP, WORKER_CONSUMER_GC_IDLE_MS);
 	if (st.ticks % REPORT_EVERY_TICKS == 0)
 		report();
 	if (st.ticks % CHECK_EVERY_TICKS == 0 && st.rebuild == RB_NONE)

@@ -22,9 +22,8 @@
 #include "util.h"
 #include "webhook.h"
 
-#define READ_COUNT          256     /* entries per batch */
-#define CLAIM_ROUNDS        10      /* XAUTOCLAIM calls per tick at most */
-#define CONSUMER_GC_IDLE_MS 3600000 /* a consumer idle this long with nothing pending is removed */
+#define READ_COUNT   256 /* entries per batch */
+#define CLAIM_ROUNDS 10  /* XAUTOCLAIM calls per tick at most */
 
 /* One stream entry of a batch. */
 struct event {
@@ -431,28 +430,6 @@ void ingest_claim(struct worker_ctx *w, long *queued)
 		if (rc || !strcmp(cursor, "0-0"))
 			return;
 	}
-}
-
-void ingest_consumers_gc(struct worker_ctx *w)
-{
-	static const char script[] =
-	    "local n = 0\n"
-	    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
-	    "  local f = {}\n"
-	    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
-	    "  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and f['name'] ~= ARGV[3] then\n"
-	    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
-	    "    n = n + 1\n"
-	    "  end\n"
-	    "end\n"
-	    "return n\n";
-	redisReply *r = redisCommand(w->redis, "EVAL %s 1 %s %s %d %s", script, STREAM_EVENTS, WEBHOOKS_GROUP,
-	                             CONSUMER_GC_IDLE_MS, w->consumer);
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
-		log_info("event=consumers_removed count=%lld", r->integer);
-	else if (!r || r->type == REDIS_REPLY_ERROR)
-		log_warn("event=consumers_gc_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
-	freeReplyObject(r);
 }
 
 void ingest_check_lag(struct worker_ctx *w)

@@ -30,9 +30,6 @@ void ingest_claim(struct worker_ctx *w, long *queued);
  * read by then is lost for webhooks. */
 void ingest_check_lag(struct worker_ctx *w);
 
-/* Removes this group's consumers idle for an hour with nothing pending. */
-void ingest_consumers_gc(struct worker_ctx *w);
-
 /* Counters since the last call (then zeroed): entries read, entries skipped as malformed,
  * deliveries dropped because a backlog was full. */
 void ingest_take_counts(unsigned long *read, unsigned long *bad, unsigned long *dropped);

@@ -98,7 +98,7 @@ static void webhooks_tick(struct worker_ctx *w)
 	if (ws.ticks % RETENTION_EVERY_TICKS == 0)
 		deliver_retention(w);
 	if (ws.ticks % GC_EVERY_TICKS == 0)
-		ingest_consumers_gc(w);
+		(void)worker_consumers_gc(w, STREAM_EVENTS, WEBHOOKS_GROUP, WORKER_CONSUMER_GC_IDLE_MS);
 	if (ws.ticks % REPORT_EVERY_TICKS == 0) {
 		report();
 		ingest_check_lag(w);
