@@ -1137,6 +1137,11 @@ void th_set_source_ip(const char *ip)
 	snprintf(th_source_ip, sizeof(th_source_ip), "%s", ip ? ip : "127.0.0.1");
 }
 
+void th_http_after_fork(void)
+{
+	th_curl = NULL;
+}
+
 struct th_resp *th_http(const char *method, const char *url, const char *bearer, const char *content_type,
                         const char *body, const char *const *extra_headers)
 {

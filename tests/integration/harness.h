@@ -206,6 +206,12 @@ struct th_resp {
  * received, or a reset), as opposed to a malformed response or a timeout. */
 bool th_resp_closed(const struct th_resp *r);
 
+/* In a child after fork(): forget the parent's HTTP handle, so that the child's requests open
+ * their own connections instead of sharing the parent's cached keep-alive socket with every
+ * other child (answers then reach the wrong process). The handle is not cleaned up: that would
+ * touch the parent's connection; the child exits without freeing it. */
+void th_http_after_fork(void);
+
 /* Sends one request and waits for the answer (30 s at most). url is absolute. bearer, when
  * not NULL, becomes "Authorization: Bearer <bearer>". body (NUL-terminated, may be NULL) is
  * sent with content_type (no Content-Type header when content_type is NULL). extra_headers

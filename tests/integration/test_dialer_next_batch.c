@@ -360,6 +360,7 @@ static void test_concurrent(void **state)
 		pids[d] = fork();
 		assert_true(pids[d] >= 0);
 		if (pids[d] == 0) {
+			th_http_after_fork(); /* one connection per dialer, not the parent's shared by all */
 			snprintf(path, sizeof(path), "%s/nb-%d.txt", th_tmp_dir(), d);
 			FILE *f = fopen(path, "w");
 			for (int i = 0; f && i < ROUNDS; i++) {
