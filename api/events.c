@@ -25,25 +25,13 @@ struct evreq {
 	enum ev_kind kind;
 	json_t *types; /* array of type names, or NULL: every type */
 	char last_id[EVENTS_ID_MAX];
-	char *msg; /* the handoff header, once built */
 };
 
 static void evreq_free(void *p)
 {
 	struct evreq *r = p;
 	json_decref(r->types);
-	free(r->msg);
 	free(r);
-}
-
-/* The origin the reply may name in Access-Control-Allow-Origin (EventSource across origins), or NULL. */
-static const char *cors_origin(struct http_ctx *c)
-{
-	const char *origin = http_header(c, "Origin");
-	for (char **o = cfg.cors_origins; origin && o && *o; o++)
-		if (!strcmp(*o, origin) || !strcmp(*o, "*"))
-			return origin;
-	return NULL;
 }
 
 /* The WebSocket handshake to replay in dialer-events (libwebsockets parses it again): the path
@@ -118,7 +106,7 @@ out:
 static void hand_over(struct http_ctx *c)
 {
 	struct evreq *r = c->state;
-	const char *origin = cors_origin(c);
+	const char *origin = http_cors_origin(c);
 	char *req = r->kind == EV_WS ? raw_request(c) : NULL;
 	json_t *m = json_pack(
 	    "{s:i, s:s, s:I, s:s, s:b, s:I, s:I, s:O?, s:s?, s:I, s:s?, s:s, s:s, s:s?}", "v", 1, "kind",
@@ -127,16 +115,17 @@ static void hand_over(struct http_ctx *c)
 	    (json_int_t)c->company_id, "types", r->types, "last_event_id", r->last_id[0] ? r->last_id : NULL,
 	    "token_exp", (json_int_t)c->token_exp, "origin", origin, "rid", c->rid, "peer", c->peer, "request", req);
 	free(req);
-	r->msg = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	char *msg = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	json_decref(m);
-	if (!r->msg) {
+	if (!msg) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot encode the handoff");
 		return;
 	}
 	log_info("event=events_handoff kind=%s company_id=%ld superuser=%d", r->kind == EV_WS ? "ws" : "sse",
 	         c->company_id, c->user.is_superuser);
 	/* c is freed by http_handoff either way */
-	(void)http_handoff(c, r->kind == EV_WS ? 101 : 200, send_to_events, r->msg);
+	(void)http_handoff(c, r->kind == EV_WS ? 101 : 200, send_to_events, msg);
+	free(msg);
 }
 
 /* ?types=a,b: each a known event type; *out an array, or NULL when absent. */
@@ -171,11 +160,6 @@ static bool types_or_reply(struct http_ctx *c, json_t **out)
 	return true;
 }
 
-static void scoped(struct http_ctx *c)
-{
-	hand_over(c);
-}
-
 static void start(struct http_ctx *c, enum ev_kind kind)
 {
 	struct evreq *r = xcalloc(1, sizeof(*r));
@@ -207,7 +191,7 @@ static void start(struct http_ctx *c, enum ev_kind kind)
 	}
 	const char *company = http_query(c, "company");
 	if (company && *company) {
-		company_by_name(c, company, true, scoped); /* 404 unknown, 403 another company's */
+		company_by_name(c, company, true, hand_over); /* 404 unknown, 403 another company's */
 		return;
 	}
 	/* no company named: a company user's own, a superuser's every company */

@@ -34,8 +34,9 @@
 
 /* ------------------------------------------------------------------ routes */
 
-#define ROUTES_MAX (METRICS_ROUTES_MAX - 1)
-#define SEGS_MAX   8
+#define ROUTES_MAX   (METRICS_ROUTES_MAX - 1)
+#define SEGS_MAX     8
+#define LOG_PATH_MAX 256 /* bytes of a request path in the access log */
 
 struct croute {
 	const struct route *r;
@@ -224,7 +225,21 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	json_decref(body);
 }
 
-static const char *allowed_origin(struct http_ctx *c)
+/* uri's path for the access log: without the query string (it may carry tokens), quotes and
+ * control characters replaced, cut to fit path. */
+static void log_path(const char *uri, char path[LOG_PATH_MAX])
+{
+	size_t pl = strcspn(uri ? uri : "", "?");
+	if (pl >= LOG_PATH_MAX)
+		pl = LOG_PATH_MAX - 1;
+	memcpy(path, uri ? uri : "", pl);
+	path[pl] = '\0';
+	for (char *p = path; *p; p++)
+		if (*p == '"' || (unsigned char)*p < 0x20)
+			*p = '?';
+}
+
+const char *http_cors_origin(struct http_ctx *c)
 {
 	const char *origin = http_header(c, "Origin");
 	if (!origin || !cfg.cors_origins)
@@ -259,10 +274,10 @@ static void ctx_free(struct http_ctx *c)
 static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const char *content_type)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
-	const char *origin = allowed_origin(c);
+	const char *origin = http_cors_origin(c);
 	const char *uri = evhttp_request_get_uri(c->req);
 	size_t bytes = evbuffer_get_length(buf);
-	char path[256];
+	char path[LOG_PATH_MAX];
 
 	if (c->replied) {
 		log_error("event=double_reply status=%d", status);
@@ -298,14 +313,7 @@ static void finish(struct http_ctx *c, int status, struct evbuffer *buf, const c
 	}
 	/* copy the path (without the query string: it may carry tokens) before
 	 * sending: a request whose client is gone is freed inside evhttp_send_reply */
-	size_t pl = strcspn(uri ? uri : "", "?");
-	if (pl >= sizeof(path))
-		pl = sizeof(path) - 1;
-	memcpy(path, uri ? uri : "", pl);
-	path[pl] = '\0';
-	for (char *p = path; *p; p++)
-		if (*p == '"' || (unsigned char)*p < 0x20)
-			*p = '?';
+	log_path(uri, path);
 	evhttp_send_reply(c->req, status, NULL, buf);
 	evbuffer_free(buf);
 	c->req = NULL;
@@ -406,15 +414,8 @@ int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *a
 	c->replied = true;
 	double dur = (double)(util_now_ns() - c->t0) / 1e9;
 	const char *uri = evhttp_request_get_uri(c->req);
-	char path[256];
-	size_t pl = strcspn(uri ? uri : "", "?");
-	if (pl >= sizeof(path))
-		pl = sizeof(path) - 1;
-	memcpy(path, uri ? uri : "", pl);
-	path[pl] = '\0';
-	for (char *p = path; *p; p++)
-		if (*p == '"' || (unsigned char)*p < 0x20)
-			*p = '?';
+	char path[LOG_PATH_MAX];
+	log_path(uri, path);
 	if (c->on_gone) {
 		evhttp_connection_set_closecb(evc, NULL, NULL);
 		c->on_gone = NULL;
@@ -422,10 +423,12 @@ int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *a
 	evhttp_connection_free(evc); /* frees c->req too */
 	c->req = NULL;
 	metrics_observe(c->route_idx, log_status, dur);
+	log_set_ctx(c->rid);
 	log_info("event=http method=%s path=\"%s\" route=\"%s\" status=%d dur_ms=%.2f bytes=0 peer=%s user=%s "
 	         "handoff=events",
 	         c->route->method, path, c->route->pattern, log_status, dur * 1e3, c->peer,
 	         c->user.username ? c->user.username : "-");
+	log_set_ctx(NULL);
 	ctx_free(c);
 	return 0;
 }
@@ -890,7 +893,7 @@ static bool parse_body(struct http_ctx *c)
 
 static void preflight(struct http_ctx *c)
 {
-	const char *origin = allowed_origin(c);
+	const char *origin = http_cors_origin(c);
 	const char *req_headers = http_header(c, "Access-Control-Request-Headers");
 	if (!origin) {
 		http_error(c, 400, "CORS_DISALLOWED", "Disallowed CORS origin");

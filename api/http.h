@@ -191,6 +191,9 @@ void http_thread_free(struct api_thread *t);
 
 /* The user may act on company_id: superuser, or a member. */
 bool http_user_in_company(const struct http_ctx *c, long company_id);
+/* The request's Origin when CORS_ORIGINS allows it (for Access-Control-Allow-Origin), or NULL.
+ * Borrowed from the request. */
+const char *http_cors_origin(struct http_ctx *c);
 /* Extracts the bearer token of the Authorization header, or NULL. Borrowed. */
 const char *http_bearer(struct http_ctx *c);
 

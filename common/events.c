@@ -18,6 +18,8 @@ const char *const events_types[] = {
     EVENTS_EXPORT_COMPLETED, EVENTS_SCHEDULE_CHANGED, EVENTS_DIALER_STATE,    NULL,
 };
 
+_Static_assert(ARRAY_LEN(events_types) == EVENTS_NTYPES + 1, "EVENTS_NTYPES must count events_types");
+
 static atomic_int inflight; /* async emits awaiting their reply, all loops */
 
 int events_type_index(const char *type)

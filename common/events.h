@@ -31,6 +31,8 @@
 #define EVENTS_SCHEDULE_CHANGED "schedule.changed"
 #define EVENTS_DIALER_STATE     "dialer.state"
 
+#define EVENTS_NTYPES 7 /* how many types above */
+
 /* NULL-terminated list of every type above. */
 extern const char *const events_types[];
 /* Index of type in events_types, or -1 when it is none. */

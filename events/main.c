@@ -40,10 +40,9 @@ static struct {
 	struct rds *ranges; /* catch-ups (XRANGE) */
 	struct evconnlistener *listener;
 	struct event *retry;
-	char live[EVENTS_ID_MAX]; /* the last id read */
-	bool ready;               /* live is known: handoffs are taken */
+	char live[EVENTS_ID_MAX]; /* the last id read; the listener is enabled once it is known */
 	int ticks;
-	uint64_t read, fanned, skipped;
+	uint64_t read, skipped;
 	uint64_t since_ns;
 } st;
 
@@ -99,7 +98,6 @@ static void read_cb(redisReply *r, void *arg)
 			sse_broadcast(m);
 			ws_broadcast(m);
 			emsg_unref(m);
-			st.fanned++;
 		}
 		metrics_count("events_read", list->elements);
 		sse_live_at(st.live);
@@ -113,20 +111,6 @@ static void read_next(void)
 	rds_command(st.reader, read_cb, NULL, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
-/* Where live reading starts: the newest entry now (clients that resume read what is older). */
-static void start_cb(redisReply *r)
-{
-	snprintf(st.live, sizeof(st.live), "0-0");
-	if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
-	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		snprintf(st.live, sizeof(st.live), "%s", r->element[0]->element[0]->str);
-	sse_live_at(st.live);
-	st.ready = true;
-	evconnlistener_enable(st.listener);
-	log_info("event=events_reading stream=%s from=%s", STREAM_EVENTS, st.live);
-	read_next();
-}
-
 static void find_start(void);
 
 static void start_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -137,8 +121,10 @@ static void start_retry_cb(evutil_socket_t fd, short what, void *arg)
 	find_start();
 }
 
-static void start_cb_checked(redisReply *r, void *arg)
+/* Where live reading starts: the newest entry now (clients that resume read what is older). */
+static void start_cb(redisReply *r, void *arg)
 {
+	UNUSED(arg);
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		if (r && r->type == REDIS_REPLY_ERROR)
 			log_warn("event=events_start_failed error=\"%s\"", r->str);
@@ -146,14 +132,20 @@ static void start_cb_checked(redisReply *r, void *arg)
 		event_base_once(st.base, -1, EV_TIMEOUT, start_retry_cb, NULL, &tv);
 		return;
 	}
-	UNUSED(arg);
-	start_cb(r);
+	snprintf(st.live, sizeof(st.live), "0-0");
+	if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
+	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+		snprintf(st.live, sizeof(st.live), "%s", r->element[0]->element[0]->str);
+	sse_live_at(st.live);
+	evconnlistener_enable(st.listener);
+	log_info("event=events_reading stream=%s from=%s", STREAM_EVENTS, st.live);
+	read_next();
 }
 
 static void find_start(void)
 {
 	const char *argv[] = {"XREVRANGE", STREAM_EVENTS, "+", "-", "COUNT", "1"};
-	rds_command(st.reader, start_cb_checked, NULL, (int)ARRAY_LEN(argv), argv, NULL);
+	rds_command(st.reader, start_cb, NULL, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 /* ---- handoffs from the API ---- */

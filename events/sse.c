@@ -436,7 +436,8 @@ void sse_close_all(void)
 			if (fd >= 0)
 				evbuffer_write(out, fd);
 		}
-		c->range_inflight = false; /* the Redis connection is freed after this: no callback will come */
+		c->range_inflight =
+		    false; /* the Redis connection is freed by now (events_stop): no callback will come */
 		client_free(c, "shutdown");
 	}
 }

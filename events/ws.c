@@ -26,7 +26,7 @@
 _Static_assert(LWS_PRE <= HUB_WS_PRE, "HUB_WS_PRE must hold libwebsockets' LWS_PRE");
 
 #define RX_MAX   4096 /* a client message; longer ones close the connection (1009) */
-#define ALL_BITS ((1u << 7) - 1)
+#define ALL_BITS ((1u << EVENTS_NTYPES) - 1)
 
 enum cmd_kind { CMD_EVENT, CMD_ADOPT, CMD_TICK };
 
@@ -322,7 +322,7 @@ static void drain_inbox(void)
 		switch (c->kind) {
 		case CMD_EVENT:
 			for (struct wsc *w = clients; w; w = w->next)
-				if (!w->closing && (w->subs & (1u << c->m->type_idx)) && scope_sees(&w->s, c->m))
+				if (!w->closing && scope_sees(&w->s, c->m) && (w->subs & (1u << c->m->type_idx)))
 					send_msg(w, emsg_ref(c->m));
 			emsg_unref(c->m);
 			break;

@@ -74,13 +74,11 @@ static json_t *result_json(const struct result_entry *e)
 	return o;
 }
 
-/* The batch's stream ids that are dead letters, as a sorted array of pointers into e (caller
- * frees); NULL with *nout 0 when there are none or the read failed (logged). */
-static const char **dead_ids(PGconn *db, const struct result_entry *e, int n, size_t *nout)
+/* Which of the batch's n entries are dead letters: a flag per entry (caller frees), or NULL
+ * when the read failed (logged; no entry counts as dead). */
+static bool *dead_flags(PGconn *db, const struct result_entry *e, int n)
 {
 	struct buf b = {0};
-	const char **out = NULL;
-	*nout = 0;
 	buf_add(&b, "{", 1);
 	for (int i = 0; i < n; i++)
 		buf_array_elem(&b, e[i].id);
@@ -93,39 +91,30 @@ static const char **dead_ids(PGconn *db, const struct result_entry *e, int n, si
 		log_warn("event=event_emit_failed reason=\"cannot read dead letters\"");
 		return NULL;
 	}
-	int rows = PQntuples(res);
-	out = xcalloc((size_t)(rows ? rows : 1), sizeof(*out));
-	for (int r = 0; r < rows; r++)
+	bool *dead = xcalloc((size_t)n, sizeof(*dead));
+	for (int r = 0; r < PQntuples(res); r++)
 		for (int i = 0; i < n; i++)
 			if (!strcmp(e[i].id, PQgetvalue(res, r, 0))) {
-				out[(*nout)++] = e[i].id;
+				dead[i] = true;
 				break;
 			}
 	PQclear(res);
-	return out;
-}
-
-static bool is_dead(const char *const *dead, size_t ndead, const char *id)
-{
-	for (size_t i = 0; i < ndead; i++)
-		if (dead[i] == id)
-			return true;
-	return false;
+	return dead;
 }
 
 void results_emit(struct worker_ctx *w, const struct result_entry *e, int n, const struct apply_summary *s)
 {
 	struct group *g = NULL;
-	size_t ng = 0, ndead = 0, last = 0;
-	const char **dead = NULL;
+	size_t ng = 0, last = 0;
+	bool *dead = NULL;
 	struct events_batch b = {0};
 
 	if (s->applied + s->duplicates == 0)
 		return;
 	if (s->dead > 0 || s->duplicates > 0)
-		dead = dead_ids(w->db, e, n, &ndead);
+		dead = dead_flags(w->db, e, n);
 	for (int i = 0; i < n; i++) {
-		if (e[i].bad[0] || e[i].company_id <= 0 || is_dead(dead, ndead, e[i].id))
+		if (e[i].bad[0] || e[i].company_id <= 0 || (dead && dead[i]))
 			continue;
 		if (!(ng && g[last].company_id == e[i].company_id)) {
 			for (last = 0; last < ng && g[last].company_id != e[i].company_id; last++)
