@@ -194,6 +194,18 @@ static void create(struct http_ctx *c)
 
 /* ---- read, update, delete one ---- */
 
+/* Path parameter webhook_id and the company's id as text parameters ($1, $2). -1 after
+ * replying 422. */
+static int id_params_or_reply(struct http_ctx *c, char ids[24], char cid[24])
+{
+	long id;
+	if (param_id_or_reply(c, 1, "webhook_id", &id))
+		return -1;
+	snprintf(ids, 24, "%ld", id);
+	snprintf(cid, 24, "%ld", c->company_id);
+	return 0;
+}
+
 /* The webhook of a one-row result, or 404 (not found in this company). */
 static bool one_or_reply(struct http_ctx *c, PGresult *res)
 {
@@ -222,12 +234,9 @@ static void updated(struct http_ctx *c, PGresult *res)
 
 static void get_company(struct http_ctx *c)
 {
-	long id;
 	char ids[24], cid[24];
-	if (param_id_or_reply(c, 1, "webhook_id", &id))
+	if (id_params_or_reply(c, ids, cid))
 		return;
-	snprintf(ids, sizeof(ids), "%ld", id);
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[2] = {ids, cid};
 	http_db(c, "SELECT " WEBHOOK_COLUMNS " FROM webhooks w WHERE w.id = $1 AND w.company_id = $2", 2, p, got);
 }
@@ -278,12 +287,9 @@ static void deleted(struct http_ctx *c, PGresult *res)
 
 static void delete_company(struct http_ctx *c)
 {
-	long id;
 	char ids[24], cid[24];
-	if (param_id_or_reply(c, 1, "webhook_id", &id))
+	if (id_params_or_reply(c, ids, cid))
 		return;
-	snprintf(ids, sizeof(ids), "%ld", id);
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	const char *p[2] = {ids, cid};
 	/* its pending deliveries and its log go with it (ON DELETE CASCADE); a request in flight
 	 * finishes, and its outcome finds no row to update */
@@ -298,21 +304,15 @@ static void remove_one(struct http_ctx *c)
 
 /* ---- the delivery log ---- */
 
+/* list_page_done's reply (total, items), or 404 when column 2 says the webhook is not the
+ * company's. */
 static void log_done(struct http_ctx *c, PGresult *res)
 {
-	struct list_page *pg = c->state;
-	if (!http_db_ok_or_reply(c, res))
-		return;
-	if (!strcmp(PQgetvalue(res, 0, 0), "0")) {
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(res, 0, 2), "0")) {
 		http_error(c, 404, "NOT_FOUND", "Webhook not found");
 		return;
 	}
-	json_t *out = json_object();
-	json_object_set_new(out, "items", pgjson_cell(res, 0, 2));
-	json_object_set_new(out, "total", pgjson_cell(res, 0, 1));
-	json_object_set_new(out, "skip", json_integer(pg->skip));
-	json_object_set_new(out, "limit", json_integer(pg->limit));
-	http_reply_json(c, 200, out);
+	list_page_done(c, res);
 }
 
 /* The attempts of webhook $1 that the filters keep ($5 event id, $6 outcome; NULL = any). */
@@ -326,41 +326,33 @@ static void log_company(struct http_ctx *c)
 	struct list_page *pg = xcalloc(1, sizeof(*pg));
 	const char *event_id = http_query(c, "event_id"), *outcome = http_query(c, "outcome");
 	char ids[24], cid[24], skip[24], limit[24];
-	long id;
+	unsigned long long ms, seq;
+	size_t i;
 
 	c->state = pg;
 	c->state_free = free;
-	if (param_id_or_reply(c, 1, "webhook_id", &id) || query_page_or_reply(c, &pg->skip, &pg->limit))
+	if (id_params_or_reply(c, ids, cid) || query_page_or_reply(c, &pg->skip, &pg->limit))
 		return;
 	if (event_id && !*event_id)
 		event_id = NULL;
-	if (event_id) {
-		size_t n = strlen(event_id), dash = strspn(event_id, "0123456789");
-		if (n > 41 || dash < 1 || event_id[dash] != '-' || dash + 1 == n ||
-		    strspn(event_id + dash + 1, "0123456789") != n - dash - 1) {
-			http_invalid(c, "event_id", "must be a stream id such as 1712345678901-0");
-			return;
-		}
+	if (event_id && events_id_parse(event_id, &ms, &seq)) {
+		http_invalid(c, "event_id", "must be a stream id such as 1712345678901-0");
+		return;
 	}
 	if (outcome && !*outcome)
 		outcome = NULL;
-	for (size_t i = 0; outcome && outcomes[i]; i++)
-		if (!strcmp(outcome, outcomes[i]))
-			goto known;
-	if (outcome) {
+	for (i = 0; outcome && outcomes[i] && strcmp(outcome, outcomes[i]); i++)
+		;
+	if (outcome && !outcomes[i]) {
 		http_invalid(c, "outcome", "must be one of delivered, retry, failed");
 		return;
 	}
-known:
-	snprintf(ids, sizeof(ids), "%ld", id);
-	snprintf(cid, sizeof(cid), "%ld", c->company_id);
 	snprintf(skip, sizeof(skip), "%ld", pg->skip);
 	snprintf(limit, sizeof(limit), "%ld", pg->limit);
 	const char *p[6] = {ids, cid, skip, limit, event_id, outcome};
 	/* the page walks webhook_attempts_log_idx (webhook_id, id) backwards */
 	http_db(c,
-	        "SELECT (SELECT count(*) FROM webhooks WHERE id = $1 AND company_id = $2) AS found,"
-	        " (SELECT count(*) FROM webhook_attempts a WHERE " LOG_FILTER ") AS total,"
+	        "SELECT (SELECT count(*) FROM webhook_attempts a WHERE " LOG_FILTER ") AS total,"
 	        " (SELECT COALESCE(json_agg(json_build_object('id', a.id, 'delivery_id', a.delivery_id,"
 	        "   'event_id', d.event_id, 'event_type', e.type, 'attempt', a.attempt, 'status_code', a.status_code,"
 	        "   'error', a.error, 'duration_ms', a.duration_ms, 'outcome', a.outcome,"
@@ -369,7 +361,7 @@ known:
 	        "   'delivery_state', d.state) ORDER BY a.id DESC), '[]'::json)"
 	        "  FROM (SELECT * FROM webhook_attempts a WHERE " LOG_FILTER " ORDER BY a.id DESC OFFSET $3 LIMIT $4) a"
 	        "  JOIN webhook_deliveries d ON d.id = a.delivery_id JOIN webhook_events e ON e.event_id = d.event_id)"
-	        " AS items",
+	        " AS items, (SELECT count(*) FROM webhooks WHERE id = $1 AND company_id = $2) AS found",
 	        6, p, log_done);
 }
 

@@ -282,3 +282,13 @@ const redisReply *rds_entry_field(const redisReply *fields, const char *name)
 			return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1] : NULL;
 	return NULL;
 }
+
+const redisReply *rds_xread_entries(const redisReply *r)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+		return NULL;
+	const redisReply *s = r->element[0];
+	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	return s->element[1];
+}

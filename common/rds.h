@@ -46,6 +46,10 @@ bool rds_connected(const struct rds *r);
  * is a string; NULL otherwise. Borrowed from fields. */
 const redisReply *rds_entry_field(const redisReply *fields, const char *name);
 
+/* The entry list of a one-stream XREADGROUP/XREAD reply ([[stream, [entries]]]), or NULL when
+ * the reply is not one (nil: nothing new). Borrowed from r. */
+const redisReply *rds_xread_entries(const redisReply *r);
+
 /*
  * Blocking connection for processes without a loop (workers, CLI): retries with
  * backoff until connected or *stop becomes true (stop may be NULL: one try).

@@ -18,6 +18,7 @@
 #include "entry.h"
 #include "hopper.h"
 #include "metrics.h"
+#include "rds.h"
 #include "util.h"
 #include "worker.h"
 
@@ -284,17 +285,6 @@ static int process(struct worker_ctx *w, const redisReply *list, const redisRepl
 	return n ? apply_range(w, rs.entries, n) : 0;
 }
 
-/* The entry list of an XREADGROUP reply ([[stream, [entries]]]), or NULL. */
-static const redisReply *read_entries(const redisReply *r)
-{
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-		return NULL;
-	const redisReply *s = r->element[0];
-	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	return s->element[1];
-}
-
 static int results_run(struct worker_ctx *w)
 {
 	if (prepare(w))
@@ -329,7 +319,7 @@ static int results_run(struct worker_ctx *w)
 		freeReplyObject(r);
 		return -1;
 	}
-	const redisReply *list = read_entries(r);
+	const redisReply *list = rds_xread_entries(r);
 	if (list && list->elements) {
 		/* re-read own pending entries carry a delivery count that the read raised: take it, so that
 		 * an entry that keeps failing this way still reaches MAX_DELIVERIES (the list is exactly this

@@ -267,17 +267,6 @@ out:
 	return rc;
 }
 
-/* The entry list of an XREADGROUP reply ([[stream, [entries]]]), or NULL. */
-static const redisReply *read_entries(const redisReply *r)
-{
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-		return NULL;
-	const redisReply *s = r->element[0];
-	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	return s->element[1];
-}
-
 /* XREADGROUP from this consumer's pending entries ("0") or new ones (">"). NULL on failure
  * (logged; a deleted group is created again, from the start, and rebuilt). */
 static redisReply *read_group(struct worker_ctx *w, bool pending)
@@ -521,11 +510,11 @@ static int stats_run(struct worker_ctx *w)
 	/* this consumer's pending entries first (waiting for the results worker, or claimed), so
 	 * that entries are always counted in stream order; then new ones */
 	redisReply *r = read_group(w, true);
-	const redisReply *list = r ? read_entries(r) : NULL;
+	const redisReply *list = rds_xread_entries(r);
 	if (r && (!list || !list->elements)) {
 		freeReplyObject(r);
 		r = read_group(w, false);
-		list = r ? read_entries(r) : NULL;
+		list = rds_xread_entries(r);
 	}
 	if (!r)
 		return -1;

@@ -470,49 +470,47 @@ void deliver_stop(struct worker_ctx *w)
 	ds.ndone = ds.capdone = 0;
 }
 
+/* Runs a DELETE of at most RETENTION_BATCH rows ($1 hours, $2 batch) until it deletes fewer,
+ * RETENTION_ROUNDS times at most. Returns the rows deleted; a failure is logged (what). */
+static long delete_batches(struct worker_ctx *w, const char *what, const char *sql, const char *const *p)
+{
+	long total = 0;
+	for (int round = 0; round < RETENTION_ROUNDS; round++) {
+		PGresult *r = PQexecParams(w->db, sql, 2, NULL, p, NULL, NULL, 0);
+		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
+		if (n < 0) {
+			const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+			log_warn("event=retention_failed table=%s error=\"%s\"", what, msg ? msg : "connection lost");
+		}
+		PQclear(r);
+		if (n <= 0)
+			break;
+		total += n;
+		if (n < RETENTION_BATCH)
+			break;
+	}
+	return total;
+}
+
 void deliver_retention(struct worker_ctx *w)
 {
 	char hours[16], batch[16];
-	long deliveries = 0, events = 0;
 	snprintf(hours, sizeof(hours), "%d", cfg.webhook_log_retention_hours);
 	snprintf(batch, sizeof(batch), "%d", RETENTION_BATCH);
 	const char *p[2] = {hours, batch};
-	for (int round = 0; round < RETENTION_ROUNDS; round++) {
-		PGresult *r =
-		    PQexecParams(w->db,
-		                 "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-		                 " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
-		                 " ORDER BY finished_at LIMIT $2::int)",
-		                 2, NULL, p, NULL, NULL, 0);
-		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
-		if (n < 0)
-			log_warn("event=retention_failed error=\"%s\"",
-			         PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			             ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			             : "connection lost");
-		PQclear(r);
-		if (n <= 0)
-			break;
-		deliveries += n;
-		if (n < RETENTION_BATCH)
-			break;
-	}
-	for (int round = 0; round < RETENTION_ROUNDS; round++) {
-		PGresult *r =
-		    PQexecParams(w->db,
-		                 "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
-		                 " WHERE e.created_at < now() - $1::int * interval '1 hour'"
-		                 " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
-		                 " ORDER BY e.created_at LIMIT $2::int)",
-		                 2, NULL, p, NULL, NULL, 0);
-		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
-		PQclear(r);
-		if (n <= 0)
-			break;
-		events += n;
-		if (n < RETENTION_BATCH)
-			break;
-	}
+	long deliveries =
+	    delete_batches(w, "webhook_deliveries",
+	                   "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+	                   " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
+	                   " ORDER BY finished_at LIMIT $2::int)",
+	                   p);
+	long events =
+	    delete_batches(w, "webhook_events",
+	                   "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
+	                   " WHERE e.created_at < now() - $1::int * interval '1 hour'"
+	                   " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
+	                   " ORDER BY e.created_at LIMIT $2::int)",
+	                   p);
 	if (deliveries || events)
 		log_info("event=retention deliveries_deleted=%ld events_deleted=%ld", deliveries, events);
 }

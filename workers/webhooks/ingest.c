@@ -342,17 +342,6 @@ out:
 	return rc;
 }
 
-/* The entry list of an XREADGROUP reply ([[stream, [entries]]]), or NULL. */
-static const redisReply *read_entries(const redisReply *r)
-{
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-		return NULL;
-	const redisReply *s = r->element[0];
-	if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	return s->element[1];
-}
-
 int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
 {
 	char count[16], block[16];
@@ -387,7 +376,7 @@ int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
 		freeReplyObject(r);
 		return -1;
 	}
-	const redisReply *list = read_entries(r);
+	const redisReply *list = rds_xread_entries(r);
 	*full = list && list->elements >= READ_COUNT;
 	if (list && list->elements)
 		rc = process(w, list, queued);
