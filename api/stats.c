@@ -144,6 +144,12 @@ static void cid_param(struct http_ctx *c, char out[40])
 	snprintf(out, 40, "%ld", c->company_id);
 }
 
+/* Rows (day index from $2, status, attempts) of company $1's days $2..$3: attempt-trend by day,
+ * daily. */
+#define DAILY_COUNTS_SQL                                           \
+	"SELECT day - $2::date, status, attempts FROM stats_daily" \
+	" WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date"
+
 /* ---------------------------------------------------------------- numbers-summary */
 
 static void numbers_summary_done(struct http_ctx *c, PGresult *res)
@@ -260,10 +266,7 @@ static void trend_query(struct http_ctx *c)
 	format_day(r->first_day, r->p[1]);
 	format_day(now.day, r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-	http_db(c,
-	        "SELECT day - $2::date, status, attempts FROM stats_daily"
-	        " WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date",
-	        3, p, trend_done);
+	http_db(c, DAILY_COUNTS_SQL, 3, p, trend_done);
 }
 
 static void attempt_trend(struct http_ctx *c)
@@ -413,12 +416,18 @@ static int group_cmp(const void *a, const void *b)
 	return d ? d : (x->id > y->id) - (x->id < y->id);
 }
 
-/* {<13 statuses>: n, total, billable, inbound} of counts, into o (borrowed). */
-static void status_object(json_t *o, const long long counts[NSTATUS])
+/* {<13 statuses>: n} of counts, into o (borrowed). */
+static void status_counts(json_t *o, const long long counts[NSTATUS])
+{
+	for (int i = 0; i < NSTATUS; i++)
+		json_object_set_new(o, statuses[i], json_integer(counts[i]));
+}
+
+/* {total, billable, inbound} of counts, into o (borrowed). */
+static void status_sums(json_t *o, const long long counts[NSTATUS])
 {
 	long long total = 0, bill = 0;
 	for (int i = 0; i < NSTATUS; i++) {
-		json_object_set_new(o, statuses[i], json_integer(counts[i]));
 		total += counts[i];
 		bill += connected(i) ? counts[i] : 0;
 	}
@@ -458,20 +467,15 @@ static void dashboard_done(struct http_ctx *c, PGresult *res)
 		json_t *o = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)g[k].id, "name", g[k].name, "display_name",
 		                      g[k].name);
 		json_t *st = json_object();
-		status_object(st, g[k].counts);
-		json_object_set(o, "statuses", st);
-		json_object_set(o, "total", json_object_get(st, "total"));
-		json_object_set(o, "billable", json_object_get(st, "billable"));
-		json_object_set(o, "inbound", json_object_get(st, "inbound"));
-		json_object_del(st, "total");
-		json_object_del(st, "billable");
-		json_object_del(st, "inbound");
-		json_decref(st);
+		status_counts(st, g[k].counts);
+		json_object_set_new(o, "statuses", st);
+		status_sums(o, g[k].counts);
 		json_array_append_new(groups, o);
 		free(g[k].name);
 	}
 	free(g);
-	status_object(tot, totals);
+	status_counts(tot, totals);
+	status_sums(tot, totals);
 	http_reply_json(c, 200, json_pack("{s:o, s:o}", "groups", groups, "totals", tot));
 }
 
@@ -601,6 +605,25 @@ static bool range_or_reply(struct http_ctx *c, struct sreq *r)
 	return true;
 }
 
+/* Our endpoints' common steps: admin, the range, then `company` or the user's own; calls next(c)
+ * with c->company_id / c->company set, or replies. */
+static void range_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
+{
+	const char *name;
+	if (!require_admin_or_reply(c))
+		return;
+	struct sreq *r = sreq_new(c);
+	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
+		return;
+	if (name && *name) {
+		company_by_name(c, name, true, next);
+		return;
+	}
+	c->company_id = c->user.company_id;
+	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
+	next(c);
+}
+
 /* ---------------------------------------------------------------- agents (ours) */
 
 static void agents_done(struct http_ctx *c, PGresult *res)
@@ -657,19 +680,7 @@ static void agents_query(struct http_ctx *c)
 
 static void agents(struct http_ctx *c)
 {
-	const char *name;
-	if (!require_admin_or_reply(c))
-		return;
-	struct sreq *r = sreq_new(c);
-	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
-		return;
-	if (name && *name) {
-		company_by_name(c, name, true, agents_query);
-		return;
-	}
-	c->company_id = c->user.company_id;
-	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
-	agents_query(c);
+	range_then(c, agents_query);
 }
 
 /* ---------------------------------------------------------------- daily (ours) */
@@ -710,27 +721,12 @@ static void daily_query(struct http_ctx *c)
 	struct sreq *r = c->state;
 	cid_param(c, r->p[0]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-	http_db(c,
-	        "SELECT day - $2::date, status, attempts FROM stats_daily"
-	        " WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date",
-	        3, p, daily_done);
+	http_db(c, DAILY_COUNTS_SQL, 3, p, daily_done);
 }
 
 static void daily(struct http_ctx *c)
 {
-	const char *name;
-	if (!require_admin_or_reply(c))
-		return;
-	struct sreq *r = sreq_new(c);
-	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
-		return;
-	if (name && *name) {
-		company_by_name(c, name, true, daily_query);
-		return;
-	}
-	c->company_id = c->user.company_id;
-	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
-	daily_query(c);
+	range_then(c, daily_query);
 }
 
 static const struct route routes[] = {
