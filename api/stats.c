@@ -64,13 +64,6 @@ static json_t *shares(const long long counts[NSTATUS], long long total)
 	return a;
 }
 
-static void format_day(long day, char out[16])
-{
-	int y, m, d;
-	tz_civil_from_days(day, &y, &m, &d);
-	snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
-}
-
 /* What a request parsed, and the values its query binds (kept until the reply). */
 struct sreq {
 	long span;             /* attempt-trend */
@@ -263,8 +256,8 @@ static void trend_query(struct http_ctx *c)
 		return;
 	}
 	r->first_day = now.day - (r->span - 1);
-	format_day(r->first_day, r->p[1]);
-	format_day(now.day, r->p[2]);
+	tz_format_day(r->first_day, r->p[1]);
+	tz_format_day(now.day, r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
 	http_db(c, DAILY_COUNTS_SQL, 3, p, trend_done);
 }
@@ -340,7 +333,7 @@ static void summary_query(struct http_ctx *c)
 		return;
 	}
 	/* days=N: from local midnight N−1 days ago; neither: everything */
-	format_day(r->days ? now.day - (r->days - 1) : tz_days_from_civil(1900, 1, 1), r->p[1]);
+	tz_format_day(r->days ? now.day - (r->days - 1) : tz_days_from_civil(1900, 1, 1), r->p[1]);
 	const char *p[2] = {r->p[0], r->p[1]};
 	http_db(c,
 	        "SELECT status, sum(attempts)::bigint FROM stats_daily WHERE company_id = $1::int AND day >= $2::date"
@@ -380,8 +373,8 @@ static void costs_query(struct http_ctx *c)
 	struct tz_local now;
 	tz_local_from_utc(time(NULL), &now);
 	cid_param(c, r->p[0]);
-	format_day(now.day, r->p[1]);
-	format_day(tz_days_from_civil(now.y, now.m, 1), r->p[2]);
+	tz_format_day(now.day, r->p[1]);
+	tz_format_day(tz_days_from_civil(now.y, now.m, 1), r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
 	/* the billing rate (COMPAT preface 6), 150 until the company's config row exists */
 	http_db(c,
@@ -511,8 +504,8 @@ static void dashboard_query(struct http_ctx *c)
 			first = now.day - 6;
 		else if (!strcmp(r->window, "30d"))
 			first = now.day - 29;
-		format_day(first, r->p[2]);
-		format_day(last, r->p[3]);
+		tz_format_day(first, r->p[2]);
+		tz_format_day(last, r->p[3]);
 		sql = xasprintf("SELECT g.group_id, %s, g.status, g.n FROM (SELECT group_id, status, sum(attempts) AS n"
 		                " FROM stats_daily_groups WHERE company_id = $1::int AND grp = $2::smallint"
 		                " AND day BETWEEN $3::date AND $4::date GROUP BY 1, 2) g ORDER BY 1",
@@ -600,8 +593,8 @@ static bool range_or_reply(struct http_ctx *c, struct sreq *r)
 	}
 	r->first_day = first;
 	r->ndays = last - first + 1;
-	format_day(first, r->p[1]);
-	format_day(last, r->p[2]);
+	tz_format_day(first, r->p[1]);
+	tz_format_day(last, r->p[2]);
 	return true;
 }
 
@@ -702,7 +695,7 @@ static void daily_done(struct http_ctx *c, PGresult *res)
 			sum[i] += row[i];
 		}
 		all += total;
-		format_day(r->first_day + b, g);
+		tz_format_day(r->first_day + b, g);
 		if (jalali_from_days(r->first_day + b, &jy, &jm, &jd))
 			jy = jm = jd = 0; /* years 1900..9999 are all in range */
 		snprintf(j, sizeof(j), "%04d-%02d-%02d", jy, jm, jd);
