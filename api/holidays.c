@@ -17,21 +17,13 @@
 /* {"date", "jalali_date", "title", "kind"} of civil day `day`. New reference. */
 static json_t *holiday_item(long day, const char *title, const char *kind)
 {
-	int gy, gm, gd, jy = 0, jm = 0, jd = 0;
+	int jy = 0, jm = 0, jd = 0;
 	char g[16], j[16];
-	tz_civil_from_days(day, &gy, &gm, &gd);
 	if (jalali_from_days(day, &jy, &jm, &jd))
 		jy = jm = jd = 0; /* callers pass days in range */
-	snprintf(g, sizeof(g), "%04d-%02d-%02d", gy, gm, gd);
+	tz_format_day(day, g);
 	snprintf(j, sizeof(j), "%04d-%02d-%02d", jy, jm, jd);
 	return json_pack("{s:s, s:s, s:s, s:s}", "date", g, "jalali_date", j, "title", title, "kind", kind);
-}
-
-static void format_day(long day, char out[16])
-{
-	int y, m, d;
-	tz_civil_from_days(day, &y, &m, &d);
-	snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
 }
 
 /* A Gregorian "YYYY-MM-DD" (any digits) that exists (jalali_from_gregorian
@@ -122,8 +114,8 @@ static void list(struct http_ctx *c)
 	h->nfixed = holidays_fixed_year((int)year, h->fixed, HOLIDAYS_FIXED_MAX);
 	if (h->nfixed < 0)
 		h->nfixed = 0;
-	format_day(first, from);
-	format_day(last, to);
+	tz_format_day(first, from);
+	tz_format_day(last, to);
 	const char *p[2] = {from, to};
 	http_db(c,
 	        "SELECT date - DATE '1970-01-01' AS day, title, kind, removed FROM holidays"
@@ -196,7 +188,7 @@ static void add(struct http_ctx *c)
 		}
 		h->day = jday;
 	}
-	format_day(h->day, h->date);
+	tz_format_day(h->day, h->date);
 	snprintf(uid, sizeof(uid), "%ld", c->user.id);
 	const char *p[4] = {h->date, title, uid, holidays_fixed_title_on(h->day) ? "true" : "false"};
 	/* A computed holiday is active unless a tombstone hides it: re-adding then
@@ -239,7 +231,7 @@ static void del(struct http_ctx *c)
 		http_invalid(c, "date", "must be a Gregorian date YYYY-MM-DD");
 		return;
 	}
-	format_day(h->day, h->date);
+	tz_format_day(h->day, h->date);
 	const char *title = holidays_fixed_title_on(h->day);
 	if (!title) {
 		const char *p[1] = {h->date};

@@ -64,13 +64,6 @@ static json_t *shares(const long long counts[NSTATUS], long long total)
 	return a;
 }
 
-static void format_day(long day, char out[16])
-{
-	int y, m, d;
-	tz_civil_from_days(day, &y, &m, &d);
-	snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
-}
-
 /* What a request parsed, and the values its query binds (kept until the reply). */
 struct sreq {
 	long span;             /* attempt-trend */
@@ -143,6 +136,12 @@ static void cid_param(struct http_ctx *c, char out[40])
 {
 	snprintf(out, 40, "%ld", c->company_id);
 }
+
+/* Rows (day index from $2, status, attempts) of company $1's days $2..$3: attempt-trend by day,
+ * daily. */
+#define DAILY_COUNTS_SQL                                           \
+	"SELECT day - $2::date, status, attempts FROM stats_daily" \
+	" WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date"
 
 /* ---------------------------------------------------------------- numbers-summary */
 
@@ -257,13 +256,10 @@ static void trend_query(struct http_ctx *c)
 		return;
 	}
 	r->first_day = now.day - (r->span - 1);
-	format_day(r->first_day, r->p[1]);
-	format_day(now.day, r->p[2]);
+	tz_format_day(r->first_day, r->p[1]);
+	tz_format_day(now.day, r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-	http_db(c,
-	        "SELECT day - $2::date, status, attempts FROM stats_daily"
-	        " WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date",
-	        3, p, trend_done);
+	http_db(c, DAILY_COUNTS_SQL, 3, p, trend_done);
 }
 
 static void attempt_trend(struct http_ctx *c)
@@ -337,7 +333,7 @@ static void summary_query(struct http_ctx *c)
 		return;
 	}
 	/* days=N: from local midnight N−1 days ago; neither: everything */
-	format_day(r->days ? now.day - (r->days - 1) : tz_days_from_civil(1900, 1, 1), r->p[1]);
+	tz_format_day(r->days ? now.day - (r->days - 1) : tz_days_from_civil(1900, 1, 1), r->p[1]);
 	const char *p[2] = {r->p[0], r->p[1]};
 	http_db(c,
 	        "SELECT status, sum(attempts)::bigint FROM stats_daily WHERE company_id = $1::int AND day >= $2::date"
@@ -377,8 +373,8 @@ static void costs_query(struct http_ctx *c)
 	struct tz_local now;
 	tz_local_from_utc(time(NULL), &now);
 	cid_param(c, r->p[0]);
-	format_day(now.day, r->p[1]);
-	format_day(tz_days_from_civil(now.y, now.m, 1), r->p[2]);
+	tz_format_day(now.day, r->p[1]);
+	tz_format_day(tz_days_from_civil(now.y, now.m, 1), r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
 	/* the billing rate (COMPAT preface 6), 150 until the company's config row exists */
 	http_db(c,
@@ -413,12 +409,18 @@ static int group_cmp(const void *a, const void *b)
 	return d ? d : (x->id > y->id) - (x->id < y->id);
 }
 
-/* {<13 statuses>: n, total, billable, inbound} of counts, into o (borrowed). */
-static void status_object(json_t *o, const long long counts[NSTATUS])
+/* {<13 statuses>: n} of counts, into o (borrowed). */
+static void status_counts(json_t *o, const long long counts[NSTATUS])
+{
+	for (int i = 0; i < NSTATUS; i++)
+		json_object_set_new(o, statuses[i], json_integer(counts[i]));
+}
+
+/* {total, billable, inbound} of counts, into o (borrowed). */
+static void status_sums(json_t *o, const long long counts[NSTATUS])
 {
 	long long total = 0, bill = 0;
 	for (int i = 0; i < NSTATUS; i++) {
-		json_object_set_new(o, statuses[i], json_integer(counts[i]));
 		total += counts[i];
 		bill += connected(i) ? counts[i] : 0;
 	}
@@ -458,20 +460,15 @@ static void dashboard_done(struct http_ctx *c, PGresult *res)
 		json_t *o = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)g[k].id, "name", g[k].name, "display_name",
 		                      g[k].name);
 		json_t *st = json_object();
-		status_object(st, g[k].counts);
-		json_object_set(o, "statuses", st);
-		json_object_set(o, "total", json_object_get(st, "total"));
-		json_object_set(o, "billable", json_object_get(st, "billable"));
-		json_object_set(o, "inbound", json_object_get(st, "inbound"));
-		json_object_del(st, "total");
-		json_object_del(st, "billable");
-		json_object_del(st, "inbound");
-		json_decref(st);
+		status_counts(st, g[k].counts);
+		json_object_set_new(o, "statuses", st);
+		status_sums(o, g[k].counts);
 		json_array_append_new(groups, o);
 		free(g[k].name);
 	}
 	free(g);
-	status_object(tot, totals);
+	status_counts(tot, totals);
+	status_sums(tot, totals);
 	http_reply_json(c, 200, json_pack("{s:o, s:o}", "groups", groups, "totals", tot));
 }
 
@@ -507,8 +504,8 @@ static void dashboard_query(struct http_ctx *c)
 			first = now.day - 6;
 		else if (!strcmp(r->window, "30d"))
 			first = now.day - 29;
-		format_day(first, r->p[2]);
-		format_day(last, r->p[3]);
+		tz_format_day(first, r->p[2]);
+		tz_format_day(last, r->p[3]);
 		sql = xasprintf("SELECT g.group_id, %s, g.status, g.n FROM (SELECT group_id, status, sum(attempts) AS n"
 		                " FROM stats_daily_groups WHERE company_id = $1::int AND grp = $2::smallint"
 		                " AND day BETWEEN $3::date AND $4::date GROUP BY 1, 2) g ORDER BY 1",
@@ -596,9 +593,28 @@ static bool range_or_reply(struct http_ctx *c, struct sreq *r)
 	}
 	r->first_day = first;
 	r->ndays = last - first + 1;
-	format_day(first, r->p[1]);
-	format_day(last, r->p[2]);
+	tz_format_day(first, r->p[1]);
+	tz_format_day(last, r->p[2]);
 	return true;
+}
+
+/* Our endpoints' common steps: admin, the range, then `company` or the user's own; calls next(c)
+ * with c->company_id / c->company set, or replies. */
+static void range_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
+{
+	const char *name;
+	if (!require_admin_or_reply(c))
+		return;
+	struct sreq *r = sreq_new(c);
+	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
+		return;
+	if (name && *name) {
+		company_by_name(c, name, true, next);
+		return;
+	}
+	c->company_id = c->user.company_id;
+	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
+	next(c);
 }
 
 /* ---------------------------------------------------------------- agents (ours) */
@@ -657,19 +673,7 @@ static void agents_query(struct http_ctx *c)
 
 static void agents(struct http_ctx *c)
 {
-	const char *name;
-	if (!require_admin_or_reply(c))
-		return;
-	struct sreq *r = sreq_new(c);
-	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
-		return;
-	if (name && *name) {
-		company_by_name(c, name, true, agents_query);
-		return;
-	}
-	c->company_id = c->user.company_id;
-	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
-	agents_query(c);
+	range_then(c, agents_query);
 }
 
 /* ---------------------------------------------------------------- daily (ours) */
@@ -691,7 +695,7 @@ static void daily_done(struct http_ctx *c, PGresult *res)
 			sum[i] += row[i];
 		}
 		all += total;
-		format_day(r->first_day + b, g);
+		tz_format_day(r->first_day + b, g);
 		if (jalali_from_days(r->first_day + b, &jy, &jm, &jd))
 			jy = jm = jd = 0; /* years 1900..9999 are all in range */
 		snprintf(j, sizeof(j), "%04d-%02d-%02d", jy, jm, jd);
@@ -710,27 +714,12 @@ static void daily_query(struct http_ctx *c)
 	struct sreq *r = c->state;
 	cid_param(c, r->p[0]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-	http_db(c,
-	        "SELECT day - $2::date, status, attempts FROM stats_daily"
-	        " WHERE company_id = $1::int AND day BETWEEN $2::date AND $3::date",
-	        3, p, daily_done);
+	http_db(c, DAILY_COUNTS_SQL, 3, p, daily_done);
 }
 
 static void daily(struct http_ctx *c)
 {
-	const char *name;
-	if (!require_admin_or_reply(c))
-		return;
-	struct sreq *r = sreq_new(c);
-	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
-		return;
-	if (name && *name) {
-		company_by_name(c, name, true, daily_query);
-		return;
-	}
-	c->company_id = c->user.company_id;
-	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
-	daily_query(c);
+	range_then(c, daily_query);
 }
 
 static const struct route routes[] = {

@@ -56,6 +56,13 @@ void tz_civil_from_days(long z, int *y, int *m, int *d)
 	*y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
+void tz_format_day(long day, char out[16])
+{
+	int y, m, d;
+	tz_civil_from_days(day, &y, &m, &d);
+	snprintf(out, 16, "%04d-%02d-%02d", y, m, d);
+}
+
 int tz_weekday_iran(long day)
 {
 	/* 1970-01-01 was a Thursday (Iranian weekday 5). */

@@ -55,6 +55,8 @@ int tz_local_day_start(const char *ymd, int days_after, time_t *out) MUSTCHECK;
 /* Civil day number of a proleptic Gregorian date, and back. */
 long tz_days_from_civil(int y, int m, int d);
 void tz_civil_from_days(long day, int *y, int *m, int *d);
+/* Civil day as "YYYY-MM-DD" into out (NUL-terminated). */
+void tz_format_day(long day, char out[16]);
 
 /* Iranian weekday of a civil day: Saturday = 0 ... Friday = 6. */
 int tz_weekday_iran(long day);
