@@ -275,6 +275,23 @@ redisContext *rds_connect_sync(const char *url, volatile int *stop)
 	}
 }
 
+int rds_id_parse(const char *s, struct rds_stream_id *out)
+{
+	char *end;
+	if (!s)
+		return -1;
+	out->ms = strtoull(s, &end, 10);
+	if (*end != '-')
+		return -1;
+	out->seq = strtoull(end + 1, &end, 10);
+	return *end ? -1 : 0;
+}
+
+bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b)
+{
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
 const redisReply *rds_entry_field(const redisReply *fields, const char *name)
 {
 	for (size_t i = 0; fields && fields->type == REDIS_REPLY_ARRAY && i + 1 < fields->elements; i += 2)

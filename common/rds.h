@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -41,6 +42,17 @@ void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **arg
 
 /* True while the connection is up (AUTH/SELECT done). */
 bool rds_connected(const struct rds *r);
+
+/* A stream entry id "<ms>-<seq>", parsed. */
+struct rds_stream_id {
+	uint64_t ms, seq;
+};
+
+/* Parses a stream id (NULL or malformed: -1). */
+int rds_id_parse(const char *s, struct rds_stream_id *out) MUSTCHECK;
+
+/* True when a comes before b in a stream. */
+bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b);
 
 /* The value of field `name` in a stream entry's field/value array (XREAD, XRANGE), when it
  * is a string; NULL otherwise. Borrowed from fields. */

@@ -31,10 +31,6 @@
 #define REPORT_EVERY_TICKS  10     /* seconds between progress lines */
 #define GC_EVERY_TICKS      300    /* seconds between dead-consumer clean-ups */
 
-struct stream_id {
-	uint64_t ms, seq;
-};
-
 /* Process-wide state (one worker per process). */
 static struct {
 	unsigned epoch;        /* the worker_ctx epoch the connections were prepared for */
@@ -48,23 +44,6 @@ static struct {
 	int64_t lag_sum_us, lag_max_us;
 	uint64_t since_ns;
 } rs;
-
-static int parse_id(const char *s, struct stream_id *out)
-{
-	char *end;
-	if (!s)
-		return -1;
-	out->ms = strtoull(s, &end, 10);
-	if (*end != '-')
-		return -1;
-	out->seq = strtoull(end + 1, &end, 10);
-	return *end ? -1 : 0;
-}
-
-static bool id_less(struct stream_id a, struct stream_id b)
-{
-	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
-}
 
 /* Per-connection set-up, again after every reconnect. */
 static int prepare(struct worker_ctx *w)
@@ -223,17 +202,17 @@ static int apply_range(struct worker_ctx *w, struct result_entry *e, int n)
  */
 static int deliveries_of(const redisReply *pending, size_t *pos, const char *id)
 {
-	struct stream_id want, have;
-	if (!pending || pending->type != REDIS_REPLY_ARRAY || parse_id(id, &want))
+	struct rds_stream_id want, have;
+	if (!pending || pending->type != REDIS_REPLY_ARRAY || rds_id_parse(id, &want))
 		return 0;
 	for (; *pos < pending->elements; (*pos)++) {
 		const redisReply *p = pending->element[*pos];
 		if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[0]->type != REDIS_REPLY_STRING ||
-		    parse_id(p->element[0]->str, &have))
+		    rds_id_parse(p->element[0]->str, &have))
 			continue;
-		if (id_less(have, want))
+		if (rds_id_less(have, want))
 			continue;
-		if (id_less(want, have))
+		if (rds_id_less(want, have))
 			return 0;
 		return (int)p->element[3]->integer;
 	}
@@ -396,12 +375,12 @@ static const redisReply *field(const redisReply *flat, const char *key)
 static void trim(struct worker_ctx *w)
 {
 	redisReply *g = redisCommand(w->redis, "XINFO GROUPS %s", STREAM_RESULTS);
-	struct stream_id bound = {UINT64_MAX, UINT64_MAX};
+	struct rds_stream_id bound = {UINT64_MAX, UINT64_MAX};
 	bool found = false, usable = g && g->type == REDIS_REPLY_ARRAY;
 	for (size_t i = 0; usable && i < g->elements; i++) {
 		const redisReply *name = field(g->element[i], "name"), *pend = field(g->element[i], "pending"),
 		                 *last = field(g->element[i], "last-delivered-id");
-		struct stream_id cand;
+		struct rds_stream_id cand;
 		if (!name || !pend || !last || name->type != REDIS_REPLY_STRING || last->type != REDIS_REPLY_STRING) {
 			usable = false;
 			break;
@@ -409,10 +388,10 @@ static void trim(struct worker_ctx *w)
 		if (pend->integer > 0) {
 			redisReply *p = redisCommand(w->redis, "XPENDING %s %s", STREAM_RESULTS, name->str);
 			usable = p && p->type == REDIS_REPLY_ARRAY && p->elements >= 2 &&
-			         p->element[1]->type == REDIS_REPLY_STRING && !parse_id(p->element[1]->str, &cand);
+			         p->element[1]->type == REDIS_REPLY_STRING && !rds_id_parse(p->element[1]->str, &cand);
 			freeReplyObject(p);
 		} else {
-			usable = !parse_id(last->str, &cand);
+			usable = !rds_id_parse(last->str, &cand);
 			if (cand.seq == UINT64_MAX) {
 				cand.ms++;
 				cand.seq = 0;
@@ -420,7 +399,7 @@ static void trim(struct worker_ctx *w)
 				cand.seq++;
 			}
 		}
-		if (usable && id_less(cand, bound)) {
+		if (usable && rds_id_less(cand, bound)) {
 			bound = cand;
 			found = true;
 		}

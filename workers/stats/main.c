@@ -293,30 +293,11 @@ static redisReply *read_group(struct worker_ctx *w, bool pending)
 	return r;
 }
 
-struct stream_id {
-	uint64_t ms, seq;
-};
-
-static int id_parse(const char *s, struct stream_id *out)
-{
-	char *end;
-	out->ms = strtoull(s, &end, 10);
-	if (*end != '-')
-		return -1;
-	out->seq = strtoull(end + 1, &end, 10);
-	return *end ? -1 : 0;
-}
-
-static bool id_less(struct stream_id a, struct stream_id b)
-{
-	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
-}
-
 /* "<ms>-<seq>" + 1, into out[48]. */
 static int id_next(const char *id, char out[48])
 {
-	struct stream_id v;
-	if (id_parse(id, &v))
+	struct rds_stream_id v;
+	if (rds_id_parse(id, &v))
 		return -1;
 	if (v.seq == UINT64_MAX)
 		snprintf(out, 48, "%" PRIu64 "-0", v.ms + 1);
@@ -433,8 +414,8 @@ static int process(struct worker_ctx *w, const redisReply *list)
 
 	char fin[48];
 	long long others = 0;
-	struct stream_id f, e;
-	if (frontier(w, fin, &others) || id_parse(fin, &f))
+	struct rds_stream_id f, e;
+	if (frontier(w, fin, &others) || rds_id_parse(fin, &f))
 		return -1;
 	if (others > 0) {
 		/* a previous holder (or one that lost its database session) still holds entries, older
@@ -442,7 +423,7 @@ static int process(struct worker_ctx *w, const redisReply *list)
 		st.claim = true;
 		return 0;
 	}
-	while (m < n && !id_parse(list->element[m]->element[0]->str, &e) && id_less(e, f))
+	while (m < n && !rds_id_parse(list->element[m]->element[0]->str, &e) && rds_id_less(e, f))
 		m++;
 	if (m == 0)
 		return backoff();
