@@ -373,6 +373,10 @@ static void test_concurrent(void **state)
 					        r->body ? r->body : "");
 					_exit(2);
 				}
+				if (json_array_size(nums) == 0) { /* the pool holds enough: never empty */
+					fprintf(stderr, "dialer %d round %d: an empty batch\n", d, i);
+					_exit(4);
+				}
 				json_array_foreach(nums, k, n) fprintf(f, "%s\n", th_json_str(n, "phone_number"));
 				th_resp_free(r);
 			}
@@ -384,7 +388,9 @@ static void test_concurrent(void **state)
 		assert_int_equal(waitpid(pids[d], &st, 0), pids[d]);
 		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	/* every phone handed out, sorted: no repeats, and every batch was full */
+	/* every phone handed out, sorted: no repeats. A batch may be short but never empty: when a
+	 * refill takes longer than the 300 ms a short batch waits (a cold start of 16 dialers under
+	 * ASan), it goes out with what the hopper has (docs/architecture.md, "Refill"). */
 	char(*all)[12] = calloc(DIALERS * ROUNDS * SIZE + 1, 12);
 	size_t total = 0;
 	for (int d = 0; d < DIALERS; d++) {
@@ -398,17 +404,22 @@ static void test_concurrent(void **state)
 		}
 		fclose(f);
 	}
-	assert_int_equal(total, DIALERS * ROUNDS * SIZE);
+	assert_true(total >= DIALERS * ROUNDS && total <= DIALERS * ROUNDS * SIZE);
+	if (total < DIALERS * ROUNDS * SIZE)
+		print_message("short batches: %zu of %d numbers handed out\n", total, DIALERS * ROUNDS * SIZE);
 	qsort(all, total, 12, (int (*)(const void *, const void *))strcmp);
 	for (size_t i = 1; i < total; i++)
 		if (strcmp(all[i - 1], all[i]) == 0)
 			fail_msg("%s was handed out twice", all[i]);
 	free(all);
-	/* every batch recorded, and its locks mirrored */
+	/* every batch recorded with what it handed out, and its locks mirrored */
+	char want[32];
+	snprintf(want, sizeof(want), "%zu", total);
 	expect_sql_soon(
-	    "SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL", "6400");
+	    "SELECT count(*) FROM numbers WHERE phone_number LIKE '0934%' AND assigned_batch_id IS NOT NULL", want);
+	snprintf(want, sizeof(want), "%d/%zu", DIALERS * ROUNDS, total);
 	expect_sql_soon("SELECT count(*) || '/' || sum(returned_size) FROM dialer_batches WHERE requested_size = 50",
-	                "128/6400");
+	                want);
 	assert_int_equal(th_proc_stop(sched), 0);
 }
 
