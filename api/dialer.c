@@ -256,9 +256,9 @@ struct next_batch {
 	long size;
 	json_t *lists[L_COUNT]; /* this batch's references to the cached lists */
 	char batch_id[33];
-	json_t *numbers;      /* popped so far: [{id, phone_number}] */
-	struct buf ids;       /* their ids, comma-separated (the batch record) */
-	uint64_t deadline_ns; /* a short batch waits for a refill until then */
+	json_t *numbers;     /* popped so far: [{id, phone_number}] */
+	struct buf ids;      /* their ids, comma-separated (the batch record) */
+	uint64_t started_ns; /* a short batch waits for refills from then on (next_batch_waited) */
 	int pops;
 	bool final;
 	bool by_text; /* EVAL instead of EVALSHA (Redis did not know the script) */
@@ -345,18 +345,15 @@ static struct lists_slot *lists_slot(long company_id)
 }
 
 /*
- * Per loop thread and company: how many numbers a refill reads (doubling
- * while refills follow each other within NEXT_BATCH_HOT_MS, halving when they
- * are NEXT_BATCH_COLD_MS apart), and whether this thread runs one now.
+ * Per loop thread and company: whether this thread runs a refill now, and how
+ * many numbers its last one read (the low-water mark).
  */
-#define NEXT_BATCH_HOT_MS  1000
 #define NEXT_BATCH_COLD_MS 10000
 #define HOPPER_SLOTS       64
 
 static __thread struct hopper_slot {
 	long company_id;
 	long k;
-	uint64_t last_ns;
 	bool running;
 } hopper_slots[HOPPER_SLOTS];
 
@@ -372,11 +369,24 @@ static struct hopper_slot *hopper_slot(long company_id)
 struct refill {
 	struct api_thread *thr;
 	long company_id;
-	long k;
+	long size;        /* of the batch that started it */
+	long k;           /* numbers read (asked for) */
+	int rows;         /* numbers read */
+	bool whole;       /* the read saw the company's whole pool (it found fewer than asked) */
+	bool wrapped;     /* the walk went past the highest id, on from the lowest */
+	bool steal;       /* take over what other hoppers merely hold */
+	int parts;        /* HOPPER_FILL_LUA calls not answered yet */
+	long long pushed; /* by the parts answered */
+	bool failed;      /* a part failed, or found a flush */
 	char epoch[24];
 	char fill_ms[24];
 	char keys[4][64]; /* list, meta, refill lock, dry */
 };
+
+static void refill_go(struct api_thread *thr, long company_id, long size);
+
+/* A refill pushes in parts of this many numbers, so that Redis serves pops between them. */
+#define HOPPER_FILL_PART 2000
 
 static void refill_end(struct refill *r)
 {
@@ -396,16 +406,37 @@ static void refill_unlock(struct refill *r)
 static void refill_filled(redisReply *reply, void *arg)
 {
 	struct refill *r = arg;
-	if (!reply || reply->type != REDIS_REPLY_INTEGER)
-		log_warn("event=hopper_fill_failed company_id=%ld error=\"%s\"", r->company_id,
-		         reply && reply->str ? reply->str : "redis unavailable");
-	else {
-		metrics_count("hopper_refills", 1);
-		metrics_count("hopper_numbers_pushed", reply->integer > 0 ? (uint64_t)reply->integer : 0);
-		log_debug("event=hopper_refilled company_id=%ld read=%ld pushed=%lld", r->company_id, r->k,
-		          reply->integer);
-	}
+	if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+		if (!r->failed)
+			log_warn("event=hopper_fill_failed company_id=%ld error=\"%s\"", r->company_id,
+			         reply && reply->str ? reply->str : "redis unavailable");
+		r->failed = true;
+	} else if (reply->integer < 0)
+		r->failed = true; /* a flush since the refill began: nothing of it may be dispatched */
+	else
+		r->pushed += reply->integer;
+	if (--r->parts > 0)
+		return;
+	metrics_count("hopper_refills", 1);
+	metrics_count("hopper_numbers_pushed", (uint64_t)r->pushed);
+	log_debug("event=hopper_refilled company_id=%ld read=%d asked=%ld pushed=%lld flushed=%d", r->company_id,
+	          r->rows, r->k, r->pushed, r->failed);
+	/* most of what it read is held by other companies' hoppers: read on past them at once, twice
+	 * as far (kept in the meta, so that whichever refill of the company comes next does), instead
+	 * of waiting for a pop to find the hopper low */
+	bool chase = !r->failed && !r->whole && r->pushed * 2 < r->rows;
+	char far[24];
+	snprintf(far, sizeof(far), "%ld", 2L * r->rows > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : 2L * r->rows);
+	/* a chase that went round takes over held numbers from then on, until it finds enough */
+	const char *set[] = {"HSET", r->keys[1], "chase", far, "steal", r->steal || r->wrapped ? "1" : "0"},
+	           *del[] = {"HDEL", r->keys[1], "chase", "steal"};
+	if (!r->failed)
+		rds_command(r->thr->redis, NULL, NULL, chase ? 6 : 4, chase ? set : del, NULL);
+	struct api_thread *thr = r->thr;
+	long company_id = r->company_id, size = r->size;
 	refill_end(r);
+	if (chase)
+		refill_go(thr, company_id, size);
 }
 
 static void refill_read(PGresult *res, void *arg)
@@ -418,56 +449,104 @@ static void refill_read(PGresult *res, void *arg)
 		return;
 	}
 	int rows = PQntuples(res);
-	/* the walk reached the highest id (it wrapped, or found fewer than asked): nothing pushed
-	 * then means nothing to find, and the company rests HOPPER_DRY_MS */
-	bool end = rows < r->k || (rows > 0 && !strcmp(PQgetvalue(res, rows - 1, 2), "t"));
-	char cid[24], cursor[24], dry_ms[16];
+	/* fewer than asked: the read saw the company's whole pool, so an empty hopper after it means
+	 * nothing to find (the company rests HOPPER_DRY_MS), and what other hoppers merely hold is
+	 * taken over; so it is by a read that went round, or follows one that did (refill_filled) */
+	r->rows = rows;
+	r->whole = rows < r->k;
+	r->wrapped = rows > 0 && !strcmp(PQgetvalue(res, rows - 1, 2), "t");
+	char cid[24], cursor[24], dry_ms[16], now_ms[24], hold_ms[16];
 	snprintf(cid, sizeof(cid), "%ld", r->company_id);
 	snprintf(cursor, sizeof(cursor), "%s", rows ? PQgetvalue(res, rows - 1, 0) : "0");
 	snprintf(dry_ms, sizeof(dry_ms), "%d", HOPPER_DRY_MS);
-	int argc = 0, fixed = 3 + 7 + 7;
-	const char **argv = xmalloc((size_t)(fixed + rows) * sizeof(*argv));
-	char **entries = xmalloc((size_t)(rows ? rows : 1) * sizeof(*entries));
-	char now_ms[24];
+	snprintf(hold_ms, sizeof(hold_ms), "%d", HOPPER_MAX_AGE_MS);
 	snprintf(now_ms, sizeof(now_ms), "%lld", (long long)(util_wall_us() / 1000));
-	argv[argc++] = "EVAL";
-	argv[argc++] = HOPPER_FILL_LUA;
-	argv[argc++] = "7";
-	argv[argc++] = r->keys[0];
-	argv[argc++] = HOPPER_LOCKS;
-	argv[argc++] = HOPPER_EPOCH;
-	argv[argc++] = r->keys[1];
-	argv[argc++] = r->keys[2];
-	argv[argc++] = r->keys[3];
-	argv[argc++] = HOPPER_SET;
-	argv[argc++] = r->epoch;
-	argv[argc++] = now_ms;
-	argv[argc++] = r->fill_ms;
-	argv[argc++] = cursor;
-	argv[argc++] = end ? "1" : "0";
-	argv[argc++] = cid;
-	argv[argc++] = dry_ms;
-	for (int i = 0; i < rows; i++) {
-		entries[i] = xasprintf("%s:%s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-		argv[argc++] = entries[i];
+	enum { FIXED = 3 + 7 + 10 };
+	int part = rows < HOPPER_FILL_PART ? rows : HOPPER_FILL_PART;
+	const char **argv = xmalloc((size_t)(FIXED + 2 * part) * sizeof(*argv));
+	char **entries = xmalloc((size_t)(part ? part : 1) * sizeof(*entries));
+	r->parts = rows ? (rows + HOPPER_FILL_PART - 1) / HOPPER_FILL_PART : 1;
+	for (int from = 0, n = r->parts; n > 0; n--, from += HOPPER_FILL_PART) {
+		int m = rows - from < part ? rows - from : part, argc = 0;
+		argv[argc++] = "EVAL";
+		argv[argc++] = HOPPER_FILL_LUA;
+		argv[argc++] = "7";
+		argv[argc++] = r->keys[0];
+		argv[argc++] = HOPPER_LOCKS;
+		argv[argc++] = HOPPER_EPOCH;
+		argv[argc++] = r->keys[1];
+		argv[argc++] = r->keys[2];
+		argv[argc++] = r->keys[3];
+		argv[argc++] = HOPPER_SET;
+		argv[argc++] = r->epoch;
+		argv[argc++] = now_ms;
+		argv[argc++] = r->fill_ms;
+		argv[argc++] = cursor;
+		argv[argc++] = r->whole ? "1" : "0";
+		argv[argc++] = cid;
+		argv[argc++] = dry_ms;
+		argv[argc++] = r->whole || r->wrapped || r->steal ? "1" : "0";
+		argv[argc++] = n == 1 ? "1" : "0";
+		argv[argc++] = hold_ms;
+		for (int i = 0; i < m; i++)
+			argv[argc++] = PQgetvalue(res, from + i, 0);
+		for (int i = 0; i < m; i++) {
+			entries[i] = xasprintf("%s:%s:%s", PQgetvalue(res, from + i, 0), PQgetvalue(res, from + i, 1),
+			                       r->fill_ms);
+			argv[argc++] = entries[i];
+		}
+		rds_command(r->thr->redis, refill_filled, r, argc, argv, NULL);
+		for (int i = 0; i < m; i++)
+			free(entries[i]);
 	}
-	rds_command(r->thr->redis, refill_filled, r, argc, argv, NULL);
-	for (int i = 0; i < rows; i++)
-		free(entries[i]);
 	free(entries);
 	free(argv);
+}
+
+/*
+ * How many numbers a refill reads: the company's demand over
+ * NEXT_BATCH_AHEAD_MS (what left the list since the last refill, over the
+ * time since), at least four batches and HOPPER_REFILL_MIN, at most
+ * HOPPER_REFILL_MAX. A hopper holds its numbers away from the other
+ * companies: no more than it needs until the next refill is in. After a
+ * refill that found most of its numbers held by other hoppers, the next reads
+ * twice as far (chase), so that the walk gets past them, or round.
+ */
+#define NEXT_BATCH_AHEAD_MS 250
+
+static long refill_size(long size, redisReply **meta)
+{
+	const redisReply *after = meta[0], *at = meta[1], *chase = meta[2], *len = meta[4];
+	long k = 4 * size > HOPPER_REFILL_MIN ? 4 * size : HOPPER_REFILL_MIN;
+	if (after->type == REDIS_REPLY_STRING && at->type == REDIS_REPLY_STRING && len->type == REDIS_REPLY_INTEGER) {
+		long long gone = strtoll(after->str, NULL, 10) - len->integer;
+		long long dt = (long long)(util_wall_us() / 1000) - strtoll(at->str, NULL, 10);
+		if (gone > 0 && dt < NEXT_BATCH_COLD_MS) {
+			long long ahead = gone * NEXT_BATCH_AHEAD_MS / (dt > 0 ? dt : 1);
+			if (ahead > k)
+				k = ahead > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : (long)ahead;
+		}
+	}
+	if (chase->type == REDIS_REPLY_STRING && strtol(chase->str, NULL, 10) > k)
+		k = strtol(chase->str, NULL, 10);
+	return k > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : k;
 }
 
 static void refill_begun(redisReply *reply, void *arg)
 {
 	struct refill *r = arg;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8 ||
 	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer != 1 ||
 	    reply->element[1]->type != REDIS_REPLY_STRING || reply->element[2]->type != REDIS_REPLY_STRING) {
 		refill_end(r); /* another refill runs, the company is dry, or Redis is away */
 		return;
 	}
 	snprintf(r->epoch, sizeof(r->epoch), "%s", reply->element[1]->str);
+	r->k = refill_size(r->size, reply->element + 3);
+	r->steal = reply->element[6]->type == REDIS_REPLY_STRING && !strcmp(reply->element[6]->str, "1");
+	struct hopper_slot *s = hopper_slot(r->company_id);
+	if (s)
+		s->k = r->k;
 	char cid[24], k[24], cooldown[24];
 	snprintf(cid, sizeof(cid), "%ld", r->company_id);
 	snprintf(k, sizeof(k), "%ld", r->k);
@@ -480,43 +559,39 @@ static void refill_begun(redisReply *reply, void *arg)
 }
 
 /* Starts a refill of the company's hopper unless this thread runs one already. */
-static void refill_start(struct http_ctx *c, long size)
+static void refill_go(struct api_thread *thr, long company_id, long size)
 {
-	struct hopper_slot *s = hopper_slot(c->company_id);
+	struct hopper_slot *s = hopper_slot(company_id);
 	if (!s || s->running)
 		return;
-	uint64_t now = util_now_ns();
-	if (s->last_ns && now - s->last_ns < (uint64_t)NEXT_BATCH_HOT_MS * 1000000u)
-		s->k = s->k * 2 > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : s->k * 2;
-	else if (s->last_ns && now - s->last_ns > (uint64_t)NEXT_BATCH_COLD_MS * 1000000u)
-		s->k = s->k / 2 < HOPPER_REFILL_MIN ? HOPPER_REFILL_MIN : s->k / 2;
-	if (s->k < 4 * size)
-		s->k = 4 * size > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : 4 * size;
-	s->last_ns = now;
 	s->running = true;
 	struct refill *r = xcalloc(1, sizeof(*r));
-	r->thr = c->thr;
-	r->company_id = c->company_id;
-	r->k = s->k;
-	snprintf(r->keys[0], sizeof(r->keys[0]), HOPPER_LIST_FMT, c->company_id);
-	snprintf(r->keys[1], sizeof(r->keys[1]), HOPPER_META_FMT, c->company_id);
-	snprintf(r->keys[2], sizeof(r->keys[2]), HOPPER_REFILL_FMT, c->company_id);
-	snprintf(r->keys[3], sizeof(r->keys[3]), HOPPER_DRY_FMT, c->company_id);
+	r->thr = thr;
+	r->company_id = company_id;
+	r->size = size;
+	snprintf(r->keys[0], sizeof(r->keys[0]), HOPPER_LIST_FMT, company_id);
+	snprintf(r->keys[1], sizeof(r->keys[1]), HOPPER_META_FMT, company_id);
+	snprintf(r->keys[2], sizeof(r->keys[2]), HOPPER_REFILL_FMT, company_id);
+	snprintf(r->keys[3], sizeof(r->keys[3]), HOPPER_DRY_FMT, company_id);
 	char lock_ms[16];
 	snprintf(lock_ms, sizeof(lock_ms), "%d", HOPPER_REFILL_LOCK_MS);
-	const char *argv[] = {"EVAL", HOPPER_BEGIN_LUA, "4", r->keys[2], HOPPER_EPOCH, r->keys[1], r->keys[3], lock_ms};
-	rds_command(c->thr->redis, refill_begun, r, (int)ARRAY_LEN(argv), argv, NULL);
+	const char *argv[] = {"EVAL",     HOPPER_BEGIN_LUA, "5",        r->keys[2], HOPPER_EPOCH,
+	                      r->keys[1], r->keys[3],       r->keys[0], lock_ms};
+	rds_command(thr->redis, refill_begun, r, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 static long refill_low_water(long company_id, long size)
 {
 	const struct hopper_slot *s = hopper_slot(company_id);
 	long low = 2 * size + 4 * (long)HOPPER_REFILL_MIN;
-	return s && s->k / 2 > low ? s->k / 2 : low;
+	return s && s->k > low ? s->k : low;
 }
 
-/* How long a short batch waits for a refill (re-popping with backoff) before it goes out as is. */
-#define NEXT_BATCH_WAIT_MS 300
+/* How long a short batch waits for a refill (re-popping with backoff) before it goes out as is;
+ * an empty one waits longer, unless the company's pool is dry: an empty batch costs a dialer a
+ * whole retry, a wait of a second or two less. */
+#define NEXT_BATCH_WAIT_MS       300
+#define NEXT_BATCH_EMPTY_WAIT_MS 2000
 
 static void batch_reply(struct http_ctx *c)
 {
@@ -537,6 +612,14 @@ static void batch_reply(struct http_ctx *c)
 
 static void pop(struct http_ctx *c, bool final);
 
+/* Whether a short batch has waited for refills as long as it may. */
+static bool next_batch_waited(const struct next_batch *nb)
+{
+	uint64_t waited = util_now_ns() - nb->started_ns;
+	return waited >=
+	       (uint64_t)(json_array_size(nb->numbers) ? NEXT_BATCH_WAIT_MS : NEXT_BATCH_EMPTY_WAIT_MS) * 1000000u;
+}
+
 static char pop_sha[41];
 
 static void pop_sha_init(void)
@@ -550,7 +633,7 @@ static void pop_again(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct http_ctx *c = arg;
 	struct next_batch *nb = c->state;
-	pop(c, util_now_ns() >= nb->deadline_ns);
+	pop(c, next_batch_waited(nb));
 }
 
 static void popped(struct http_ctx *c, redisReply *reply)
@@ -582,16 +665,16 @@ static void popped(struct http_ctx *c, redisReply *reply)
 	if (dropped)
 		metrics_count("hopper_entries_dropped", (uint64_t)dropped);
 	long have = (long)json_array_size(nb->numbers);
-	/* the hopper runs low (half of what the last refill read, which grows with the demand):
+	/* the hopper runs low (below what the last refill read, which follows the demand):
 	 * refill it before it is empty; the refill is this thread's, detached from the request */
 	if (!dry && remaining < refill_low_water(c->company_id, nb->size))
-		refill_start(c, nb->size);
+		refill_go(c->thr, c->company_id, nb->size);
 	if (have >= nb->size || nb->final) {
 		batch_reply(c);
 		return;
 	}
 	/* short: wait for the refill, or record what there is when there is nothing to wait for */
-	if (dry || util_now_ns() >= nb->deadline_ns) {
+	if (dry || next_batch_waited(nb)) {
 		pop(c, true);
 		return;
 	}
@@ -687,7 +770,7 @@ static void pick_batch(struct http_ctx *c)
 		return;
 	}
 	nb->numbers = json_array();
-	nb->deadline_ns = util_now_ns() + (uint64_t)NEXT_BATCH_WAIT_MS * 1000000u;
+	nb->started_ns = util_now_ns();
 	struct lists_slot *ls = lists_slot(c->company_id);
 	if (ls->company_id == c->company_id && util_now_ns() < ls->expires_ns) {
 		lists_take(c, ls);

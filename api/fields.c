@@ -238,9 +238,10 @@ static void hopper_flushed(struct http_ctx *c, redisReply *reply)
 
 void hopper_flush_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
-	const char *argv[] = {"EVAL", HOPPER_FLUSH_LUA, "2", HOPPER_EPOCH, HOPPER_SET, ""};
+	struct hopper_flush_args a; /* the command is formatted by the call: a may go then */
+	hopper_flush_argv(&a, 0);
 	c->next = next;
-	http_redis(c, hopper_flushed, (int)ARRAY_LEN(argv), argv, NULL);
+	http_redis(c, hopper_flushed, HOPPER_FLUSH_ARGC, a.argv, NULL);
 }
 
 bool require_admin_or_reply(struct http_ctx *c)

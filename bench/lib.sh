@@ -20,6 +20,9 @@ bench_cleanup() {
     for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     scripts/redis.sh stop "$TMP/redis" >/dev/null 2>&1 || true
     scripts/pg.sh remove "$TMP/pg" >/dev/null 2>&1 || true
+    if [[ -n "${BENCH_LOGS:-}" ]]; then # BENCH_LOGS=DIR: keep the processes' logs there
+        mkdir -p "$BENCH_LOGS" && cp "$TMP"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
+    fi
     rm -rf "$TMP"
 }
 trap bench_cleanup EXIT

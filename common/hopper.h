@@ -5,10 +5,13 @@
  * Redis round trip (HOPPER_POP_LUA) instead of a database transaction.
  *
  * The lock of a dispatched number is the ZSET HOPPER_LOCKS (member: number
- * id, score: the lock's expiry in ms), taken atomically by the pop script;
- * hopper entries are only candidates (an entry whose number is locked, or
- * older than HOPPER_MAX_AGE_MS, is dropped when popped). Every batch is
- * appended to the stream HOPPER_BATCHES in the same script; the scheduler
+ * id, score: the lock's expiry in ms), taken atomically by the pop script.
+ * A refill holds the numbers it pushes in the same ZSET (a score ending in
+ * .5: the entry's expiry), so that the hoppers of several companies, which
+ * draw from one pool, hold different numbers; a refill that saw the whole
+ * pool takes held numbers over. An entry whose number is locked, held by
+ * another entry, or older than HOPPER_MAX_AGE_MS is dropped when popped.
+ * Every batch is appended to the stream HOPPER_BATCHES in the same script; the scheduler
  * copies it into dialer_batches and mirrors the lock onto numbers.assigned_*
  * (the durable copy, which refills also respect). A reported result releases
  * the Redis lock to a short grace (HOPPER_GRACE_MS), which keeps a refill
@@ -54,24 +57,42 @@
  */
 extern const char HOPPER_POP_LUA[];
 /*
- * Refill begin: KEYS refill lock, epoch, meta, dry; ARGV lock_ms. Returns {0}
- * when another refill runs or the company is dry, else {1, epoch, cursor}.
+ * Refill begin: KEYS refill lock, epoch, meta, dry, list; ARGV lock_ms.
+ * Returns {0} when another refill runs or the company is dry, else {1, epoch,
+ * cursor, after, at, chase, steal, length}: the list's length after the last
+ * refill and when that refill pushed (nil before the first), how far the next
+ * refill reads at least and whether it takes held numbers over (nil: no
+ * minimum, no), and the list's length now.
  */
 extern const char HOPPER_BEGIN_LUA[];
 /*
- * Fill: KEYS list, locks, epoch, meta, refill lock, dry, hoppers set; ARGV
- * epoch seen, now_ms, fill_ms, new cursor, dry (1: mark the company dry when
- * nothing is pushed), company_id, dry_ms, then "id:phone" entries. Returns
- * the count pushed, or -1 when a flush happened since HOPPER_BEGIN_LUA.
+ * Fill, one part of a refill: KEYS list, locks, epoch, meta, refill lock, dry,
+ * hoppers set; ARGV epoch seen, now_ms, fill_ms, new cursor, whole (1: the read
+ * saw the whole pool: mark the company dry when its list is left empty),
+ * company_id, dry_ms, steal (1: numbers other hoppers merely hold are taken
+ * too), last (1: the last part, which frees the refill lock and sets the
+ * cursor and the list's length), hold_ms (HOPPER_MAX_AGE_MS), then the ids,
+ * then the entries "id:phone:fill_ms" in the same order. Pushes the free
+ * numbers and holds them until fill_ms + hold_ms (+ 0.5: a hold, not a lock).
+ * Returns the count pushed, or -1 when a flush happened since HOPPER_BEGIN_LUA.
  */
 extern const char HOPPER_FILL_LUA[];
 /*
- * Flush: KEYS epoch, hoppers set; ARGV company_id, or "" for every company.
- * Drops the lists (and their cursors); bumps the epoch so that a refill in
- * flight pushes nothing. A company without a hopper is left alone. Returns
- * the count of hoppers dropped.
+ * Flush: KEYS epoch, hoppers set, locks; ARGV company_id, or "" for every
+ * company, then hold_ms (HOPPER_MAX_AGE_MS). Drops the lists (and their
+ * cursors), giving back the numbers their entries hold; bumps the epoch so
+ * that a refill in flight pushes nothing. A company without a hopper is left
+ * alone. Returns the count of hoppers dropped.
  */
 extern const char HOPPER_FLUSH_LUA[];
+
+/* The flush's command (HOPPER_FLUSH_LUA) for company_id (0: every company), in a. */
+#define HOPPER_FLUSH_ARGC 8
+struct hopper_flush_args {
+	char cid[24], age[16];
+	const char *argv[HOPPER_FLUSH_ARGC];
+};
+void hopper_flush_argv(struct hopper_flush_args *a, long company_id);
 
 /* The candidate numbers of a refill: $1 company, $2 limit, $3 cooldown days, $4 cursor.
  * Columns: id, phone_number, wrapped (the walk restarted from the lowest id). */
@@ -79,7 +100,8 @@ extern const char HOPPER_CANDIDATES_SQL[];
 
 /*
  * Releases the Redis locks of ids[0..n) to a HOPPER_GRACE_MS grace (never
- * lengthens a lock) on a blocking connection. Returns 0 or -1.
+ * lengthens a lock; a number a hopper merely holds gets the grace, so that its
+ * entry is not dispatched) on a blocking connection. Returns 0 or -1.
  */
 int hopper_release_sync(redisContext *rc, const long long *ids, int n) MUSTCHECK;
 

@@ -46,11 +46,15 @@ static void redis_cli(const char *a1, const char *a2, const char *a3)
 	free(th_redis_cli(a1, a2, a3, NULL));
 }
 
-/* After the tests changed numbers behind the API's back: no hopper keeps candidates read before. */
+/* After the tests changed numbers behind the API's back: no hopper keeps candidates read before,
+ * nor holds their numbers (a hold's score ends in .5; common/hopper.h). */
 static void hoppers_drop(void)
 {
 	free(th_redis_cli("EVAL",
 	                  "for _, k in ipairs(redis.call('KEYS', 'dialer:hopper:*')) do redis.call('DEL', k) end"
+	                  " local z = redis.call('ZRANGE', 'dialer:locks', 0, -1, 'WITHSCORES')"
+	                  " for i = 1, #z, 2 do if tonumber(z[i + 1]) % 1 ~= 0 then"
+	                  "  redis.call('ZREM', 'dialer:locks', z[i]) end end"
 	                  " redis.call('DEL', 'dialer:hoppers') return redis.call('INCR', 'dialer:hopper:epoch')",
 	                  "0", NULL));
 }
@@ -462,13 +466,82 @@ static void test_admin_changes(void **state)
 	free(st_id);
 }
 
+/* The phone of a batch's i-th number ("" when it has fewer). */
+static const char *batch_phone(const struct th_resp *r, size_t i)
+{
+	json_t *n = json_array_get(json_object_get(json_object_get(r->json, "batch"), "numbers"), i);
+	return n ? th_json_str(n, "phone_number") : "";
+}
+
+/* Each company's hopper holds its own numbers, so that two companies drawing from one pool do not
+ * race for the same ones: globex's batch is not taken from what acme's hopper holds. An admin change
+ * gives the held numbers back (oldest first again); a result for a held number makes its hold a
+ * grace, and the hopper's entry is not dispatched. */
+static void test_holds(void **state)
+{
+	struct th_resp *r;
+	char path[96], body[256];
+	struct th_proc *results = th_dialer_start("dialer-results", db_url, "results", NULL);
+
+	(void)state;
+	assert_non_null(results);
+	unlock_all();
+	free(sql("UPDATE numbers SET assigned_at = now() - interval '1 second'")); /* park the others */
+	free(sql("INSERT INTO numbers (phone_number) SELECT '0932' || lpad(g::text, 7, '0')"
+	         " FROM generate_series(1, 1000) g"));
+	r = next_batch("?company=acme&size=10"); /* a refill reads at least 200: acme holds 11..200 */
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 10);
+	assert_string_equal(batch_phone(r, 0), "09320000001");
+	th_resp_free(r);
+	r = next_batch("?company=globex&size=10");
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 10);
+	for (size_t i = 0; i < 10; i++)
+		if (strcmp(batch_phone(r, i), "09320000200") <= 0)
+			fail_msg("globex got %s, which acme's hopper holds", batch_phone(r, i));
+	th_resp_free(r);
+
+	/* an admin change (a delete of an unrelated number) flushes the hoppers and their holds */
+	char *id = sql("SELECT id FROM numbers WHERE phone_number = '09320001000'");
+	snprintf(path, sizeof(path), "/api/numbers/%s", id);
+	free(id);
+	th_call_expect(&api, "DELETE", path, root_token, NULL, 200);
+	r = next_batch("?company=globex&size=10");
+	assert_string_equal(batch_phone(r, 0), "09320000011");
+	th_resp_free(r);
+
+	/* acme holds numbers past globex's; a result for the second of them (its number never handed
+	 * out) turns the hold into a grace: acme's next batch skips it */
+	r = next_batch("?company=acme&size=1");
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 1);
+	char first[16], second[16];
+	snprintf(first, sizeof(first), "%s", batch_phone(r, 0));
+	snprintf(second, sizeof(second), "0932%07ld", strtol(first + 4, NULL, 10) + 1);
+	th_resp_free(r);
+	snprintf(body, sizeof(body),
+	         "{\"company\": \"acme\", \"phone_number\": \"%s\", \"status\": \"MISSED\","
+	         " \"attempted_at\": \"2026-02-18T10:00:00Z\"}",
+	         second);
+	r = th_call(&api, "POST", "/api/dialer/report-result", TH_DIALER_TOKEN, body);
+	TH_EXPECT_STATUS(r, 202);
+	th_resp_free(r);
+	char q[160];
+	snprintf(q, sizeof(q), "SELECT count(*) FROM call_attempts WHERE phone_number = '%s'", second);
+	expect_sql_soon(q, "1");
+	r = next_batch("?company=acme&size=1");
+	TH_EXPECT_INT(json_object_get(r->json, "batch"), "size_returned", 1);
+	if (!strcmp(batch_phone(r, 0), second))
+		fail_msg("%s was handed out after its result", second);
+	th_resp_free(r);
+	assert_int_equal(th_proc_stop(results), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocked),         cmocka_unit_test(test_batch),
 	    cmocka_unit_test(test_selection_rules), cmocka_unit_test(test_published_state),
 	    cmocka_unit_test(test_default_company), cmocka_unit_test(test_concurrent),
-	    cmocka_unit_test(test_admin_changes),
+	    cmocka_unit_test(test_admin_changes),   cmocka_unit_test(test_holds),
 	};
 
 	return cmocka_run_group_tests_name("dialer_next_batch", tests, group_setup, group_teardown);
