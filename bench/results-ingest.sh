@@ -12,7 +12,8 @@
 # STATS=1 also runs one dialer-stats throughout (counting the rollups while results are applied),
 # and reports how far behind the results it was when they were all applied.
 # Usage: bench/results-ingest.sh   (env: NUMBERS=1000000 DRAIN=100000 RATE=10000 DURATION=20 STATS=0,
-#        RESULTS_BIN=bin/dialer-results: another build's worker, for a before/after comparison)
+#        RESULTS_BIN=bin/dialer-results: another build's worker, for a before/after comparison,
+#        PG_PROFILE=1: pg_stat_statements on, its top statements printed at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -39,6 +40,11 @@ stop_workers() {
 }
 STATS_PID=""
 cleanup() {
+    if [[ "${PG_PROFILE:-0}" == 1 ]]; then # the statements that took the database's time, whole run
+        psql -q "$DATABASE_URL" -c "SELECT round(total_exec_time) AS ms, calls, round((total_exec_time / calls)::numeric, 2)
+          AS ms_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query FROM pg_stat_statements
+          ORDER BY total_exec_time DESC LIMIT 15" || true
+    fi
     stop_workers
     [[ -z "$STATS_PID" ]] || { kill -TERM "$STATS_PID" 2>/dev/null; wait "$STATS_PID" 2>/dev/null || true; }
     scripts/redis.sh stop "$TMP/redis" >/dev/null 2>&1 || true
@@ -48,6 +54,10 @@ cleanup() {
 trap cleanup EXIT
 
 PG_PORT="$(free_port)"; REDIS_PORT="$(free_port)"
+if [[ "${PG_PROFILE:-0}" == 1 ]]; then
+    export PG_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all"
+fi
 scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
 scripts/redis.sh start "$TMP/redis" "$REDIS_PORT" >/dev/null
 export DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/dialer"
@@ -64,6 +74,8 @@ INSERT INTO numbers (phone_number) SELECT '09' || (100000000 + g) FROM generate_
 VACUUM ANALYZE;
 CHECKPOINT;
 SQL
+[[ "${PG_PROFILE:-0}" != 1 ]] || psql -q "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+  SELECT pg_stat_statements_reset()" >/dev/null
 CID="$(psql -Atq "$DATABASE_URL" -c "SELECT id FROM companies WHERE name = 'bench'")"
 "${R[@]}" XGROUP CREATE dialer:results results 0 MKSTREAM >/dev/null
 

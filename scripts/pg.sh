@@ -2,6 +2,7 @@
 # Local PostgreSQL cluster for `make run` / `make test`, run as the `postgres` user.
 # Usage: pg.sh start DATADIR PORT | stop DATADIR | status DATADIR | remove DATADIR
 #   PG_FAST=1  fsync/synchronous_commit/full_page_writes off (tests only)
+#   PG_EXTRA_CONF  more postgresql.conf lines, written on each start (benchmark profiling)
 #   PG_BIN     directory of initdb/pg_ctl (default: newest /usr/lib/postgresql/*/bin)
 #
 # Layout, next to DATADIR (in its parent P): P/postgresql.log and P/pgsock/ (the
@@ -139,6 +140,8 @@ start() {
         echo "unix_socket_directories = '$sock'"
         echo "max_connections = 200"
         pg_tuning
+        # PG_EXTRA_CONF: more settings, one per line (benchmarks: e.g. pg_stat_statements)
+        [[ -z "${PG_EXTRA_CONF:-}" ]] || printf '%s\n' "$PG_EXTRA_CONF"
         if [[ "${PG_FAST:-0}" == 1 ]]; then
             echo "fsync = off"
             echo "synchronous_commit = off"
