@@ -49,6 +49,15 @@ PGconn *db_connect(const char *conninfo, volatile int *stop)
 	}
 }
 
+const char *db_error_message(PGconn *pg, const PGresult *r)
+{
+	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (m)
+		return m;
+	m = pg ? PQerrorMessage(pg) : NULL;
+	return m && *m ? m : "connection lost";
+}
+
 PGresult *db_exec(PGconn *pg, const char *sql, int n, const char *const *params)
 {
 	PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);

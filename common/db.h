@@ -22,6 +22,12 @@ PGconn *db_connect(const char *conninfo, volatile int *stop);
 PGresult *db_exec(PGconn *pg, const char *sql, int n, const char *const *params);
 
 /*
+ * What the database said about r: its primary message (no "ERROR:" prefix, no
+ * newline), else the connection's error (pg may be NULL), else "connection lost".
+ */
+const char *db_error_message(PGconn *pg, const PGresult *r);
+
+/*
  * Applies schema/NNN_*.sql files from dir not yet in schema_migrations, each
  * in its own transaction, under an advisory lock (safe when several processes
  * start at once). dir NULL: $DIALER_SCHEMA_DIR, else <exe dir>/../schema.

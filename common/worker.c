@@ -66,10 +66,7 @@ static PGconn *worker_db_connect(volatile int *stop)
 	if (db) {
 		PGresult *r = PQexec(db, "SET statement_timeout = '120s'; SET lock_timeout = '30s'");
 		if (PQresultStatus(r) != PGRES_COMMAND_OK)
-			log_warn("event=db_session_setup_failed error=\"%s\"",
-			         PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			             ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			             : "no result");
+			log_warn("event=db_session_setup_failed error=\"%s\"", db_error_message(db, r));
 		PQclear(r);
 	}
 	return db;

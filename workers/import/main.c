@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "db.h"
 #include "importresult.h"
 #include "jobs.h"
 #include "phone.h"
@@ -122,8 +123,7 @@ static json_t *value_json(const char *v, size_t len)
  * connection's. */
 static const char *db_msg(struct import *im, const PGresult *r)
 {
-	const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	return m ? m : PQerrorMessage(im->db);
+	return db_error_message(im->db, r);
 }
 
 static int copy_flush(struct import *im)

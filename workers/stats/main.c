@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "db.h"
 #include "metrics.h"
 #include "rds.h"
 #include "util.h"
@@ -102,6 +103,7 @@ static struct {
 	bool holder;                                  /* this copy holds the lock (on the current database session) */
 	enum { RB_NONE, RB_CHECK, RB_FORCE } rebuild; /* check: ask stats_apply; force: the group is gone */
 	bool claim;                                   /* take every pending entry of the group before reading */
+	char claim_cursor[48];                        /* where claim_all goes on ("" or "0-0": from the start) */
 	bool said_waiting, said_standby;              /* log those states once, not every second */
 	int wait_ms; /* current wait for entries the results worker has not applied yet */
 	unsigned long ticks;
@@ -119,8 +121,7 @@ static PGresult *exec(struct worker_ctx *w, const char *what, const char *sql, i
 	ExecStatusType s = PQresultStatus(r);
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
 		return r;
-	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-	log_warn("event=db_failed what=%s error=\"%s\"", what, msg ? msg : PQerrorMessage(w->db));
+	log_warn("event=db_failed what=%s error=\"%s\"", what, db_error_message(w->db, r));
 	PQclear(r);
 	return NULL;
 }
@@ -182,20 +183,26 @@ static bool take_lock(struct worker_ctx *w)
 		if (st.rebuild != RB_FORCE)
 			st.rebuild = RB_CHECK; /* stats_apply says whether one is needed */
 		st.claim = true;               /* a previous holder's pending entries come first */
+		st.claim_cursor[0] = '\0';
 		log_info("event=applying consumer=%s", w->consumer);
 	}
 	return got;
 }
 
 /* Takes every entry of the group pending on another consumer (a previous holder's), so that
- * this copy's own pending list holds everything delivered and not acknowledged, in order.
- * Returns 0 or -1. */
+ * this copy's own pending list holds everything delivered and not acknowledged, in order. At most
+ * CLAIM_ROUNDS pages a call, so that a huge pending list does not hold the loop: the cursor is
+ * kept, and the next call goes on. Returns 0 when all is taken, 1 when there is more, or -1. */
+#define CLAIM_ROUNDS 100
+
 static int claim_all(struct worker_ctx *w)
 {
-	char cursor[48] = "0-0";
-	for (int round = 0; round < 100000; round++) {
+	char *claim_cursor = st.claim_cursor;
+	if (!*claim_cursor)
+		snprintf(claim_cursor, sizeof(st.claim_cursor), "0-0");
+	for (int round = 0; round < CLAIM_ROUNDS; round++) {
 		const char *argv[] = {"XAUTOCLAIM", STREAM_RESULTS, GROUP,       w->consumer, "0",
-		                      cursor,       "COUNT",        CLAIM_COUNT, "JUSTID"};
+		                      claim_cursor, "COUNT",        CLAIM_COUNT, "JUSTID"};
 		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
 		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
@@ -205,16 +212,17 @@ static int claim_all(struct worker_ctx *w)
 		}
 		if (r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements)
 			log_info("event=claimed count=%zu", r->element[1]->elements);
-		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		snprintf(claim_cursor, sizeof(st.claim_cursor), "%s", r->element[0]->str);
 		freeReplyObject(r);
-		if (!strcmp(cursor, "0-0"))
+		if (!strcmp(claim_cursor, "0-0")) {
+			claim_cursor[0] = '\0';
 			return 0;
+		}
 	}
-	return 0;
+	log_info("event=claim_continues cursor=%s", claim_cursor);
+	return 1;
 }
 
-/* Rebuilds the rollups from call_attempts (schema: stats_rebuild) after moving the group to
- * the results group's frontier. Returns 0, a wait in ms, or -1. */
 static int rebuild(struct worker_ctx *w)
 {
 	const char *argv[] = {"EVAL", regroup_lua, "1", STREAM_RESULTS, RESULTS_GROUP, GROUP};
@@ -421,6 +429,7 @@ static int process(struct worker_ctx *w, const redisReply *list)
 		/* a previous holder (or one that lost its database session) still holds entries, older
 		 * than these: they are taken and everything is read again in order */
 		st.claim = true;
+		st.claim_cursor[0] = '\0';
 		return 0;
 	}
 	while (m < n && !rds_id_parse(list->element[m]->element[0]->str, &e) && rds_id_less(e, f))
@@ -468,8 +477,11 @@ static int stats_run(struct worker_ctx *w)
 	if (st.rebuild == RB_FORCE)
 		return rebuild(w);
 	if (st.claim) {
-		if (claim_all(w))
+		int more = claim_all(w);
+		if (more < 0)
 			return -1;
+		if (more)
+			return 0; /* the next turn goes on from the cursor */
 		st.claim = false;
 	}
 	if (st.rebuild == RB_CHECK) {

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "db.h"
 #include "deliver.h"
 #include "metrics.h"
 #include "util.h"
@@ -331,8 +332,7 @@ static int record(struct worker_ctx *w)
 	const char *p[9] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], w->consumer, age};
 	PGresult *r = PQexecParams(w->db, RECORD_SQL, 9, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		log_warn("event=outcomes_not_recorded count=%zu error=\"%s\"", ds.ndone, msg ? msg : "connection lost");
+		log_warn("event=outcomes_not_recorded count=%zu error=\"%s\"", ds.ndone, db_error_message(w->db, r));
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -410,8 +410,7 @@ static int claim(struct worker_ctx *w, int slots)
 	ds.last_claim_ns = util_now_ns();
 	PGresult *r = PQexecParams(w->db, CLAIM_SQL, 4, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		log_warn("event=claim_failed error=\"%s\"", msg ? msg : "connection lost");
+		log_warn("event=claim_failed error=\"%s\"", db_error_message(w->db, r));
 		PQclear(r);
 		return -1;
 	}
@@ -478,10 +477,8 @@ static long delete_batches(struct worker_ctx *w, const char *what, const char *s
 	for (int round = 0; round < RETENTION_ROUNDS; round++) {
 		PGresult *r = PQexecParams(w->db, sql, 2, NULL, p, NULL, NULL, 0);
 		long n = PQresultStatus(r) == PGRES_COMMAND_OK ? strtol(PQcmdTuples(r), NULL, 10) : -1;
-		if (n < 0) {
-			const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-			log_warn("event=retention_failed table=%s error=\"%s\"", what, msg ? msg : "connection lost");
-		}
+		if (n < 0)
+			log_warn("event=retention_failed table=%s error=\"%s\"", what, db_error_message(w->db, r));
 		PQclear(r);
 		if (n <= 0)
 			break;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "db.h"
 #include "events.h"
 #include "ingest.h"
 #include "metrics.h"
@@ -129,8 +130,7 @@ static PGresult *tuples_or_log(PGresult *r, const char *what)
 {
 	if (PQresultStatus(r) == PGRES_TUPLES_OK)
 		return r;
-	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-	log_warn("event=%s_failed error=\"%s\"", what, msg ? msg : "connection lost");
+	log_warn("event=%s_failed error=\"%s\"", what, db_error_message(NULL, r));
 	PQclear(r);
 	return NULL;
 }
@@ -140,10 +140,8 @@ static bool command_ok(PGconn *db, const char *sql)
 {
 	PGresult *r = PQexec(db, sql);
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok) {
-		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		log_warn("event=statement_failed sql=\"%.20s\" error=\"%s\"", sql, msg ? msg : "connection lost");
-	}
+	if (!ok)
+		log_warn("event=statement_failed sql=\"%.20s\" error=\"%s\"", sql, db_error_message(db, r));
 	PQclear(r);
 	return ok;
 }
