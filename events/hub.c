@@ -1,6 +1,7 @@
 /*
- * dialer-events' shared pieces: rendering an event once for every client (struct emsg),
- * a client's scope and who sees what, and the refusal of a connection before streaming.
+ * dialer-events' shared pieces: rendering an event once for every client (struct emsg), a
+ * client's queue of references to them (struct refq), a client's scope and who sees what, and
+ * the refusal of a connection before streaming.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "hub.h"
 
 atomic_int hub_clients;
@@ -57,6 +59,63 @@ void emsg_unref(struct emsg *m)
 		free(m);
 	}
 }
+
+/* ---- a client's queue of references ---- */
+
+static size_t refq_size(const struct refq *q, const struct emsg *m)
+{
+	return q->kind == REFQ_WS ? m->ws_len : m->sse_len;
+}
+
+void refq_push(struct refq *q, struct emsg *m)
+{
+	if (q->len == q->cap) {
+		size_t ncap = q->cap ? q->cap * 2 : 16;
+		struct emsg **v = xmalloc(ncap * sizeof(*v));
+		for (size_t i = 0; i < q->len; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->cap = ncap;
+		q->head = 0;
+	}
+	q->v[(q->head + q->len) % q->cap] = m;
+	q->len++;
+	q->bytes += refq_size(q, m);
+}
+
+bool refq_offer(struct refq *q, struct emsg *m, size_t backlog)
+{
+	if (backlog + refq_size(q, m) > (size_t)cfg.events_client_buffer_bytes) {
+		emsg_unref(m);
+		return false;
+	}
+	refq_push(q, m);
+	return true;
+}
+
+struct emsg *refq_pop(struct refq *q)
+{
+	if (!q->len)
+		return NULL;
+	struct emsg *m = q->v[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+	q->bytes -= refq_size(q, m);
+	return m;
+}
+
+void refq_clear(struct refq *q)
+{
+	struct emsg *m;
+	while ((m = refq_pop(q)))
+		emsg_unref(m);
+	free(q->v);
+	q->v = NULL;
+	q->head = q->cap = 0;
+}
+
+/* ---- scopes ---- */
 
 int scope_from_json(const json_t *h, struct scope *s)
 {

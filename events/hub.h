@@ -35,6 +35,31 @@ struct emsg *emsg_new(const struct event_msg *ev);
 struct emsg *emsg_ref(struct emsg *m);
 void emsg_unref(struct emsg *m);
 
+/*
+ * A client's queue of references to events, oldest first (both transports): a ring that grows
+ * by doubling, and the bytes the queued events take in the client's rendering. All zero is an
+ * empty queue that counts the SSE rendering; a WebSocket client's sets kind first.
+ */
+enum refq_kind { REFQ_SSE, REFQ_WS };
+
+struct refq {
+	struct emsg **v;
+	size_t head, len, cap;
+	size_t bytes; /* of the queued events, as kind renders them */
+	enum refq_kind kind;
+};
+
+/* Appends m; its reference moves into q. */
+void refq_push(struct refq *q, struct emsg *m);
+/* Appends m (its reference moves in) unless backlog (all the client holds unsent, q's bytes
+ * included) plus m would go over EVENTS_CLIENT_BUFFER_BYTES: then m is released and false is
+ * returned, and the client, too slow, is to be dropped (and told why) by its transport. */
+bool refq_offer(struct refq *q, struct emsg *m, size_t backlog) MUSTCHECK;
+/* Takes the oldest out (its reference is the caller's), or NULL when q is empty. */
+struct emsg *refq_pop(struct refq *q);
+/* Releases every queued reference and the ring; q stays usable (empty, of the same kind). */
+void refq_clear(struct refq *q);
+
 /* Who a client is and what it asked for (from the API's handoff header). */
 struct scope {
 	long user_id;

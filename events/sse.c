@@ -1,8 +1,9 @@
 /*
  * Server-Sent Events clients on dialer-events' libevent loop. Each client has a queue of
- * references to rendered events (struct emsg, shared by every client) and a bufferevent that
- * holds at most ~64 KiB of them at a time; what is queued plus what is buffered is bounded by
- * EVENTS_CLIENT_BUFFER_BYTES, past which the client is dropped and told so ("event: dropped").
+ * references to rendered events (struct refq in hub.c; struct emsg, shared by every client) and
+ * a bufferevent that holds at most ~64 KiB of them at a time; what is queued plus what is
+ * buffered is bounded by EVENTS_CLIENT_BUFFER_BYTES, past which the client is dropped and told
+ * so ("event: dropped").
  * A client resuming with Last-Event-ID first reads (id, live] from the stream with XRANGE while
  * the live events that arrive meanwhile wait in its pending list: nothing lost, nothing twice.
  */
@@ -28,12 +29,6 @@
 #define CLOSE_GRACE_S 5     /* a dropped client's last words get this long to go out */
 
 enum sse_state { SC_CATCHUP, SC_LIVE, SC_CLOSING };
-
-struct refq {
-	struct emsg **v;
-	size_t head, len, cap;
-	size_t bytes;
-};
 
 struct sse_client {
 	TAILQ_ENTRY(sse_client) link;
@@ -63,45 +58,6 @@ void sse_init(struct event_base *b, struct rds *r)
 void sse_live_at(const char *last_id)
 {
 	snprintf(live, sizeof(live), "%s", last_id);
-}
-
-/* ---- queues of references ---- */
-
-static void refq_push(struct refq *q, struct emsg *m)
-{
-	if (q->len == q->cap) {
-		size_t ncap = q->cap ? q->cap * 2 : 16;
-		struct emsg **v = xmalloc(ncap * sizeof(*v));
-		for (size_t i = 0; i < q->len; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->cap = ncap;
-		q->head = 0;
-	}
-	q->v[(q->head + q->len) % q->cap] = m;
-	q->len++;
-	q->bytes += m->sse_len;
-}
-
-static struct emsg *refq_pop(struct refq *q)
-{
-	if (!q->len)
-		return NULL;
-	struct emsg *m = q->v[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-	q->bytes -= m->sse_len;
-	return m;
-}
-
-static void refq_clear(struct refq *q)
-{
-	struct emsg *m;
-	while ((m = refq_pop(q)))
-		emsg_unref(m);
-	free(q->v);
-	memset(q, 0, sizeof(*q));
 }
 
 /* ---- clients ---- */
@@ -197,11 +153,8 @@ static void drop(struct sse_client *c, const char *reason)
 /* Queues m for c (a reference is taken), dropping c when its backlog goes over the limit. */
 static void deliver(struct sse_client *c, struct refq *q, struct emsg *m)
 {
-	if (backlog(c) + m->sse_len > (size_t)cfg.events_client_buffer_bytes) {
+	if (!refq_offer(q, emsg_ref(m), backlog(c)))
 		drop(c, "slow_client");
-		return;
-	}
-	refq_push(q, emsg_ref(m));
 }
 
 void sse_broadcast(struct emsg *m)
@@ -269,6 +222,15 @@ static void gap(struct sse_client *c, const char *key, const char *val)
 	                    "event: gap\ndata: {\"last_event_id\":\"%s\",\"%s\":\"%s\"}\n\n", c->after, key, val);
 }
 
+/* The catch-up cannot be read (Redis is unavailable, or its connection is being freed at
+ * shutdown): say so, and go on live. No further read is sent from here: at shutdown it would be
+ * failed from a loop that no longer runs, and its request never freed. */
+static void resume_unavailable(struct sse_client *c)
+{
+	gap(c, "reason", "resume unavailable");
+	go_live(c);
+}
+
 static bool zombie_reaped(struct sse_client *c)
 {
 	c->range_inflight = false;
@@ -287,9 +249,7 @@ static void range_cb(redisReply *r, void *arg)
 	if (c->state == SC_CLOSING)
 		return;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
-		/* cannot read the window: say so, and go on live */
-		gap(c, "reason", "resume unavailable");
-		go_live(c);
+		resume_unavailable(c);
 		return;
 	}
 	for (size_t i = 0; i < r->elements; i++) {
@@ -329,9 +289,13 @@ static void range_next(struct sse_client *c)
 static void oldest_cb(redisReply *r, void *arg)
 {
 	struct sse_client *c = arg;
-	if (zombie_reaped(c))
+	if (zombie_reaped(c) || c->state == SC_CLOSING)
 		return;
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+	if (!r) {
+		resume_unavailable(c);
+		return;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
 	    r->element[0]->elements >= 1 && r->element[0]->element[0]->type == REDIS_REPLY_STRING &&
 	    events_id_cmp(c->after, r->element[0]->element[0]->str) < 0) {
 		gap(c, "oldest_event_id", r->element[0]->element[0]->str);

@@ -57,8 +57,7 @@ struct wsc {
 	char close_reason[64];
 	unsigned subs; /* event types subscribed to */
 	bool explicit_subs;
-	struct emsg **q; /* to send, in order */
-	size_t qhead, qlen, qcap, qbytes;
+	struct refq q; /* to send */
 	char rx[RX_MAX];
 	size_t rxlen;
 	bool rx_overflow;
@@ -110,44 +109,6 @@ static struct emsg *text_msg(json_t *body)
 	return m;
 }
 
-static void q_push(struct wsc *w, struct emsg *m)
-{
-	if (w->qlen == w->qcap) {
-		size_t ncap = w->qcap ? w->qcap * 2 : 16;
-		struct emsg **v = xmalloc(ncap * sizeof(*v));
-		for (size_t i = 0; i < w->qlen; i++)
-			v[i] = w->q[(w->qhead + i) % w->qcap];
-		free(w->q);
-		w->q = v;
-		w->qcap = ncap;
-		w->qhead = 0;
-	}
-	w->q[(w->qhead + w->qlen) % w->qcap] = m;
-	w->qlen++;
-	w->qbytes += m->ws_len;
-}
-
-static struct emsg *q_pop(struct wsc *w)
-{
-	if (!w->qlen)
-		return NULL;
-	struct emsg *m = w->q[w->qhead];
-	w->qhead = (w->qhead + 1) % w->qcap;
-	w->qlen--;
-	w->qbytes -= m->ws_len;
-	return m;
-}
-
-static void q_clear(struct wsc *w)
-{
-	struct emsg *m;
-	while ((m = q_pop(w)))
-		emsg_unref(m);
-	free(w->q);
-	w->q = NULL;
-	w->qcap = 0;
-}
-
 /* Closes with a status and a reason the client sees (in the writeable callback). */
 static void close_with(struct wsc *w, int status, const char *reason)
 {
@@ -156,7 +117,7 @@ static void close_with(struct wsc *w, int status, const char *reason)
 	w->closing = true;
 	w->close_status = status;
 	snprintf(w->close_reason, sizeof(w->close_reason), "%s", reason);
-	q_clear(w);
+	refq_clear(&w->q);
 	if (status == LWS_CLOSE_STATUS_POLICY_VIOLATION)
 		metrics_count("events_clients_dropped", 1);
 	log_set_ctx(w->s.rid);
@@ -173,12 +134,10 @@ static void send_msg(struct wsc *w, struct emsg *m)
 		emsg_unref(m);
 		return;
 	}
-	if (w->qbytes + m->ws_len > (size_t)cfg.events_client_buffer_bytes) {
-		emsg_unref(m);
+	if (!refq_offer(&w->q, m, w->q.bytes)) {
 		close_with(w, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow client: dropped");
 		return;
 	}
-	q_push(w, m);
 	lws_callback_on_writable(w->wsi);
 }
 
@@ -364,6 +323,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		}
 		w->s = a->s;
 		free(a);
+		w->q.kind = REFQ_WS;
 		w->subs = ALL_BITS & w->s.types;
 		list_add(w);
 		atomic_fetch_add(&hub_clients, 1);
@@ -404,7 +364,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			                 strlen(w->close_reason));
 			return -1;
 		}
-		struct emsg *m = q_pop(w);
+		struct emsg *m = refq_pop(&w->q);
 		if (!m)
 			return 0;
 		int n = lws_write(wsi, m->ws + HUB_WS_PRE, m->ws_len, LWS_WRITE_TEXT);
@@ -413,14 +373,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		emsg_unref(m);
 		if (n < 0)
 			return -1;
-		if (w->qlen)
+		if (w->q.len)
 			lws_callback_on_writable(wsi);
 		return 0;
 	}
 	case LWS_CALLBACK_CLOSED:
 		if (w && w->listed) {
 			list_del(w);
-			q_clear(w);
+			refq_clear(&w->q);
 			atomic_fetch_sub(&hub_clients, 1);
 			metrics_count("events_clients_closed", 1);
 			log_set_ctx(w->s.rid);
