@@ -112,7 +112,9 @@ static void locked(struct http_ctx *c, PGresult *res)
 	 * COMPAT §2.6: a present field bumps the version even when its value is
 	 * unchanged; a positive wallet clears disabled_by_dialer only while the
 	 * company is enabled (a PUT never re-enables dialing). The ledger gets an
-	 * adjustment for a changed balance, then a rate row for a changed cost.
+	 * adjustment for a changed balance, then a rate row for a changed cost,
+	 * only with the config row updated (locked: a company deleted meanwhile
+	 * takes them with it; schema 016).
 	 */
 	http_db(c,
 	        "WITH u AS (UPDATE company_config SET wallet_balance = $2, cost_per_connected = $3,"
@@ -124,7 +126,7 @@ static void locked(struct http_ctx *c, PGresult *res)
 	        "  SELECT $1, v.kind, v.amount, $2, v.rate, $6, $7 FROM (VALUES"
 	        "   (1, 'adjustment', $2::bigint - $4::bigint, NULL::bigint, $2::bigint <> $4::bigint),"
 	        "   (2, 'rate', 0, $3::bigint, $3::bigint <> $5::bigint)) v (ord, kind, amount, rate, wanted)"
-	        "  WHERE v.wanted ORDER BY v.ord)"
+	        "  WHERE v.wanted AND EXISTS (SELECT 1 FROM u) ORDER BY v.ord)"
 	        " SELECT * FROM u",
 	        7, p, written);
 }

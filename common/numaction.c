@@ -39,8 +39,9 @@ char *numaction_sql(struct selection_query *q, enum numaction act, bool superuse
 		change =
 		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
 		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		              "co AS (SELECT id FROM companies WHERE id = $%d::int FOR KEY SHARE), "
 		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
-		              " SELECT $%d::int, id, $%d FROM ok WHERE $%d <> 'IN_QUEUE'"
+		              " SELECT co.id, ok.id, $%d FROM ok, co WHERE $%d <> 'IN_QUEUE'"
 		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
 		              " updated_at = now() RETURNING 1), "
 		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"

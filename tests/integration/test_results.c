@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,6 +818,76 @@ static void test_two_workers(void **state)
 	                 PAIR_RUN);
 }
 
+/* number_state and wallet_ledger have no foreign keys (schema 016): a deleted number takes its
+ * number_state rows with it, a deleted company its number_state and ledger rows; and a number
+ * deleted while its result is being applied dead-letters the result instead of leaving a row for a
+ * number that is gone. */
+static void test_deletes(void **state)
+{
+	char *id, path[96];
+	long long nid, gone;
+
+	(void)state;
+	/* a number */
+	id = report("\"phone_number\": \"09121000077\", \"status\": \"MISSED\", \"attempted_at\": "
+	            "\"2026-02-18T11:00:00Z\"");
+	wait_applied(id);
+	free(id);
+	nid = qi("SELECT id FROM numbers WHERE phone_number = '09121000077'");
+	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE number_id = %lld", nid), 1);
+	snprintf(path, sizeof(path), "/api/numbers/%lld", nid);
+	th_call_expect(&api, "DELETE", path, root_token, NULL, 200);
+	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE number_id = %lld", nid), 0);
+
+	/* a company, with a charged result and a funded wallet */
+	gone = th_create_company(&api, root_token, "gone", "Gone", true);
+	th_open_company(&api, root_token, "gone", 100000);
+	struct th_resp *r = th_call(&api, "POST", "/api/dialer/report-result", TH_DIALER_TOKEN,
+	                            "{\"company\": \"gone\", \"phone_number\": \"09121000078\", \"status\": "
+	                            "\"CONNECTED\", \"attempted_at\": \"2026-02-18T11:00:00Z\"}");
+	TH_EXPECT_STATUS(r, 202);
+	id = strdup(th_json_str(r->json, "stream_id"));
+	th_resp_free(r);
+	wait_applied(id);
+	free(id);
+	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE company_id = %lld", gone), 1);
+	assert_true(qi("SELECT count(*) FROM wallet_ledger WHERE company_id = %lld AND kind = 'charge'", gone) == 1);
+	snprintf(path, sizeof(path), "/api/companies/%lld", gone);
+	th_call_expect(&api, "DELETE", path, root_token, "{\"confirm_name\": \"gone\"}", 200);
+	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE company_id = %lld", gone), 0);
+	assert_int_equal(qi("SELECT count(*) FROM wallet_ledger WHERE company_id = %lld", gone), 0);
+
+	/* a number deleted while the worker waits for its lock: this session holds it, the worker
+	 * found the number and waits at its lock (step 9), the delete commits, the lock skips it */
+	free(q("INSERT INTO numbers (phone_number) VALUES ('09121000079')"));
+	PGconn *pg = PQconnectdb(db_url);
+	assert_int_equal(PQstatus(pg), CONNECTION_OK);
+	PQclear(PQexec(pg, "BEGIN"));
+	PGresult *res = PQexec(pg, "SELECT id FROM numbers WHERE phone_number = '09121000079' FOR UPDATE");
+	assert_int_equal(PQntuples(res), 1);
+	PQclear(res);
+	id = report("\"phone_number\": \"09121000079\", \"status\": \"BUSY\", \"attempted_at\": "
+	            "\"2026-02-18T11:00:00Z\"");
+	char sql[256];
+	/* the worker is waiting on this session's lock */
+	TH_WAIT_SQL(db_url,
+	            "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+	            " WHERE NOT l.granted AND a.query LIKE '%FOR UPDATE%'",
+	            "t", 15000);
+	PQclear(PQexec(pg, "DELETE FROM numbers WHERE phone_number = '09121000079'"));
+	res = PQexec(pg, "COMMIT");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(pg);
+	snprintf(sql, sizeof(sql), "SELECT reason FROM dead_letters WHERE stream_id = '%s'", id);
+	TH_WAIT_SQL(db_url, sql, "Number deleted while the result was applied", 15000);
+	assert_int_equal(qi("SELECT count(*) FROM call_attempts WHERE stream_id = '%s'", id), 0);
+	assert_int_equal(qi("SELECT count(*) FROM number_state s WHERE NOT EXISTS (SELECT 1 FROM numbers n WHERE n.id "
+	                    "= s.number_id)"),
+	                 0);
+	free(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -825,6 +896,7 @@ int main(void)
 	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_last_chance),
 	    cmocka_unit_test(test_malformed),      cmocka_unit_test(test_restarts),
 	    cmocka_unit_test(test_sigkill),        cmocka_unit_test(test_two_workers),
+	    cmocka_unit_test(test_deletes),
 	};
 
 	return cmocka_run_group_tests_name("results", tests, group_setup, group_teardown);

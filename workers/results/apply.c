@@ -72,11 +72,14 @@ static const char *const steps[] = {
     "  SELECT a.stream_id FROM call_attempts a WHERE a.stream_id = ANY (ARRAY(SELECT stream_id FROM results_stage))"
     "  UNION ALL"
     "  SELECT d.stream_id FROM dead_letters d WHERE d.stream_id = ANY (ARRAY(SELECT stream_id FROM results_stage))))",
-    /* 1: malformed entries, and the company must be active (step 1) */
+    /* 1: malformed entries, and the company must be active (step 1); the companies are locked
+     * (FOR KEY SHARE: one lock per company and batch) until the commit, so that a company deleted
+     * meanwhile takes this batch's rows with it (schema 016: no foreign key on the rows) */
     "UPDATE results_stage s SET dead = COALESCE(s.bad, 'Company not found')"
     " WHERE NOT s.dup AND (s.bad IS NOT NULL OR NOT s.company_id = ANY (ARRAY("
     "  SELECT c.id FROM companies c WHERE c.is_active"
-    "   AND c.id = ANY (ARRAY(SELECT DISTINCT s2.company_id FROM results_stage s2)))))",
+    "   AND c.id = ANY (ARRAY(SELECT DISTINCT s2.company_id FROM results_stage s2)) ORDER BY c.id"
+    "   FOR KEY SHARE)))",
     /* 2: a valid phone names the number (a number_id that disagrees is discarded, step 3) */
     "UPDATE results_stage s SET n_id = (SELECT n.id FROM numbers n WHERE n.phone_number = s.phone),"
     "       n_phone = s.phone"
@@ -113,7 +116,10 @@ static const char *const steps[] = {
     /* 9: lock the numbers in id order, so that concurrent copies never deadlock in the trigger */
     "SELECT n.id FROM numbers n"
     " WHERE n.id = ANY (ARRAY(SELECT s.n_id FROM results_stage s WHERE " LIVE ")) ORDER BY n.id FOR UPDATE",
-    /* 10: the attempts, in stream order (steps 8-9 through the call_attempts trigger); a stream id
+    /* 10: a number deleted since it was found (the lock skipped it) cannot take the result */
+    "UPDATE results_stage s SET dead = 'Number deleted while the result was applied'"
+    " WHERE " LIVE " AND NOT EXISTS (SELECT 1 FROM numbers n WHERE n.id = s.n_id)",
+    /* 11: the attempts, in stream order (steps 8-9 through the call_attempts trigger); a stream id
      * another copy committed meanwhile conflicts and is skipped */
     "WITH ins AS ("
     "  INSERT INTO call_attempts (company_id, number_id, phone_number, status, reason, attempted_at,"
@@ -125,15 +131,15 @@ static const char *const steps[] = {
     "  ON CONFLICT (stream_id) WHERE stream_id IS NOT NULL DO NOTHING"
     "  RETURNING id, stream_id)"
     " UPDATE results_stage s SET attempt_id = ins.id FROM ins WHERE s.stream_id = ins.stream_id",
-    /* 11: the wallet rows exist (COMPAT §3.6: created on first use) */
+    /* 12: the wallet rows exist (COMPAT §3.6: created on first use) */
     "INSERT INTO company_config (company_id, skip_holidays)"
     " SELECT DISTINCT s.company_id, $1::boolean FROM results_stage s WHERE " CHARGED_ROWS
     " ON CONFLICT (company_id) DO NOTHING",
-    /* 12: lock them as the billing PUT does, in company order, as late as possible */
+    /* 13: lock them as the billing PUT does, in company order, as late as possible */
     "SELECT count(*) FROM (SELECT c.company_id FROM company_config c"
     " WHERE c.company_id = ANY (ARRAY(SELECT s.company_id FROM results_stage s WHERE " CHARGED_ROWS "))"
     " ORDER BY c.company_id FOR UPDATE) l",
-    /* 13: charge in attempt order (COMPAT §3.6): cost ≤ 0 → nothing; the j-th billable attempt
+    /* 14: charge in attempt order (COMPAT §3.6): cost ≤ 0 → nothing; the j-th billable attempt
      * of a company is charged while balance − (j−1)·cost > 0, min(cost, what is left), with a
      * ledger row; the one reaching 0 and every later one (balance ≤ 0) disable the company and
      * bump its version, as the original does once per report. Returns the companies disabled. */
@@ -162,7 +168,7 @@ static const char *const steps[] = {
     "         FROM e WHERE cc.company_id = e.company_id AND (e.events > 0 OR e.balance <> cc.wallet_balance)"
     "       RETURNING cc.company_id, e.events)"
     " SELECT company_id FROM u WHERE events > 0 ORDER BY company_id",
-    /* 14: what cannot apply is kept, with the entry and why */
+    /* 15: what cannot apply is kept, with the entry and why */
     "INSERT INTO dead_letters (company_id, stream_id, entry, reason, deliveries)"
     " SELECT (SELECT c.id FROM companies c WHERE c.id = s.company_id), s.stream_id,"
     "        COALESCE(s.raw, jsonb_strip_nulls(jsonb_build_object('v', '1', 'company_id', s.company_id::text,"
@@ -175,7 +181,7 @@ static const char *const steps[] = {
     "        s.dead, s.deliveries"
     "   FROM results_stage s WHERE s.dead IS NOT NULL AND NOT s.dup ORDER BY s.seq"
     " ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id, reason",
-    /* 15: the counts */
+    /* 16: the counts */
     "SELECT count(*) FILTER (WHERE s.attempt_id IS NOT NULL),"
     "       count(*) FILTER (WHERE s.dup OR (s.dead IS NULL AND s.attempt_id IS NULL)),"
     "       count(*) FILTER (WHERE s.attempt_id IS NOT NULL"
@@ -186,10 +192,10 @@ static const char *const steps[] = {
 
 enum {
 	STEP_LOCK = 9,
-	STEP_CONFIG = 11,
-	STEP_CHARGE = 13,
-	STEP_DEAD = 14,
-	STEP_COUNTS = 15,
+	STEP_CONFIG = 12,
+	STEP_CHARGE = 14,
+	STEP_DEAD = 15,
+	STEP_COUNTS = 16,
 	NSTEPS = (int)ARRAY_LEN(steps)
 };
 
