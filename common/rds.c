@@ -1,7 +1,9 @@
 /*
  * hiredis async over libevent with reconnect: AUTH and SELECT are pipelined
  * first after every connect; a disconnect fails the in-flight callbacks with
- * NULL (hiredis does that) and schedules a reconnect with backoff.
+ * NULL (hiredis does that) and schedules a reconnect with backoff. A command
+ * that cannot be sent waits in the connection's failed list for the next loop
+ * turn (or rds_free) to fail it with NULL.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,12 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+struct pending {
+	rds_cb cb;
+	void *arg;
+	struct pending *next; /* in struct rds's failed list */
+};
+
 struct rds {
 	struct event_base *base;
 	struct rds_url url;
@@ -26,11 +34,8 @@ struct rds {
 	bool down_logged;
 	int backoff_ms;
 	struct event *retry;
-};
-
-struct pending {
-	rds_cb cb;
-	void *arg;
+	struct event *fail_ev;                 /* fails the failed list, the loop turn after */
+	struct pending *failed, **failed_tail; /* commands that could not be sent, oldest first */
 };
 
 int rds_url_parse(const char *url, struct rds_url *out)
@@ -165,6 +170,29 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	start(arg);
 }
 
+/* Calls back (with NULL) and frees the commands that could not be sent so far; those they send
+ * and cannot go on the list again, for the next call. */
+static void fail_failed(struct rds *r)
+{
+	struct pending *p = r->failed;
+	r->failed = NULL;
+	r->failed_tail = &r->failed;
+	while (p) {
+		struct pending *next = p->next;
+		if (p->cb)
+			p->cb(NULL, p->arg);
+		free(p);
+		p = next;
+	}
+}
+
+static void fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	UNUSED(fd);
+	UNUSED(what);
+	fail_failed(arg);
+}
+
 struct rds *rds_new(struct event_base *base, const char *url)
 {
 	struct rds *r = xcalloc(1, sizeof(*r));
@@ -173,6 +201,8 @@ struct rds *rds_new(struct event_base *base, const char *url)
 	if (rds_url_parse(url, &r->url))
 		log_error("event=redis_url_invalid msg=\"using defaults\"");
 	r->retry = evtimer_new(base, retry_cb, r);
+	r->fail_ev = evtimer_new(base, fail_cb, r);
+	r->failed_tail = &r->failed;
 	start(r);
 	return r;
 }
@@ -184,6 +214,11 @@ void rds_free(struct rds *r)
 	r->freeing = true;
 	if (r->ac)
 		redisAsyncFree(r->ac); /* calls pending callbacks with NULL */
+	/* and so are the commands that could not be sent (the loop may never run again), and those
+	 * these callbacks send (hiredis refuses them now) */
+	while (r->failed)
+		fail_failed(r);
+	event_free(r->fail_ev);
 	event_free(r->retry);
 	free(r);
 }
@@ -197,26 +232,20 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 	free(p);
 }
 
-static void fail_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct pending *p = arg;
-	UNUSED(fd);
-	UNUSED(what);
-	if (p->cb)
-		p->cb(NULL, p->arg);
-	free(p);
-}
-
 void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
 {
 	static const struct timeval zero = {0, 0};
 	struct pending *p = xmalloc(sizeof(*p));
 	p->cb = cb;
 	p->arg = arg;
+	p->next = NULL;
 	/* while connecting, hiredis buffers the command; a failed connect fails it */
 	if (!r->ac || redisAsyncCommandArgv(r->ac, reply_cb, p, argc, argv, lens) != REDIS_OK) {
-		if (event_base_once(r->base, -1, EV_TIMEOUT, fail_cb, p, &zero) != 0)
-			fail_cb(-1, 0, p);
+		/* failed from the loop, never inside this call; rds_free fails what is left */
+		*r->failed_tail = p;
+		r->failed_tail = &p->next;
+		if (!r->freeing)
+			evtimer_add(r->fail_ev, &zero);
 	}
 }
 

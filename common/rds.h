@@ -33,11 +33,13 @@ int rds_url_parse(const char *url, struct rds_url *out) MUSTCHECK;
 
 /* Starts connecting to url on base. Caller frees with rds_free. */
 struct rds *rds_new(struct event_base *base, const char *url);
-/* Disconnects; pending callbacks get NULL. */
+/* Disconnects; pending callbacks get NULL, those of commands that could not be sent too (the loop
+ * need not run again), and so do those of commands these callbacks send (a callback must not send
+ * again and again on NULL). */
 void rds_free(struct rds *r);
 
-/* Sends a command (argv copied). cb runs later from the loop, never inside this call;
- * cb NULL: the reply is ignored. */
+/* Sends a command (argv copied). cb runs later from the loop (or from rds_free), never inside this
+ * call, exactly once; cb NULL: the reply is ignored. */
 void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv, const size_t *lens);
 
 /* True while the connection is up (AUTH/SELECT done). */

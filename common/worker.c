@@ -25,8 +25,8 @@ struct wstate {
 	const struct worker_def *def;
 	struct worker_ctx w;
 	struct event_base *base;
-	struct event *run_ev;
-	bool group_ready;
+	struct event *tick_ev, *run_ev;
+	bool group_ready, draining;
 	int since_push;
 };
 
@@ -140,6 +140,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct wstate *s = arg;
 	UNUSED(what);
 	log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	if (s->def->drain && !s->draining) {
+		s->draining = true;
+		event_del(s->tick_ev);
+		if (s->run_ev)
+			event_del(s->run_ev);
+		int ms = s->def->drain(&s->w);
+		if (ms > 0) {
+			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+			event_base_loopexit(s->base, &tv);
+			return;
+		}
+	}
 	event_base_loopbreak(s->base);
 }
 
@@ -177,7 +189,7 @@ int worker_main(const struct worker_def *def)
 {
 	struct wstate s = {.def = def};
 	char consumer[160], host[128];
-	struct event *t = NULL, *st = NULL, *si = NULL;
+	struct event *st = NULL, *si = NULL;
 	int rc = 0;
 
 	log_init(def->type);
@@ -215,11 +227,11 @@ int worker_main(const struct worker_def *def)
 		rc = 1;
 		goto out;
 	}
-	t = event_new(s.base, -1, EV_PERSIST, tick, &s);
+	s.tick_ev = event_new(s.base, -1, EV_PERSIST, tick, &s);
 	st = evsignal_new(s.base, SIGTERM, on_signal, &s);
 	si = evsignal_new(s.base, SIGINT, on_signal, &s);
 	struct timeval one = {1, 0};
-	event_add(t, &one);
+	event_add(s.tick_ev, &one);
 	event_add(st, NULL);
 	event_add(si, NULL);
 	if (def->run) {
@@ -235,8 +247,8 @@ out:
 		def->stop(&s.w);
 	if (s.run_ev)
 		event_free(s.run_ev);
-	if (t)
-		event_free(t);
+	if (s.tick_ev)
+		event_free(s.tick_ev);
 	if (st)
 		event_free(st);
 	if (si)

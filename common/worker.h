@@ -54,6 +54,14 @@ struct worker_def {
 	 * (listeners, async connections). Returns 0, or -1 to stop the process (exit status 1).
 	 * May be NULL. */
 	int (*init)(struct worker_ctx *w);
+	/*
+	 * Called once, from the loop, at the first SIGTERM/SIGINT, for a process with something to
+	 * finish before it stops (goodbyes to its clients): from then on tick and run are no longer
+	 * called, and the loop goes on for at most the milliseconds returned (0: it stops at once).
+	 * The process ends it sooner, once done, with event_base_loopexit(w->base, NULL). A second
+	 * signal stops it at once. May be NULL: the loop stops at the signal.
+	 */
+	int (*drain)(struct worker_ctx *w);
 	/* Called once before exit with whatever connections are up; may be NULL. */
 	void (*stop)(struct worker_ctx *w);
 };

@@ -90,7 +90,11 @@ void sse_broadcast(struct emsg *m);
 void sse_live_at(const char *last_id);
 /* Once a second: heartbeats, token expiry, drop timeouts. */
 void sse_tick(void);
-/* Closes every client (shutdown). */
+/* Shutdown, from the loop: every client is told ("event: dropped", reason shutdown) and closed
+ * once that is written. Returns how many are still to close; when that is not 0, drained runs
+ * (from the loop) once the last of them has closed. */
+size_t sse_shutdown(void (*drained)(void));
+/* Frees every client left, whatever it has not been sent (at exit, the loop stopped). */
 void sse_close_all(void);
 /* The async Redis connection sse.c reads catch-ups through (set by main.c). */
 struct rds;

@@ -33,6 +33,7 @@
  * grows it to megabytes, which would hide a client that does not read (and cost that much kernel
  * memory per client); EVENTS_CLIENT_BUFFER_BYTES in this process is the buffer that counts. */
 #define CLIENT_SNDBUF 131072
+#define DRAIN_MS      1000 /* at SIGTERM, the SSE clients' goodbyes get this long to go out */
 
 static struct {
 	struct event_base *base;
@@ -42,6 +43,7 @@ static struct {
 	struct event *retry;
 	char live[EVENTS_ID_MAX]; /* the last id read; the listener is enabled once it is known */
 	int ticks;
+	bool stopping; /* draining at SIGTERM: handoffs still in flight are refused */
 	uint64_t read, skipped;
 	uint64_t since_ns;
 } st;
@@ -188,6 +190,8 @@ static void handoff_read(evutil_socket_t conn, short what, void *arg)
 		log_warn("event=handoff_failed reason=\"%s\"", n < 0 ? strerror(errno) : "malformed message");
 		goto out;
 	}
+	if (st.stopping)
+		goto out; /* 503: the client retries, with the next copy */
 	buf[n] = '\0';
 	int sndbuf = CLIENT_SNDBUF;
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)))
@@ -327,14 +331,34 @@ static void events_tick(struct worker_ctx *w)
 	}
 }
 
-static void events_stop(struct worker_ctx *w)
+static void stop_listening(void)
 {
-	UNUSED(w);
 	if (st.listener) {
 		evconnlistener_free(st.listener);
 		st.listener = NULL;
 		unlink(cfg.events_socket);
 	}
+}
+
+static void drained(void)
+{
+	event_base_loopexit(st.base, NULL);
+}
+
+/* SIGTERM: no new clients; every SSE client is told ("event: dropped", reason shutdown), and
+ * the loop runs on until each has been written out and closed, DRAIN_MS at most. */
+static int events_drain(struct worker_ctx *w)
+{
+	UNUSED(w);
+	st.stopping = true;
+	stop_listening();
+	return sse_shutdown(drained) ? DRAIN_MS : 0;
+}
+
+static void events_stop(struct worker_ctx *w)
+{
+	UNUSED(w);
+	stop_listening();
 	/* the Redis connections first: their pending callbacks run (with NULL) while clients exist */
 	rds_free(st.reader);
 	rds_free(st.ranges);
@@ -354,6 +378,7 @@ int main(void)
 	    .needs_db = false,
 	    .init = events_init,
 	    .tick = events_tick,
+	    .drain = events_drain,
 	    .stop = events_stop,
 	};
 	return worker_main(&def);

@@ -48,6 +48,9 @@ static TAILQ_HEAD(, sse_client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static struct event_base *base;
 static struct rds *redis;
 static char live[EVENTS_ID_MAX] = "0-0";
+/* shutdown: clients still writing their goodbye, and what runs once none is */
+static size_t closing_left;
+static void (*on_drained)(void);
 
 void sse_init(struct event_base *b, struct rds *r)
 {
@@ -62,6 +65,16 @@ void sse_live_at(const char *last_id)
 
 /* ---- clients ---- */
 
+/* A client's connection closed, at shutdown: the last one ends the drain. */
+static void closed_at_shutdown(void)
+{
+	if (on_drained && --closing_left == 0) {
+		void (*done)(void) = on_drained;
+		on_drained = NULL;
+		done();
+	}
+}
+
 static void client_free(struct sse_client *c, const char *why)
 {
 	if (c->range_inflight) { /* the XRANGE callback frees it */
@@ -69,12 +82,15 @@ static void client_free(struct sse_client *c, const char *why)
 		if (c->bev) {
 			bufferevent_free(c->bev);
 			c->bev = NULL;
+			closed_at_shutdown();
 		}
 		return;
 	}
 	TAILQ_REMOVE(&clients, c, link);
-	if (c->bev)
+	if (c->bev) {
 		bufferevent_free(c->bev);
+		closed_at_shutdown();
+	}
 	refq_clear(&c->q);
 	refq_clear(&c->pending);
 	atomic_fetch_sub(&hub_clients, 1);
@@ -99,21 +115,21 @@ static void unref_cleanup(const void *data, size_t len, void *extra)
 }
 
 /*
- * Moves queued events into the bufferevent while it holds little, writing to the socket at once
- * when it holds more (the loop would only write after this turn: a burst read in one turn would
- * otherwise all count as unsent). So "unsent" means what the kernel has not taken: a client that
- * reads keeps up with any burst its socket buffers absorb; one that does not is dropped.
+ * Moves queued events into the bufferevent until it holds PUMP_HIGH bytes; libevent writes them
+ * to the socket from the loop, and its write callback (below PUMP_LOW) pumps on. (No write to the
+ * socket from here: a socket bufferevent's output can be drained only inside libevent's own write
+ * callback, and evbuffer_write on it elsewhere writes nothing.) So "unsent" is what is queued
+ * plus what the bufferevent holds: a client that reads keeps up with any burst its backlog limit
+ * absorbs; one that does not is dropped.
  */
 static void pump(struct sse_client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	struct emsg *m;
 	uint64_t n = 0;
 	for (;;) {
-		if (evbuffer_get_length(out) >= PUMP_HIGH &&
-		    (fd < 0 || evbuffer_write(out, fd) <= 0 || evbuffer_get_length(out) >= PUMP_HIGH))
-			break; /* the kernel takes no more now: the write callback pumps on */
+		if (evbuffer_get_length(out) >= PUMP_HIGH)
+			break; /* the write callback pumps on */
 		if (!(m = refq_pop(&c->q)))
 			break;
 		snprintf(c->last_sent, sizeof(c->last_sent), "%s", m->id);
@@ -385,21 +401,30 @@ void sse_tick(void)
 	}
 }
 
+size_t sse_shutdown(void (*drained)(void))
+{
+	struct sse_client *c;
+	size_t n = 0;
+	/* the goodbye: EventSource reconnects (to another copy, or this one restarted) and resumes
+	 * after last_event_id; what is queued is not sent. Each connection closes once it is out (a
+	 * client already dropped closes once its own goodbye is). */
+	TAILQ_FOREACH(c, &clients, link)
+	{
+		if (!c->bev) /* a zombie: closed already, waiting for its XRANGE reply */
+			continue;
+		drop(c, "shutdown");
+		n++;
+	}
+	closing_left = n;
+	on_drained = n ? drained : NULL;
+	return n;
+}
+
 void sse_close_all(void)
 {
 	struct sse_client *c;
+	on_drained = NULL; /* the loop has stopped */
 	while ((c = TAILQ_FIRST(&clients))) {
-		/* a best-effort goodbye; EventSource reconnects (to another copy, or this one restarted) */
-		if (c->bev && !c->zombie)
-			evbuffer_add_printf(bufferevent_get_output(c->bev),
-			                    "event: dropped\ndata: {\"reason\":\"shutdown\"}\n\n");
-		if (c->bev && !c->zombie) {
-			evutil_socket_t fd = bufferevent_getfd(c->bev);
-			struct evbuffer *out = bufferevent_get_output(c->bev);
-			/* one non-blocking write of what is buffered, then close */
-			if (fd >= 0)
-				evbuffer_write(out, fd);
-		}
 		c->range_inflight =
 		    false; /* the Redis connection is freed by now (events_stop): no callback will come */
 		client_free(c, "shutdown");

@@ -6,7 +6,9 @@
  * its company's (an admin of acme never sees beta's, a superuser sees both); Last-Event-ID
  * resumes without loss or repeat; a client that does not read is dropped and told while a fast
  * one gets everything; a WebSocket client (libwebsockets' client API) subscribes (seed 004's
- * messages) and receives the same events. */
+ * messages) and receives the same events; at SIGTERM an SSE client is told ("event: dropped",
+ * reason shutdown) before its connection closes, and dialer-events exits 0 within its drain
+ * deadline. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -536,9 +538,9 @@ static void read_stalled(struct burst *b)
 	b->slow[b->slow_len] = '\0';
 }
 
-static void *burst_thread(void *arg)
+/* XADDs BURST large number.updated events for acme (b->last_id: the last one's id). */
+static void add_burst(struct burst *b)
 {
-	struct burst *b = arg;
 	redisContext *c = redis();
 	char *data = malloc(BURST_PAYLOAD + 64);
 	memset(data, 0, BURST_PAYLOAD + 64);
@@ -552,10 +554,41 @@ static void *burst_thread(void *arg)
 	}
 	free(data);
 	redisFree(c);
+}
+
+static void *burst_only_thread(void *arg)
+{
+	add_burst(arg);
+	return NULL;
+}
+
+static void *burst_thread(void *arg)
+{
+	struct burst *b = arg;
+	add_burst(b);
 	/* the stalled client starts reading a moment later, within the server's close grace */
 	th_sleep_ms(1000);
 	read_stalled(b);
 	return NULL;
+}
+
+/* A stalled client (b->slow_fd) and one that reads (returned), both handed over; then BURST
+ * events from thread run (b), which the one that reads has all received on return. */
+static struct sse *burst_clients(struct burst *b, void *(*run)(void *))
+{
+	b->slow_fd = stalled_client();
+	struct sse *fast = sse_open(acme_token, "types=number.updated", NULL);
+	assert_int_equal(sse_status(fast), 200);
+	th_sleep_ms(300); /* the stalled one is handed over too */
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, run, b), 0);
+	long long t0 = th_now_ms();
+	while (fast->n < BURST && th_now_ms() - t0 < 30000)
+		sse_pump(fast, 50);
+	pthread_join(t, NULL);
+	assert_int_equal(fast->n, BURST); /* every event, in order, to the client that reads */
+	assert_string_equal(fast->ev[BURST - 1].id, b->last_id);
+	return fast;
 }
 
 /* A client that does not read is dropped (and told) once EVENTS_CLIENT_BUFFER_BYTES is
@@ -563,18 +596,9 @@ static void *burst_thread(void *arg)
 static void test_slow_client_dropped(void **state)
 {
 	(void)state;
-	int slow = stalled_client();
-	struct sse *fast = sse_open(acme_token, "types=number.updated", NULL);
-	assert_int_equal(sse_status(fast), 200);
-	th_sleep_ms(300); /* the stalled one is handed over too */
-	struct burst b = {.slow_fd = slow};
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, burst_thread, &b), 0);
-	long long t0 = th_now_ms();
-	while (fast->n < BURST && th_now_ms() - t0 < 30000)
-		sse_pump(fast, 50);
-	pthread_join(t, NULL);
-	assert_int_equal(fast->n, BURST); /* every event, in order, to the client that reads */
+	struct burst b = {0};
+	struct sse *fast = burst_clients(&b, burst_thread);
+	int slow = b.slow_fd;
 	for (int i = 0; i < BURST; i++)
 		TH_EXPECT_INT(json_object_get(fast->ev[i].json, "data"), "seq", i);
 	assert_string_equal(fast->ev[BURST - 1].id, b.last_id);
@@ -733,13 +757,42 @@ static void test_websocket(void **state)
 	lws_context_destroy(ctx);
 }
 
+/* SIGTERM (last: it stops dialer-events). A client that reads gets the goodbye ("event: dropped",
+ * reason shutdown, its last event's id) before its connection closes; a client that does not read
+ * (its unsent output stuck) keeps the process no longer than the drain deadline; exit status 0. */
+static void test_shutdown_goodbye(void **state)
+{
+	(void)state;
+	struct burst b = {0};
+	struct sse *s = burst_clients(&b, burst_only_thread);
+
+	/* the client is not read meanwhile: the goodbye waits in its socket */
+	long long took = 0;
+	int st = th_proc_stop_timed(events_proc, &took);
+	events_proc = NULL;
+	fprintf(stderr, "dialer-events exited %d %lld ms after SIGTERM\n", st, took);
+	assert_int_equal(st, 0);
+	assert_true(took < 4000); /* the drain deadline is 1 s */
+	for (long long end = th_now_ms() + 5000; !s->done && th_now_ms() < end;)
+		sse_pump(s, 50);
+	assert_true(s->done); /* the connection closed … */
+	assert_int_equal(s->n, BURST + 1);
+	struct sse_event *bye = &s->ev[BURST]; /* … after the goodbye */
+	assert_string_equal(bye->type, "dropped");
+	assert_non_null(bye->json);
+	TH_EXPECT_STR(bye->json, "reason", "shutdown");
+	TH_EXPECT_STR(bye->json, "last_event_id", b.last_id);
+	close(b.slow_fd);
+	sse_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_auth),          cmocka_unit_test(test_scoping_real_emitters),
 	    cmocka_unit_test(test_import_events), cmocka_unit_test(test_dialer_state),
 	    cmocka_unit_test(test_resume),        cmocka_unit_test(test_slow_client_dropped),
-	    cmocka_unit_test(test_websocket),
+	    cmocka_unit_test(test_websocket),     cmocka_unit_test(test_shutdown_goodbye),
 	};
 	return cmocka_run_group_tests_name("events", tests, group_setup, group_teardown);
 }
