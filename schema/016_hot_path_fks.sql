@@ -16,25 +16,21 @@ ALTER TABLE number_state DROP CONSTRAINT IF EXISTS number_state_company_id_fkey,
                          DROP CONSTRAINT IF EXISTS number_state_number_id_fkey;
 ALTER TABLE wallet_ledger DROP CONSTRAINT IF EXISTS wallet_ledger_company_id_fkey;
 
-CREATE FUNCTION numbers_deleted_cascade() RETURNS trigger
+-- One function for both tables (TG_TABLE_NAME says which), run once per DELETE statement.
+CREATE FUNCTION deleted_cascade() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM number_state s USING old_rows o WHERE s.number_id = o.id;
+    IF TG_TABLE_NAME = 'numbers' THEN
+        DELETE FROM number_state s USING old_rows o WHERE s.number_id = o.id;
+    ELSE
+        DELETE FROM number_state s USING old_rows o WHERE s.company_id = o.id;
+        DELETE FROM wallet_ledger l USING old_rows o WHERE l.company_id = o.id;
+    END IF;
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER numbers_deleted_cascade AFTER DELETE ON numbers
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION numbers_deleted_cascade();
-
-CREATE FUNCTION companies_deleted_cascade() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM number_state s USING old_rows o WHERE s.company_id = o.id;
-    DELETE FROM wallet_ledger l USING old_rows o WHERE l.company_id = o.id;
-    RETURN NULL;
-END
-$$;
-
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deleted_cascade();
 CREATE TRIGGER companies_deleted_cascade AFTER DELETE ON companies
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION companies_deleted_cascade();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deleted_cascade();
