@@ -13,6 +13,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
+#include "log.h"
 #include "rds.h"
 #include "util.h"
 
@@ -321,12 +322,33 @@ bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b)
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
 }
 
+const redisReply *rds_flat_field(const redisReply *flat, const char *key)
+{
+	for (size_t i = 0; flat && flat->type == REDIS_REPLY_ARRAY && i + 1 < flat->elements; i += 2)
+		if (flat->element[i]->type == REDIS_REPLY_STRING && !strcmp(flat->element[i]->str, key))
+			return flat->element[i + 1];
+	return NULL;
+}
+
 const redisReply *rds_entry_field(const redisReply *fields, const char *name)
 {
-	for (size_t i = 0; fields && fields->type == REDIS_REPLY_ARRAY && i + 1 < fields->elements; i += 2)
-		if (fields->element[i]->type == REDIS_REPLY_STRING && !strcmp(fields->element[i]->str, name))
-			return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1] : NULL;
-	return NULL;
+	const redisReply *v = rds_flat_field(fields, name);
+	return v && v->type == REDIS_REPLY_STRING ? v : NULL;
+}
+
+redisReply *rds_autoclaim(redisContext *rc, const char *stream, const char *group, const char *consumer,
+                          const char *idle_ms, const char *count, bool justid, char cursor[RDS_ID_MAX])
+{
+	const char *argv[] = {"XAUTOCLAIM", stream, group, consumer, idle_ms, cursor, "COUNT", count, "JUSTID"};
+	redisReply *r = redisCommandArgv(rc, justid ? 9 : 8, argv, NULL);
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		log_warn("event=claim_failed stream=%s error=\"%s\"", stream, r && r->str ? r->str : rc->errstr);
+		freeReplyObject(r);
+		return NULL;
+	}
+	snprintf(cursor, RDS_ID_MAX, "%s", r->element[0]->str);
+	return r;
 }
 
 const redisReply *rds_xread_entries(const redisReply *r)

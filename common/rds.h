@@ -56,9 +56,24 @@ int rds_id_parse(const char *s, struct rds_stream_id *out) MUSTCHECK;
 /* True when a comes before b in a stream. */
 bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b);
 
+/* The value of key in a flat [k, v, k, v …] reply (a stream entry's fields, an XINFO
+ * record), of any type; NULL when absent. Borrowed from flat. */
+const redisReply *rds_flat_field(const redisReply *flat, const char *key);
+
 /* The value of field `name` in a stream entry's field/value array (XREAD, XRANGE), when it
  * is a string; NULL otherwise. Borrowed from fields. */
 const redisReply *rds_entry_field(const redisReply *fields, const char *name);
+
+/*
+ * One XAUTOCLAIM page on a blocking connection: entries of group pending longer
+ * than idle_ms (a decimal string) move to consumer, at most count (a decimal
+ * string) from *cursor on, only their ids when justid. Returns the reply, whose
+ * element[1] is the entry list (the caller frees the reply), and sets cursor to
+ * where the next page starts ("0-0": none); NULL (logged) when Redis fails.
+ */
+#define RDS_ID_MAX 48
+redisReply *rds_autoclaim(redisContext *rc, const char *stream, const char *group, const char *consumer,
+                          const char *idle_ms, const char *count, bool justid, char cursor[RDS_ID_MAX]);
 
 /* The entry list of a one-stream XREADGROUP/XREAD reply ([[stream, [entries]]]), or NULL when
  * the reply is not one (nil: nothing new). Borrowed from r. */

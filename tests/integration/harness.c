@@ -1490,3 +1490,15 @@ void th_expect_answer_at(const struct th_resp *r, const struct th_expect *e, con
 	else
 		th_expect_error_at(r, e->status, e->detail, file, line);
 }
+
+void th_expect_admin_guards_at(const struct th_api *api, const char *method, const char *path, const char *agent,
+                               const char *other_admin, const char *body, const char *file, int line)
+{
+	static const struct th_expect want[] = {TH_NO_AUTH, TH_BAD_AUTH, TH_ADMINS, TH_DENIED};
+	const char *tokens[] = {NULL, TH_BAD_TOKEN, agent, other_admin};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct th_resp *r = th_call(api, method, path, tokens[i], body);
+		th_expect_answer_at(r, &want[i], file, line);
+		th_resp_free(r);
+	}
+}

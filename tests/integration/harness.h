@@ -358,4 +358,12 @@ void th_expect_error_at(const struct th_resp *r, long status, const char *detail
 void th_expect_detail_prefix_at(const struct th_resp *r, long status, const char *prefix, const char *file, int line);
 void th_expect_answer_at(const struct th_resp *r, const struct th_expect *e, const char *file, int line);
 
+/* Checks (cmocka) an admin endpoint's guards in COMPAT §6's order: no token 401 "Not authenticated",
+ * a bad token 401, an agent's token 403 "Admins only", another company's admin 403 "Access denied
+ * to this company". body may be NULL. */
+#define TH_EXPECT_ADMIN_GUARDS(api, method, path, agent, other_admin, body) \
+	th_expect_admin_guards_at((api), (method), (path), (agent), (other_admin), (body), __FILE__, __LINE__)
+void th_expect_admin_guards_at(const struct th_api *api, const char *method, const char *path, const char *agent,
+                               const char *other_admin, const char *body, const char *file, int line);
+
 #endif

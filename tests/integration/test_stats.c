@@ -441,44 +441,29 @@ static void test_known_load(void **state)
 	assert_int_equal(qi("SELECT COALESCE(sum(attempts), 0) FROM stats_daily WHERE company_id = 0"), nknown);
 }
 
-static void check_day_buckets(const json_t *buckets, long span, long long company)
+/* The buckets of attempt-trend: span of them, step seconds apart (a Tehran day or hour), the last
+ * one now's, each with the counts of the attempts it spans. */
+static void check_buckets(const json_t *buckets, long span, long step, long long company)
 {
 	long long prev = 0, counts[13];
 	assert_int_equal(json_array_size(buckets), span);
 	for (long b = 0; b < span; b++) {
 		const json_t *e = json_array_get(buckets, (size_t)b);
 		const char *s = th_json_str(e, "bucket");
-		assert_non_null(strstr(s, "T00:00:00+03:30")); /* Tehran midnight */
+		if (step == 86400)
+			assert_string_equal(s + 10, "T00:00:00+03:30"); /* Tehran midnight */
+		else
+			assert_string_equal(s + 13, ":00:00+03:30"); /* a Tehran hour */
 		long long t = parse_offset_time(s);
 		if (b)
-			assert_int_equal(t - prev, 86400);
+			assert_int_equal(t - prev, step);
 		prev = t;
-		long long total = expect(company, t, t + 86400, counts);
+		long long total = expect(company, t, t + step, counts);
 		TH_EXPECT_INT(e, "total_attempts", total);
 		check_shares(json_object_get(e, "status_counts"), counts, total);
 	}
 	long long now = time(NULL);
-	assert_true(prev <= now && now < prev + 86400); /* the last bucket is today */
-}
-
-static void check_hour_buckets(const json_t *buckets, long span, long long company)
-{
-	long long prev = 0, counts[13];
-	assert_int_equal(json_array_size(buckets), span);
-	for (long b = 0; b < span; b++) {
-		const json_t *e = json_array_get(buckets, (size_t)b);
-		const char *s = th_json_str(e, "bucket");
-		assert_string_equal(s + 13, ":00:00+03:30"); /* a Tehran hour */
-		long long t = parse_offset_time(s);
-		if (b)
-			assert_int_equal(t - prev, 3600);
-		prev = t;
-		long long total = expect(company, t, t + 3600, counts);
-		TH_EXPECT_INT(e, "total_attempts", total);
-		check_shares(json_object_get(e, "status_counts"), counts, total);
-	}
-	long long now = time(NULL);
-	assert_true(prev <= now && now < prev + 3600);
+	assert_true(prev <= now && now < prev + step); /* the last bucket is now's */
 }
 
 static void test_attempt_trend(void **state)
@@ -489,25 +474,25 @@ static void test_attempt_trend(void **state)
 	r = get(acme_admin_token, "/api/stats/attempt-trend?company=acme");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "granularity", "day");
-	check_day_buckets(json_object_get(r->json, "buckets"), 14, acme_id);
+	check_buckets(json_object_get(r->json, "buckets"), 14, 86400, acme_id);
 	th_resp_free(r);
 	r = get(acme_admin_token, "/api/stats/attempt-trend?company=acme&granularity=day&span=3");
 	TH_EXPECT_STATUS(r, 200);
-	check_day_buckets(json_object_get(r->json, "buckets"), 3, acme_id);
+	check_buckets(json_object_get(r->json, "buckets"), 3, 86400, acme_id);
 	th_resp_free(r);
 	r = get(acme_admin_token, "/api/stats/attempt-trend?company=acme&granularity=hour&span=30");
 	TH_EXPECT_STATUS(r, 200);
 	TH_EXPECT_STR(r->json, "granularity", "hour");
-	check_hour_buckets(json_object_get(r->json, "buckets"), 30, acme_id);
+	check_buckets(json_object_get(r->json, "buckets"), 30, 3600, acme_id);
 	th_resp_free(r);
 	/* without a company: every company for a superuser, the own one for a company's admin */
 	r = get(root_token, "/api/stats/attempt-trend?span=240");
 	TH_EXPECT_STATUS(r, 200);
-	check_day_buckets(json_object_get(r->json, "buckets"), 240, 0);
+	check_buckets(json_object_get(r->json, "buckets"), 240, 86400, 0);
 	th_resp_free(r);
 	r = get(beta_admin_token, "/api/stats/attempt-trend?span=2&granularity=hour");
 	TH_EXPECT_STATUS(r, 200);
-	check_hour_buckets(json_object_get(r->json, "buckets"), 2, beta_id);
+	check_buckets(json_object_get(r->json, "buckets"), 2, 3600, beta_id);
 	th_resp_free(r);
 }
 
@@ -795,15 +780,7 @@ static void test_errors(void **state)
 	struct th_resp *r;
 	(void)state;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		r = th_call(&api, "GET", all[i], NULL, NULL);
-		TH_EXPECT_ERROR(r, 401, "Not authenticated");
-		th_resp_free(r);
-		r = th_call(&api, "GET", all[i], agent_token, NULL);
-		TH_EXPECT_ERROR(r, 403, "Admins only");
-		th_resp_free(r);
-		r = th_call(&api, "GET", all[i], beta_admin_token, NULL);
-		TH_EXPECT_ERROR(r, 403, "Access denied to this company");
-		th_resp_free(r);
+		TH_EXPECT_ADMIN_GUARDS(&api, "GET", all[i], agent_token, beta_admin_token, NULL);
 		char p[256];
 		size_t at = (size_t)(strstr(all[i], "acme") - all[i]);
 		snprintf(p, sizeof(p), "%.*snope", (int)at, all[i]);

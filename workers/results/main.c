@@ -327,18 +327,13 @@ static int results_run(struct worker_ctx *w)
  * CLAIM_IDLE_MS, with their delivery counts, and applies them. */
 static void claim(struct worker_ctx *w)
 {
-	char cursor[48] = "0-0", idle[16], count[16];
+	char cursor[RDS_ID_MAX] = "0-0", idle[16], count[16];
 	snprintf(idle, sizeof(idle), "%d", cfg.claim_idle_ms);
 	snprintf(count, sizeof(count), "%d", cfg.results_batch_size);
 	for (int round = 0; round < CLAIM_ROUNDS; round++) {
-		const char *argv[] = {"XAUTOCLAIM", STREAM_RESULTS, GROUP, w->consumer, idle, cursor, "COUNT", count};
-		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
-			freeReplyObject(r);
+		redisReply *r = rds_autoclaim(w->redis, STREAM_RESULTS, GROUP, w->consumer, idle, count, false, cursor);
+		if (!r)
 			return;
-		}
 		const redisReply *list = r->element[1];
 		int rc = 0;
 		if (list->elements) {
@@ -350,20 +345,10 @@ static void claim(struct worker_ctx *w)
 			rc = process(w, list, p);
 			freeReplyObject(p);
 		}
-		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
 		freeReplyObject(r);
 		if (rc || !strcmp(cursor, "0-0"))
 			return;
 	}
-}
-
-/* Value of key in a flat [k, v, k, v…] reply, or NULL. */
-static const redisReply *field(const redisReply *flat, const char *key)
-{
-	for (size_t i = 0; flat->type == REDIS_REPLY_ARRAY && i + 1 < flat->elements; i += 2)
-		if (flat->element[i]->type == REDIS_REPLY_STRING && !strcmp(flat->element[i]->str, key))
-			return flat->element[i + 1];
-	return NULL;
 }
 
 /*
@@ -378,8 +363,9 @@ static void trim(struct worker_ctx *w)
 	struct rds_stream_id bound = {UINT64_MAX, UINT64_MAX};
 	bool found = false, usable = g && g->type == REDIS_REPLY_ARRAY;
 	for (size_t i = 0; usable && i < g->elements; i++) {
-		const redisReply *name = field(g->element[i], "name"), *pend = field(g->element[i], "pending"),
-		                 *last = field(g->element[i], "last-delivered-id");
+		const redisReply *name = rds_flat_field(g->element[i], "name"),
+		                 *pend = rds_flat_field(g->element[i], "pending"),
+		                 *last = rds_flat_field(g->element[i], "last-delivered-id");
 		struct rds_stream_id cand;
 		if (!name || !pend || !last || name->type != REDIS_REPLY_STRING || last->type != REDIS_REPLY_STRING) {
 			usable = false;

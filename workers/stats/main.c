@@ -103,7 +103,7 @@ static struct {
 	bool holder;                                  /* this copy holds the lock (on the current database session) */
 	enum { RB_NONE, RB_CHECK, RB_FORCE } rebuild; /* check: ask stats_apply; force: the group is gone */
 	bool claim;                                   /* take every pending entry of the group before reading */
-	char claim_cursor[48];                        /* where claim_all goes on ("" or "0-0": from the start) */
+	char claim_cursor[RDS_ID_MAX];                /* where claim_all goes on ("" or "0-0": from the start) */
 	bool said_waiting, said_standby;              /* log those states once, not every second */
 	int wait_ms; /* current wait for entries the results worker has not applied yet */
 	unsigned long ticks;
@@ -136,11 +136,9 @@ static int group_exists(struct worker_ctx *w)
 		found = -1;
 	}
 	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-		const redisReply *g = r->element[i];
-		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2)
-			if (g->element[k]->type == REDIS_REPLY_STRING && !strcmp(g->element[k]->str, "name") &&
-			    g->element[k + 1]->type == REDIS_REPLY_STRING && !strcmp(g->element[k + 1]->str, GROUP))
-				found = 1;
+		const redisReply *name = rds_entry_field(r->element[i], "name");
+		if (name && !strcmp(name->str, GROUP))
+			found = 1;
 	}
 	freeReplyObject(r);
 	return found;
@@ -199,20 +197,14 @@ static int claim_all(struct worker_ctx *w)
 {
 	char *claim_cursor = st.claim_cursor;
 	if (!*claim_cursor)
-		snprintf(claim_cursor, sizeof(st.claim_cursor), "0-0");
+		snprintf(claim_cursor, RDS_ID_MAX, "0-0");
 	for (int round = 0; round < CLAIM_ROUNDS; round++) {
-		const char *argv[] = {"XAUTOCLAIM", STREAM_RESULTS, GROUP,       w->consumer, "0",
-		                      claim_cursor, "COUNT",        CLAIM_COUNT, "JUSTID"};
-		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING) {
-			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
-			freeReplyObject(r);
+		redisReply *r =
+		    rds_autoclaim(w->redis, STREAM_RESULTS, GROUP, w->consumer, "0", CLAIM_COUNT, true, claim_cursor);
+		if (!r)
 			return -1;
-		}
-		if (r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements)
+		if (r->element[1]->elements)
 			log_info("event=claimed count=%zu", r->element[1]->elements);
-		snprintf(claim_cursor, sizeof(st.claim_cursor), "%s", r->element[0]->str);
 		freeReplyObject(r);
 		if (!strcmp(claim_cursor, "0-0")) {
 			claim_cursor[0] = '\0';

@@ -392,19 +392,14 @@ int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
 
 void ingest_claim(struct worker_ctx *w, long *queued)
 {
-	char cursor[48] = "0-0", idle[16], count[16];
+	char cursor[RDS_ID_MAX] = "0-0", idle[16], count[16];
 	snprintf(idle, sizeof(idle), "%d", cfg.claim_idle_ms);
 	snprintf(count, sizeof(count), "%d", READ_COUNT);
 	for (int round = 0; round < CLAIM_ROUNDS; round++) {
-		const char *argv[] = {"XAUTOCLAIM", STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer,
-		                      idle,         cursor,        "COUNT",        count};
-		redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-			log_warn("event=claim_failed error=\"%s\"", r && r->str ? r->str : w->redis->errstr);
-			freeReplyObject(r);
+		redisReply *r =
+		    rds_autoclaim(w->redis, STREAM_EVENTS, WEBHOOKS_GROUP, w->consumer, idle, count, false, cursor);
+		if (!r)
 			return;
-		}
 		const redisReply *list = r->element[1];
 		int rc = 0;
 		if (list->elements) {
@@ -412,7 +407,6 @@ void ingest_claim(struct worker_ctx *w, long *queued)
 			metrics_count("webhooks_events_claimed", list->elements);
 			rc = process(w, list, queued);
 		}
-		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
 		freeReplyObject(r);
 		if (rc || !strcmp(cursor, "0-0"))
 			return;
@@ -423,16 +417,9 @@ void ingest_check_lag(struct worker_ctx *w)
 {
 	redisReply *r = redisCommand(w->redis, "XINFO GROUPS %s", STREAM_EVENTS);
 	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-		const redisReply *g = r->element[i], *name = NULL, *lag = NULL;
-		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2) {
-			if (g->element[k]->type != REDIS_REPLY_STRING)
-				continue;
-			if (!strcmp(g->element[k]->str, "name"))
-				name = g->element[k + 1];
-			else if (!strcmp(g->element[k]->str, "lag"))
-				lag = g->element[k + 1];
-		}
-		if (!name || name->type != REDIS_REPLY_STRING || strcmp(name->str, WEBHOOKS_GROUP))
+		const redisReply *name = rds_entry_field(r->element[i], "name"),
+		                 *lag = rds_flat_field(r->element[i], "lag");
+		if (!name || strcmp(name->str, WEBHOOKS_GROUP))
 			continue;
 		/* lag is nil when Redis cannot tell: entries the group had not read were trimmed */
 		if (lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > cfg.events_stream_len / 2)
