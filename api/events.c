@@ -182,8 +182,8 @@ static void start(struct http_ctx *c, enum ev_kind kind)
 	if (!last || !*last)
 		last = http_query(c, "last_event_id");
 	if (last && *last) {
-		unsigned long long ms, seq;
-		if (events_id_parse(last, &ms, &seq)) {
+		struct rds_stream_id id;
+		if (rds_id_parse(last, &id)) {
 			http_invalid(c, "Last-Event-ID", "must be an event id (<ms>-<seq>)");
 			return;
 		}

@@ -326,7 +326,7 @@ static void log_company(struct http_ctx *c)
 	struct list_page *pg = xcalloc(1, sizeof(*pg));
 	const char *event_id = http_query(c, "event_id"), *outcome = http_query(c, "outcome");
 	char ids[24], cid[24], skip[24], limit[24];
-	unsigned long long ms, seq;
+	struct rds_stream_id id;
 	size_t i;
 
 	c->state = pg;
@@ -335,7 +335,7 @@ static void log_company(struct http_ctx *c)
 		return;
 	if (event_id && !*event_id)
 		event_id = NULL;
-	if (event_id && events_id_parse(event_id, &ms, &seq)) {
+	if (event_id && rds_id_parse(event_id, &id)) {
 		http_invalid(c, "event_id", "must be a stream id such as 1712345678901-0");
 		return;
 	}

@@ -182,28 +182,6 @@ void events_emit_async_new(struct rds *redis, const char *type, long company_id,
 
 /* ---- reading ---- */
 
-int events_id_parse(const char *s, unsigned long long *ms, unsigned long long *seq)
-{
-	char *end;
-	if (!s || *s < '0' || *s > '9')
-		return -1;
-	*ms = strtoull(s, &end, 10);
-	if (*end != '-' || end[1] < '0' || end[1] > '9')
-		return -1;
-	*seq = strtoull(end + 1, &end, 10);
-	return *end || strlen(s) >= EVENTS_ID_MAX ? -1 : 0;
-}
-
-int events_id_cmp(const char *a, const char *b)
-{
-	unsigned long long am = 0, as = 0, bm = 0, bs = 0;
-	if (events_id_parse(a, &am, &as) || events_id_parse(b, &bm, &bs))
-		return strcmp(a, b) < 0 ? -1 : strcmp(a, b) > 0;
-	if (am != bm)
-		return am < bm ? -1 : 1;
-	return as < bs ? -1 : as > bs;
-}
-
 void events_msg_clear(struct event_msg *m)
 {
 	free(m->data);
@@ -212,10 +190,10 @@ void events_msg_clear(struct event_msg *m)
 
 int events_parse(const redisReply *el, struct event_msg *out)
 {
-	unsigned long long ms, seq;
+	struct rds_stream_id id;
 	memset(out, 0, sizeof(*out));
 	if (!el || el->type != REDIS_REPLY_ARRAY || el->elements < 2 || el->element[0]->type != REDIS_REPLY_STRING ||
-	    events_id_parse(el->element[0]->str, &ms, &seq))
+	    rds_id_parse(el->element[0]->str, &id))
 		return -1;
 	snprintf(out->id, sizeof(out->id), "%s", el->element[0]->str);
 	const redisReply *f = el->element[1];
@@ -228,7 +206,7 @@ int events_parse(const redisReply *el, struct event_msg *out)
 		return -1;
 	snprintf(out->type, sizeof(out->type), "%s", type->str);
 	out->company_id = cid;
-	out->at_ms = at ? strtoll(at->str, NULL, 10) : (long long)ms;
+	out->at_ms = at ? strtoll(at->str, NULL, 10) : (long long)id.ms;
 	out->data = xstrndup(data->str, data->len);
 	out->data_len = data->len;
 	return 0;

@@ -38,9 +38,9 @@ extern const char *const events_types[];
 /* Index of type in events_types, or -1 when it is none. */
 int events_type_index(const char *type);
 
-#define EVENTS_DATA_MAX     65536 /* bytes of one event's data JSON; a bigger event is dropped (logged) */
-#define EVENTS_INFLIGHT_MAX 10000 /* async emits awaiting Redis's reply, all threads together */
-#define EVENTS_ID_MAX       48    /* "<ms>-<seq>" with its NUL, with room */
+#define EVENTS_DATA_MAX     65536      /* bytes of one event's data JSON; a bigger event is dropped (logged) */
+#define EVENTS_INFLIGHT_MAX 10000      /* async emits awaiting Redis's reply, all threads together */
+#define EVENTS_ID_MAX       RDS_ID_MAX /* "<ms>-<seq>" with its NUL, with room */
 
 /* ---- emitting ---- */
 
@@ -92,10 +92,5 @@ struct event_msg {
  */
 int events_parse(const redisReply *el, struct event_msg *out) MUSTCHECK;
 void events_msg_clear(struct event_msg *m);
-
-/* A stream id "<ms>-<seq>": parsed into its two parts. Returns 0, or -1 when s is not one. */
-int events_id_parse(const char *s, unsigned long long *ms, unsigned long long *seq) MUSTCHECK;
-/* -1, 0, 1 as stream id a sorts before, equal to, after b (both valid ids). */
-int events_id_cmp(const char *a, const char *b);
 
 #endif

@@ -5,6 +5,7 @@
  * that cannot be sent waits in the connection's failed list for the next loop
  * turn (or rds_free) to fail it with NULL.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,10 +309,10 @@ redisContext *rds_connect_sync(const char *url, volatile int *stop)
 int rds_id_parse(const char *s, struct rds_stream_id *out)
 {
 	char *end;
-	if (!s)
+	if (!s || *s < '0' || *s > '9' || strlen(s) >= RDS_ID_MAX)
 		return -1;
 	out->ms = strtoull(s, &end, 10);
-	if (*end != '-')
+	if (*end != '-' || end[1] < '0' || end[1] > '9')
 		return -1;
 	out->seq = strtoull(end + 1, &end, 10);
 	return *end ? -1 : 0;
@@ -320,6 +321,26 @@ int rds_id_parse(const char *s, struct rds_stream_id *out)
 bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b)
 {
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+int rds_id_cmp(const char *a, const char *b)
+{
+	struct rds_stream_id x, y;
+	if (rds_id_parse(a, &x) || rds_id_parse(b, &y))
+		return strcmp(a, b) < 0 ? -1 : strcmp(a, b) > 0;
+	return rds_id_less(x, y) ? -1 : rds_id_less(y, x);
+}
+
+int rds_id_next(const char *id, char out[RDS_ID_MAX])
+{
+	struct rds_stream_id v;
+	if (rds_id_parse(id, &v))
+		return -1;
+	if (v.seq == UINT64_MAX)
+		snprintf(out, RDS_ID_MAX, "%" PRIu64 "-0", v.ms + 1);
+	else
+		snprintf(out, RDS_ID_MAX, "%" PRIu64 "-%" PRIu64, v.ms, v.seq + 1);
+	return 0;
 }
 
 const redisReply *rds_flat_field(const redisReply *flat, const char *key)

@@ -45,16 +45,23 @@ void rds_command(struct rds *r, rds_cb cb, void *arg, int argc, const char **arg
 /* True while the connection is up (AUTH/SELECT done). */
 bool rds_connected(const struct rds *r);
 
-/* A stream entry id "<ms>-<seq>", parsed. */
+/* A stream entry id "<ms>-<seq>", parsed; as text it fits RDS_ID_MAX with its NUL. */
 struct rds_stream_id {
 	uint64_t ms, seq;
 };
+#define RDS_ID_MAX 48
 
-/* Parses a stream id (NULL or malformed: -1). */
+/* Parses a stream id: digits, '-', digits, shorter than RDS_ID_MAX (NULL or anything else: -1). */
 int rds_id_parse(const char *s, struct rds_stream_id *out) MUSTCHECK;
 
 /* True when a comes before b in a stream. */
 bool rds_id_less(struct rds_stream_id a, struct rds_stream_id b);
+
+/* -1, 0, 1 as stream id a sorts before, equal to, after b (text order when one is not an id). */
+int rds_id_cmp(const char *a, const char *b);
+
+/* The id right after id ("<ms>-<seq+1>", or the next millisecond's first), into out. 0 or -1. */
+int rds_id_next(const char *id, char out[RDS_ID_MAX]) MUSTCHECK;
 
 /* The value of key in a flat [k, v, k, v …] reply (a stream entry's fields, an XINFO
  * record), of any type; NULL when absent. Borrowed from flat. */
@@ -71,7 +78,6 @@ const redisReply *rds_entry_field(const redisReply *fields, const char *name);
  * element[1] is the entry list (the caller frees the reply), and sets cursor to
  * where the next page starts ("0-0": none); NULL (logged) when Redis fails.
  */
-#define RDS_ID_MAX 48
 redisReply *rds_autoclaim(redisContext *rc, const char *stream, const char *group, const char *consumer,
                           const char *idle_ms, const char *count, bool justid, char cursor[RDS_ID_MAX]);
 

@@ -206,8 +206,8 @@ static void handoff_read(evutil_socket_t conn, short what, void *arg)
 	}
 	if (!strcmp(kind, "sse")) {
 		const char *last = json_string_value(json_object_get(h, "last_event_id"));
-		unsigned long long ms, seq;
-		sse_adopt(st.base, fd, &s, last && !events_id_parse(last, &ms, &seq) ? last : "",
+		struct rds_stream_id id;
+		sse_adopt(st.base, fd, &s, last && !rds_id_parse(last, &id) ? last : "",
 		          json_string_value(json_object_get(h, "origin")));
 		fd = -1;
 	} else if (!strcmp(kind, "ws") && json_is_string(json_object_get(h, "request"))) {

@@ -285,7 +285,7 @@ static void range_cb(redisReply *r, void *arg)
 			return;
 	}
 	pump(c);
-	if (got == (size_t)atoi(RANGE_COUNT) && events_id_cmp(c->after, c->upto) < 0)
+	if (got == (size_t)atoi(RANGE_COUNT) && rds_id_cmp(c->after, c->upto) < 0)
 		range_next(c);
 	else
 		go_live(c);
@@ -313,7 +313,7 @@ static void oldest_cb(redisReply *r, void *arg)
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
 	    r->element[0]->elements >= 1 && r->element[0]->element[0]->type == REDIS_REPLY_STRING &&
-	    events_id_cmp(c->after, r->element[0]->element[0]->str) < 0) {
+	    rds_id_cmp(c->after, r->element[0]->element[0]->str) < 0) {
 		gap(c, "oldest_event_id", r->element[0]->element[0]->str);
 		metrics_count("events_resume_gaps", 1);
 	}
@@ -364,7 +364,7 @@ void sse_adopt(struct event_base *b, int fd, const struct scope *s, const char *
 	log_info("event=client_opened transport=sse user=%s superuser=%d company_id=%ld last_event_id=%s peer=%s",
 	         s->username, s->superuser, s->company_id, last_id && *last_id ? last_id : "-", s->peer);
 	log_set_ctx(NULL);
-	if (last_id && *last_id && events_id_cmp(last_id, live) < 0) {
+	if (last_id && *last_id && rds_id_cmp(last_id, live) < 0) {
 		c->state = SC_CATCHUP;
 		snprintf(c->after, sizeof(c->after), "%s", last_id);
 		snprintf(c->upto, sizeof(c->upto), "%s", live);

@@ -35,13 +35,13 @@ static void test_ids(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		unsigned long long ms, seq;
-		assert_int_equal(events_id_parse(cases[i].s, &ms, &seq) == 0, cases[i].ok);
+		struct rds_stream_id id;
+		assert_int_equal(rds_id_parse(cases[i].s, &id) == 0, cases[i].ok);
 	}
-	assert_int_equal(events_id_cmp("1-0", "1-0"), 0);
-	assert_int_equal(events_id_cmp("1-1", "1-0"), 1);
-	assert_int_equal(events_id_cmp("9-5", "10-0"), -1); /* numeric, not text, order */
-	assert_int_equal(events_id_cmp("10-0", "9-5"), 1);
+	assert_int_equal(rds_id_cmp("1-0", "1-0"), 0);
+	assert_int_equal(rds_id_cmp("1-1", "1-0"), 1);
+	assert_int_equal(rds_id_cmp("9-5", "10-0"), -1); /* numeric, not text, order */
+	assert_int_equal(rds_id_cmp("10-0", "9-5"), 1);
 }
 
 /* A stream entry [id, [field, value, ...]] as hiredis builds it. */

@@ -377,13 +377,8 @@ static void trim(struct worker_ctx *w)
 			         p->element[1]->type == REDIS_REPLY_STRING && !rds_id_parse(p->element[1]->str, &cand);
 			freeReplyObject(p);
 		} else {
-			usable = !rds_id_parse(last->str, &cand);
-			if (cand.seq == UINT64_MAX) {
-				cand.ms++;
-				cand.seq = 0;
-			} else {
-				cand.seq++;
-			}
+			char next[RDS_ID_MAX];
+			usable = !rds_id_next(last->str, next) && !rds_id_parse(next, &cand);
 		}
 		if (usable && rds_id_less(cand, bound)) {
 			bound = cand;

@@ -233,7 +233,7 @@ static int rebuild(struct worker_ctx *w)
 		return STANDBY_MS;
 	}
 	st.said_waiting = false;
-	char upto[48];
+	char upto[RDS_ID_MAX];
 	snprintf(upto, sizeof(upto), "%s", r->str);
 	freeReplyObject(r);
 
@@ -293,23 +293,10 @@ static redisReply *read_group(struct worker_ctx *w, bool pending)
 	return r;
 }
 
-/* "<ms>-<seq>" + 1, into out[48]. */
-static int id_next(const char *id, char out[48])
-{
-	struct rds_stream_id v;
-	if (rds_id_parse(id, &v))
-		return -1;
-	if (v.seq == UINT64_MAX)
-		snprintf(out, 48, "%" PRIu64 "-0", v.ms + 1);
-	else
-		snprintf(out, 48, "%" PRIu64 "-%" PRIu64, v.ms, v.seq + 1);
-	return 0;
-}
-
-/* The first entry the results group has not finished, into out[48] ("0-1" when it has finished
+/* The first entry the results group has not finished, into out ("0-1" when it has finished
  * nothing or does not exist); *others = entries of this group pending on other consumers.
  * Returns 0 or -1. */
-static int frontier(struct worker_ctx *w, char out[48], long long *others)
+static int frontier(struct worker_ctx *w, char out[RDS_ID_MAX], long long *others)
 {
 	const char *argv[] = {"EVAL", frontier_lua, "1", STREAM_RESULTS, RESULTS_GROUP, GROUP, w->consumer};
 	redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
@@ -322,12 +309,12 @@ static int frontier(struct worker_ctx *w, char out[48], long long *others)
 	*others = r->element[2]->integer;
 	const char *kind = r->element[0]->str, *id = r->element[1]->str;
 	if (!strcmp(kind, "p")) {
-		snprintf(out, 48, "%s", id);
+		snprintf(out, RDS_ID_MAX, "%s", id);
 		rc = 0;
 	} else if (!strcmp(kind, "d")) {
-		rc = id_next(id, out);
+		rc = rds_id_next(id, out);
 	} else {
-		snprintf(out, 48, "0-1"); /* no results group: nothing is known finished */
+		snprintf(out, RDS_ID_MAX, "0-1"); /* no results group: nothing is known finished */
 		rc = 0;
 	}
 out:
@@ -412,7 +399,7 @@ static int process(struct worker_ctx *w, const redisReply *list)
 	if (n == 0)
 		return 0;
 
-	char fin[48];
+	char fin[RDS_ID_MAX];
 	long long others = 0;
 	struct rds_stream_id f, e;
 	if (frontier(w, fin, &others) || rds_id_parse(fin, &f))
@@ -478,7 +465,7 @@ static int stats_run(struct worker_ctx *w)
 	}
 	if (st.rebuild == RB_CHECK) {
 		/* whether one is needed: stats_apply answers 'rebuild' when it is (and does nothing) */
-		char fin[48];
+		char fin[RDS_ID_MAX];
 		long long others;
 		if (frontier(w, fin, &others))
 			return -1;

@@ -69,7 +69,7 @@ static void iso_ms(long long ms, char out[32])
  * data that is not a JSON object, a pending entry trimmed from the stream (no fields). */
 static void parse_entry(const redisReply *entry, struct event *e)
 {
-	unsigned long long ms, seq;
+	struct rds_stream_id sid;
 
 	memset(e, 0, sizeof(*e));
 	if (events_parse(entry, &e->m) == 0) {
@@ -77,7 +77,7 @@ static void parse_entry(const redisReply *entry, struct event *e)
 		e->ok = json_is_object(e->data);
 		/* at: the emitter's clock; the id's time when it is missing or absurd */
 		if (e->m.at_ms <= 0 || e->m.at_ms > 32503680000000LL) /* year 3000 */
-			e->m.at_ms = events_id_parse(e->m.id, &ms, &seq) ? 0 : (long long)ms;
+			e->m.at_ms = rds_id_parse(e->m.id, &sid) ? 0 : (long long)sid.ms;
 	}
 	if (!e->ok) {
 		const char *id =
