@@ -357,6 +357,39 @@ const redisReply *rds_entry_field(const redisReply *fields, const char *name)
 	return v && v->type == REDIS_REPLY_STRING ? v : NULL;
 }
 
+int rds_xack_ids(redisContext *rc, const char *stream, const char *group, const char *const *ids, size_t n)
+{
+	if (n == 0)
+		return 0;
+	const char **argv = xmalloc((n + 3) * sizeof(*argv));
+	argv[0] = "XACK";
+	argv[1] = stream;
+	argv[2] = group;
+	memcpy(argv + 3, ids, n * sizeof(*ids));
+	redisReply *r = redisCommandArgv(rc, (int)(n + 3), argv, NULL);
+	int ok = r && r->type == REDIS_REPLY_INTEGER;
+	if (!ok)
+		log_warn("event=ack_failed stream=%s count=%zu error=\"%s\"", stream, n,
+		         r && r->str ? r->str : rc->errstr);
+	freeReplyObject(r);
+	free(argv);
+	return ok ? 0 : -1;
+}
+
+int rds_xack(redisContext *rc, const char *stream, const char *group, const redisReply *list, size_t n)
+{
+	const char **ids = xmalloc((n ? n : 1) * sizeof(*ids));
+	size_t k = 0;
+	for (size_t i = 0; i < n && i < list->elements; i++) {
+		const redisReply *e = list->element[i];
+		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING)
+			ids[k++] = e->element[0]->str;
+	}
+	int rc_ = rds_xack_ids(rc, stream, group, ids, k);
+	free(ids);
+	return rc_;
+}
+
 redisReply *rds_autoclaim(redisContext *rc, const char *stream, const char *group, const char *consumer,
                           const char *idle_ms, const char *count, bool justid, char cursor[RDS_ID_MAX])
 {

@@ -72,6 +72,16 @@ const redisReply *rds_flat_field(const redisReply *flat, const char *key);
 const redisReply *rds_entry_field(const redisReply *fields, const char *name);
 
 /*
+ * XACK of ids[0..n) on a blocking connection (nothing sent when n is 0). Returns 0, or -1
+ * (logged) when Redis fails.
+ */
+int rds_xack_ids(redisContext *rc, const char *stream, const char *group, const char *const *ids, size_t n);
+
+/* The same for the entries of list[0..n) (an XREADGROUP/XAUTOCLAIM entry list; entries
+ * without an id are skipped). */
+int rds_xack(redisContext *rc, const char *stream, const char *group, const redisReply *list, size_t n);
+
+/*
  * One XAUTOCLAIM page on a blocking connection: entries of group pending longer
  * than idle_ms (a decimal string) move to consumer, at most count (a decimal
  * string) from *cursor on, only their ids when justid. Returns the reply, whose

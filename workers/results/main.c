@@ -62,20 +62,11 @@ static int prepare(struct worker_ctx *w)
 /* XACK the entries; they stay pending (and come back as duplicates) when this fails. */
 static int ack(struct worker_ctx *w, const struct result_entry *e, int n)
 {
-	const char **argv = xmalloc((size_t)(n + 3) * sizeof(*argv));
-	int argc = 0, rc = 0;
-	argv[argc++] = "XACK";
-	argv[argc++] = STREAM_RESULTS;
-	argv[argc++] = GROUP;
+	const char **ids = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(*ids));
 	for (int i = 0; i < n; i++)
-		argv[argc++] = e[i].id;
-	redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
-	if (!r || r->type != REDIS_REPLY_INTEGER) {
-		log_warn("event=ack_failed count=%d error=\"%s\"", n, r && r->str ? r->str : w->redis->errstr);
-		rc = -1;
-	}
-	freeReplyObject(r);
-	free(argv);
+		ids[i] = e[i].id;
+	int rc = rds_xack_ids(w->redis, STREAM_RESULTS, GROUP, ids, (size_t)n);
+	free(ids);
 	return rc;
 }
 

@@ -322,23 +322,6 @@ out:
 	return rc;
 }
 
-/* XACK the first n entries of list; they stay pending (and come back, skipped) when this fails. */
-static void ack(struct worker_ctx *w, const redisReply *list, int n)
-{
-	const char **argv = xmalloc((size_t)(n + 3) * sizeof(*argv));
-	int argc = 0;
-	argv[argc++] = "XACK";
-	argv[argc++] = STREAM_RESULTS;
-	argv[argc++] = GROUP;
-	for (int i = 0; i < n; i++)
-		argv[argc++] = list->element[i]->element[0]->str;
-	redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
-	if (!r || r->type != REDIS_REPLY_INTEGER)
-		log_warn("event=ack_failed count=%d error=\"%s\"", n, r && r->str ? r->str : w->redis->errstr);
-	freeReplyObject(r);
-	free(argv);
-}
-
 /* Lag from the API's 202 (accepted_at) to now, over the first n entries of list. */
 static void account(const redisReply *list, int n, int applied)
 {
@@ -434,7 +417,8 @@ static int process(struct worker_ctx *w, const redisReply *list)
 	}
 	int done = atoi(PQgetvalue(r, 0, 1)), applied = atoi(PQgetvalue(r, 0, 2));
 	if (done > 0) {
-		ack(w, list, done);
+		/* on failure they come back, and are skipped */
+		(void)rds_xack(w->redis, STREAM_RESULTS, GROUP, list, (size_t)done);
 		account(list, done, applied);
 		st.wait_ms = 0;
 	}

@@ -292,32 +292,6 @@ out:
 	return rc;
 }
 
-/* XACK the entries of list; they stay pending (and are recorded again, harmlessly) on failure. */
-static int ack(struct worker_ctx *w, const redisReply *list)
-{
-	const char **argv = xmalloc((list->elements + 3) * sizeof(*argv));
-	int argc = 0, rc = 0;
-	argv[argc++] = "XACK";
-	argv[argc++] = STREAM_EVENTS;
-	argv[argc++] = WEBHOOKS_GROUP;
-	for (size_t i = 0; i < list->elements; i++) {
-		const redisReply *e = list->element[i];
-		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING)
-			argv[argc++] = e->element[0]->str;
-	}
-	if (argc > 3) {
-		redisReply *r = redisCommandArgv(w->redis, argc, argv, NULL);
-		if (!r || r->type != REDIS_REPLY_INTEGER) {
-			log_warn("event=ack_failed count=%d error=\"%s\"", argc - 3,
-			         r && r->str ? r->str : w->redis->errstr);
-			rc = -1;
-		}
-		freeReplyObject(r);
-	}
-	free(argv);
-	return rc;
-}
-
 /* Records a list of entries, then acknowledges them. Returns 0 or -1. */
 static int process(struct worker_ctx *w, const redisReply *list, long *queued)
 {
@@ -334,7 +308,8 @@ static int process(struct worker_ctx *w, const redisReply *list, long *queued)
 		rc = -1;
 		goto out;
 	}
-	rc = ack(w, list);
+	/* on failure they stay pending, and are recorded again, harmlessly */
+	rc = rds_xack(w->redis, STREAM_EVENTS, WEBHOOKS_GROUP, list, list->elements);
 out:
 	events_free(ev, n);
 	return rc;
