@@ -5,6 +5,7 @@
  * continuously, a run event re-armed every loop turn, until SIGTERM/SIGINT.
  */
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct wstate {
 	struct event_base *base;
 	struct event *tick_ev, *run_ev;
 	bool group_ready, draining;
+	char group_from[RDS_ID_MAX]; /* where a lost group is created again ("": def->group_start) */
 	int since_push;
 };
 
@@ -42,7 +44,7 @@ static bool ensure_group(struct wstate *s)
 		s->group_ready = true; /* nothing to join: ready once connected */
 	if (s->group_ready)
 		return true;
-	const char *start = s->def->group_start ? s->def->group_start : "$";
+	const char *start = *s->group_from ? s->group_from : s->def->group_start ? s->def->group_start : "$";
 	redisReply *r =
 	    redisCommand(s->w.redis, "XGROUP CREATE %s %s %s MKSTREAM", s->def->stream, s->def->group, start);
 	bool ok = r && (r->type == REDIS_REPLY_STATUS || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "BUSYGROUP")));
@@ -50,11 +52,24 @@ static bool ensure_group(struct wstate *s)
 		log_info("event=group_joined stream=%s group=%s consumer=%s", s->def->stream, s->def->group,
 		         s->w.consumer);
 		s->group_ready = true;
+		s->group_from[0] = '\0';
 	} else {
 		log_warn("event=group_failed stream=%s error=\"%s\"", s->def->stream, r ? r->str : s->w.redis->errstr);
 	}
 	freeReplyObject(r);
 	return ok;
+}
+
+bool worker_group_lost(struct worker_ctx *w, const redisReply *r, const char *from)
+{
+	if (!r || r->type != REDIS_REPLY_ERROR || !strstr(r->str, "NOGROUP"))
+		return false;
+	struct wstate *s = (struct wstate *)(void *)((char *)w - offsetof(struct wstate, w));
+	snprintf(s->group_from, sizeof(s->group_from), "%s", from ? from : "");
+	log_warn("event=group_lost stream=%s group=%s from=%s", s->def->stream, s->def->group,
+	         *s->group_from ? s->group_from : "start");
+	s->group_ready = false; /* ensure_group creates it again before the next run */
+	return true;
 }
 
 /* Re-opens whatever is down, without blocking for long: one attempt per tick. */

@@ -66,6 +66,14 @@ struct worker_def {
 	void (*stop)(struct worker_ctx *w);
 };
 
+/*
+ * When r is Redis's NOGROUP error (the stream or the group was deleted: Redis lost its data, or an
+ * operator): the group is created again before run is called next, at from (the last entry this
+ * copy read, so that nothing after it is missed and nothing before it replayed), or at the def's
+ * group_start when from is NULL or empty; returns true. Otherwise false.
+ */
+bool worker_group_lost(struct worker_ctx *w, const redisReply *r, const char *from);
+
 /* Runs the process until SIGTERM/SIGINT. Returns the exit status for main. */
 int worker_main(const struct worker_def *def);
 

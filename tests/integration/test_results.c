@@ -818,6 +818,20 @@ static void test_two_workers(void **state)
 	                 PAIR_RUN);
 }
 
+/* The group deleted under the worker (an operator, or Redis lost its data): it is created again
+ * and what is reported next is applied. */
+static void test_group_lost(void **state)
+{
+	char *id;
+
+	(void)state;
+	free(th_redis_cli("XGROUP", "DESTROY", "dialer:results", "results", NULL));
+	id = report("\"phone_number\": \"09121000076\", \"status\": \"MISSED\", \"attempted_at\": "
+	            "\"2026-02-18T11:00:00Z\"");
+	wait_applied(id);
+	free(id);
+}
+
 /* number_state and wallet_ledger have no foreign keys (schema 016): a deleted number takes its
  * number_state rows with it, a deleted company its number_state and ledger rows; and a number
  * deleted while its result is being applied dead-letters the result instead of leaving a row for a
@@ -896,7 +910,7 @@ int main(void)
 	    cmocka_unit_test(test_max_deliveries), cmocka_unit_test(test_last_chance),
 	    cmocka_unit_test(test_malformed),      cmocka_unit_test(test_restarts),
 	    cmocka_unit_test(test_sigkill),        cmocka_unit_test(test_two_workers),
-	    cmocka_unit_test(test_deletes),
+	    cmocka_unit_test(test_deletes),        cmocka_unit_test(test_group_lost),
 	};
 
 	return cmocka_run_group_tests_name("results", tests, group_setup, group_teardown);

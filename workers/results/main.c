@@ -282,10 +282,7 @@ static int results_run(struct worker_ctx *w)
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_warn("event=read_failed error=\"%s\"", r->str);
-		if (strstr(r->str, "NOGROUP")) { /* the stream or group was deleted: start over from 0 */
-			freeReplyObject(
-			    redisCommand(w->redis, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM_RESULTS, GROUP));
-		}
+		worker_group_lost(w, r, NULL); /* created again from 0: what is in the stream is applied */
 		freeReplyObject(r);
 		return -1;
 	}
