@@ -403,6 +403,13 @@ static void refill_unlock(struct refill *r)
 	refill_end(r);
 }
 
+/* The read saw the whole pool, or went round while already taking held numbers over (a
+ * round of the walk since a read first went round): more reads would find no more. */
+static bool refill_went_round(const struct refill *r)
+{
+	return r->whole || (r->wrapped && r->steal);
+}
+
 static void refill_filled(redisReply *reply, void *arg)
 {
 	struct refill *r = arg;
@@ -424,7 +431,7 @@ static void refill_filled(redisReply *reply, void *arg)
 	/* most of what it read is held by other companies' hoppers: read on past them at once, twice
 	 * as far (kept in the meta, so that whichever refill of the company comes next does), instead
 	 * of waiting for a pop to find the hopper low */
-	bool chase = !r->failed && !r->whole && r->pushed * 2 < r->rows;
+	bool chase = !r->failed && !refill_went_round(r) && r->pushed * 2 < r->rows;
 	char far[24];
 	snprintf(far, sizeof(far), "%ld", 2L * r->rows > HOPPER_REFILL_MAX ? HOPPER_REFILL_MAX : 2L * r->rows);
 	/* a chase that went round takes over held numbers from then on, until it finds enough */
@@ -449,9 +456,10 @@ static void refill_read(PGresult *res, void *arg)
 		return;
 	}
 	int rows = PQntuples(res);
-	/* fewer than asked: the read saw the company's whole pool, so an empty hopper after it means
-	 * nothing to find (the company rests HOPPER_DRY_MS), and what other hoppers merely hold is
-	 * taken over; so it is by a read that went round, or follows one that did (refill_filled) */
+	/* fewer than asked: the read saw the company's whole pool, so what other hoppers merely hold
+	 * is taken over (so it is by a read that went round, or follows one that did: refill_filled),
+	 * and an empty hopper after it, or after a whole round of taking over, means nothing to find
+	 * (the company rests HOPPER_DRY_MS) */
 	r->rows = rows;
 	r->whole = rows < r->k;
 	r->wrapped = rows > 0 && !strcmp(PQgetvalue(res, rows - 1, 2), "t");
@@ -482,7 +490,7 @@ static void refill_read(PGresult *res, void *arg)
 		argv[argc++] = now_ms;
 		argv[argc++] = r->fill_ms;
 		argv[argc++] = cursor;
-		argv[argc++] = r->whole ? "1" : "0";
+		argv[argc++] = refill_went_round(r) ? "1" : "0";
 		argv[argc++] = cid;
 		argv[argc++] = dry_ms;
 		argv[argc++] = r->whole || r->wrapped || r->steal ? "1" : "0";
