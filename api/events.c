@@ -103,6 +103,29 @@ out:
 	return rc;
 }
 
+/*
+ * dialer-events did not take the client (it is not running, or is restarting). A WebSocket
+ * client gets 503 EVENTS_UNAVAILABLE. An SSE client gets a stream that ends at once: 200, the
+ * retry delay and "event: dropped" (reason unavailable, its own Last-Event-ID), since EventSource
+ * never retries an answer other than 200 (it closes for good) but reconnects after a stream that
+ * ends; dialer-events answers a client it refuses the same way (events/hub.c).
+ */
+static void reply_unavailable(struct http_ctx *c)
+{
+	struct evreq *r = c->state;
+	if (r->kind == EV_WS) {
+		http_add_header(c, "Retry-After", "1");
+		http_error(c, 503, "EVENTS_UNAVAILABLE", "Events service unavailable");
+		return;
+	}
+	char *bye = events_sse_dropped("unavailable", r->last_id);
+	char *body = xasprintf(EVENTS_SSE_RETRY "%s", bye);
+	http_add_header(c, "Cache-Control", "no-cache, no-store");
+	http_reply_raw(c, 200, "text/event-stream; charset=utf-8", body, strlen(body));
+	free(body);
+	free(bye);
+}
+
 static void hand_over(struct http_ctx *c)
 {
 	struct evreq *r = c->state;
@@ -115,7 +138,7 @@ static void hand_over(struct http_ctx *c)
 	    (json_int_t)c->company_id, "types", r->types, "last_event_id", r->last_id[0] ? r->last_id : NULL,
 	    "token_exp", (json_int_t)c->token_exp, "origin", origin, "rid", c->rid, "peer", c->peer, "request", req);
 	free(req);
-	char *msg = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	char *msg = m ? json_dumps(m, EVENTS_JSON_FLAGS) : NULL;
 	json_decref(m);
 	if (!msg) {
 		http_error(c, 500, "INTERNAL_ERROR", "cannot encode the handoff");
@@ -123,9 +146,11 @@ static void hand_over(struct http_ctx *c)
 	}
 	log_info("event=events_handoff kind=%s company_id=%ld superuser=%d", r->kind == EV_WS ? "ws" : "sse",
 	         c->company_id, c->user.is_superuser);
-	/* c is freed by http_handoff either way */
-	(void)http_handoff(c, r->kind == EV_WS ? 101 : 200, send_to_events, msg);
+	/* c is freed by http_handoff once handed over; else it is still to be answered */
+	int rc = http_handoff(c, r->kind == EV_WS ? 101 : 200, send_to_events, msg);
 	free(msg);
+	if (rc)
+		reply_unavailable(c);
 }
 
 /* ?types=a,b: each a known event type; *out an array, or NULL when absent. */

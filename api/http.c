@@ -26,6 +26,7 @@
 #include "api.h"
 #include "authn.h"
 #include "config.h"
+#include "events.h"
 #include "http.h"
 #include "metrics.h"
 #include "pgjson.h"
@@ -391,9 +392,7 @@ int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *a
 	if (dup_fd < 0 || send(dup_fd, arg)) {
 		if (dup_fd >= 0)
 			close(dup_fd);
-		http_add_header(c, "Retry-After", "1");
-		http_error(c, 503, "EVENTS_UNAVAILABLE", "Events service unavailable");
-		return -1;
+		return -1; /* the caller answers: how depends on what the client can read */
 	}
 	close(dup_fd); /* the other process holds its own reference now */
 	/*
@@ -443,9 +442,9 @@ static void free_ref(const void *data, size_t len, void *extra)
 void http_reply_json(struct http_ctx *c, int status, json_t *body)
 {
 	struct evbuffer *buf = evbuffer_new();
-	/* 15 significant digits: a percentage rounded to 2 decimals reads 33.33, not jansson's
-	 * default 17-digit 33.329999999999998 */
-	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
+	/* 15 significant digits (as the events): a percentage rounded to 2 decimals reads 33.33, not
+	 * jansson's default 17-digit 33.329999999999998 */
+	char *s = body ? json_dumps(body, EVENTS_JSON_FLAGS | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	if (!s) {
 		/* a body that cannot be encoded (json_pack failed, invalid UTF-8): never an empty 2xx */

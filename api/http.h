@@ -171,9 +171,9 @@ bool http_client_closed(struct http_ctx *c);
  * send it with SCM_RIGHTS) and returns 0 once the other side has it, or -1. On 0 this process
  * lets go of the socket without shutting it down (the other process now owns the connection),
  * logs the request with log_status (e.g. 200 for SSE, 101 for a WebSocket upgrade) and frees c:
- * the handler must not touch c again. On -1 it replies 503 EVENTS_UNAVAILABLE itself (c is
- * freed too). Returns send's result. Bytes the client sent after the request (pipelining) are
- * dropped.
+ * the handler must not touch c again. On -1 nothing is sent and c is still the handler's: it
+ * must reply (once, as always). Returns send's result. Bytes the client sent after the request
+ * (pipelining) are dropped.
  */
 int http_handoff(struct http_ctx *c, int log_status, int (*send)(int fd, void *arg), void *arg);
 

@@ -37,7 +37,7 @@ static char *data_text(const char *type, json_t *data)
 	if (!data)
 		data = json_object();
 	if (json_is_object(data))
-		s = json_dumps(data, JSON_COMPACT);
+		s = json_dumps(data, EVENTS_JSON_FLAGS);
 	json_decref(data);
 	if (!s || strlen(s) > EVENTS_DATA_MAX) {
 		log_warn("event=event_dropped type=%s reason=\"%s\"", type,
@@ -210,4 +210,13 @@ int events_parse(const redisReply *el, struct event_msg *out)
 	out->data = xstrndup(data->str, data->len);
 	out->data_len = data->len;
 	return 0;
+}
+
+/* ---- SSE ---- */
+
+char *events_sse_dropped(const char *reason, const char *last_id)
+{
+	bool id = last_id && *last_id;
+	return xasprintf("event: dropped\ndata: {\"reason\":\"%s\",\"last_event_id\":%s%s%s}\n\n", reason,
+	                 id ? "\"" : "", id ? last_id : "null", id ? "\"" : "");
 }

@@ -42,6 +42,13 @@ int events_type_index(const char *type);
 #define EVENTS_INFLIGHT_MAX 10000      /* async emits awaiting Redis's reply, all threads together */
 #define EVENTS_ID_MAX       RDS_ID_MAX /* "<ms>-<seq>" with its NUL, with room */
 
+/*
+ * How an event's JSON is written (its data by the emitters, its envelope by dialer-events) and
+ * the API's replies too: compact (an SSE data: line holds no raw newline) with 15 significant
+ * digits, so that 10.1 reads 10.1 and not jansson's default 17-digit 10.099999999999999.
+ */
+#define EVENTS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* ---- emitting ---- */
 
 /*
@@ -92,5 +99,18 @@ struct event_msg {
  */
 int events_parse(const redisReply *el, struct event_msg *out) MUSTCHECK;
 void events_msg_clear(struct event_msg *m);
+
+/* ---- SSE (dialer-events' streams, and the API's answer when it cannot hand one over) ---- */
+
+/* The first lines of every SSE answer's body: EventSource's reconnect delay. */
+#define EVENTS_SSE_RETRY "retry: 2000\n\n"
+
+/*
+ * The SSE event that ends a stream: "event: dropped" with {"reason", "last_event_id"} (null when
+ * last_id is NULL or ""), and no id: line, so the client's Last-Event-ID stays where it was; its
+ * EventSource reconnects after the retry delay. Both are written as they are: reason a word of
+ * ours ("shutdown", "unavailable", ...), last_id a stream id (rds_id_parse). Caller frees.
+ */
+char *events_sse_dropped(const char *reason, const char *last_id);
 
 #endif

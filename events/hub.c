@@ -1,7 +1,7 @@
 /*
  * dialer-events' shared pieces: rendering an event once for every client (struct emsg), a
- * client's queue of references to them (struct refq), a client's scope and who sees what, and
- * the refusal of a connection before streaming.
+ * client's queue of references to them (struct refq), a client's scope and who sees what, the
+ * ids in stream replies, and the answers before streaming (an SSE head, refusals).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +26,7 @@ struct emsg *emsg_new(const struct event_msg *ev)
 	json_t *env = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "event", ev->type, "type", ev->type, "id", ev->id,
 	                        "company_id", (json_int_t)ev->company_id, "at", (json_int_t)ev->at_ms, "data", data);
 	/* compact: no raw newline, so the envelope is one SSE data: line */
-	char *s = env ? json_dumps(env, JSON_COMPACT) : NULL;
+	char *s = env ? json_dumps(env, EVENTS_JSON_FLAGS) : NULL;
 	json_decref(env);
 	if (!s)
 		return NULL;
@@ -153,27 +153,71 @@ int scope_from_json(const json_t *h, struct scope *s)
 	return 0;
 }
 
-bool scope_sees(const struct scope *s, const struct emsg *m)
+bool scope_sees(const struct scope *s, int type_idx, long company_id)
 {
-	if (m->type_idx < 0 || !(s->types & (1u << m->type_idx)))
+	if (type_idx < 0 || !(s->types & (1u << type_idx)))
 		return false;
 	if (s->company_id == 0)
 		return s->superuser; /* every company's, and the unscoped ones */
-	return m->company_id == s->company_id;
+	return company_id == s->company_id;
+}
+
+/* ---- stream replies ---- */
+
+const char *hub_entry_id(const redisReply *el)
+{
+	if (!el || el->type != REDIS_REPLY_ARRAY || el->elements < 1 || el->element[0]->type != REDIS_REPLY_STRING)
+		return NULL;
+	return el->element[0]->str;
+}
+
+const char *hub_first_id(const redisReply *r)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+		return NULL;
+	return hub_entry_id(r->element[0]);
+}
+
+/* ---- answers before streaming ---- */
+
+char *hub_sse_head(const char *rid, const char *origin)
+{
+	bool cors = origin && *origin;
+	return xasprintf("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+	                 "Cache-Control: no-cache, no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
+	                 "X-Request-Id: %s\r\n%s%s%s\r\n" EVENTS_SSE_RETRY,
+	                 rid, cors ? "Access-Control-Allow-Origin: " : "", cors ? origin : "",
+	                 cors ? "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n" : "");
+}
+
+/* Writes text to a connection handed over moments ago and closes it. Its send buffer, empty,
+ * takes a few KiB at once: nothing more is tried (the loop, or the WebSocket thread, never waits
+ * on a client). */
+static void send_and_close(int fd, const char *text)
+{
+	(void)!send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
 }
 
 void hub_reject(int fd, int status, const char *code, const char *msg)
 {
-	char body[512], head[256];
+	char body[512];
 	int bl = snprintf(body, sizeof(body),
 	                  "{\"detail\":\"%s\",\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":{}}}", msg,
 	                  code, msg);
-	int hl = snprintf(head, sizeof(head),
-	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-	                  "Connection: close\r\nRetry-After: 1\r\n\r\n",
-	                  status, status == 503 ? "Service Unavailable" : "Error", bl);
-	/* a fresh connection's send buffer takes a few hundred bytes at once; nothing more is tried */
-	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
-		(void)!send(fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
-	close(fd);
+	char *all = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+	                      "Connection: close\r\nRetry-After: 1\r\n\r\n%s",
+	                      status, status == 503 ? "Service Unavailable" : "Error", bl, body);
+	send_and_close(fd, all);
+	free(all);
+}
+
+void hub_reject_sse(int fd, const char *reason, const char *rid, const char *origin, const char *last_id)
+{
+	char *head = hub_sse_head(rid ? rid : "-", origin), *bye = events_sse_dropped(reason, last_id);
+	char *all = xasprintf("%s%s", head, bye);
+	send_and_close(fd, all);
+	free(all);
+	free(bye);
+	free(head);
 }

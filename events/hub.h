@@ -74,8 +74,17 @@ struct scope {
 
 /* Fills *s from the handoff header. Returns 0, or -1 when it is malformed. */
 int scope_from_json(const json_t *h, struct scope *s) MUSTCHECK;
-/* Whether the client of s receives m. */
-bool scope_sees(const struct scope *s, const struct emsg *m);
+/* Whether the client of s receives an event of type type_idx (index in events_types, -1: none)
+ * and company_id: checked before an event is rendered for one client (a resume's catch-up) as
+ * well as for a rendered one (m->type_idx, m->company_id). */
+bool scope_sees(const struct scope *s, int type_idx, long company_id);
+
+/* The id of a stream entry ([id, [field, value, ...]], of an XREAD or XRANGE reply), or NULL
+ * when el is not one. Borrowed from el. */
+const char *hub_entry_id(const redisReply *el);
+/* The id of the first entry of an XRANGE/XREVRANGE reply (with COUNT 1: the stream's oldest or
+ * newest), or NULL when it has none. Borrowed from r. */
+const char *hub_first_id(const redisReply *r);
 
 /* Counters shared by both transports (main thread reads them for the log). */
 extern atomic_int hub_clients; /* connected SSE + WebSocket clients */
@@ -91,8 +100,8 @@ void sse_live_at(const char *last_id);
 /* Once a second: heartbeats, token expiry, drop timeouts. */
 void sse_tick(void);
 /* Shutdown, from the loop: every client is told ("event: dropped", reason shutdown) and closed
- * once that is written. Returns how many are still to close; when that is not 0, drained runs
- * (from the loop) once the last of them has closed. */
+ * once that is written (logged once, as it closes). Returns how many are still to close; when
+ * that is not 0, drained runs (from the loop) once the last of them has closed. */
 size_t sse_shutdown(void (*drained)(void));
 /* Frees every client left, whatever it has not been sent (at exit, the loop stopped). */
 void sse_close_all(void);
@@ -112,8 +121,22 @@ void ws_adopt(int fd, const struct scope *s, const char *request);
 void ws_broadcast(struct emsg *m);
 /* Once a second (token expiry). */
 void ws_tick(void);
+/* Shutdown: every WebSocket client is closed with 1001 "shutdown" (logged once, as it closes),
+ * and drained runs, on the WebSocket thread, once none is left (at once when there is none). */
+void ws_shutdown(void (*drained)(void));
 
-/* Writes a complete HTTP error response to fd (blocking briefly, best effort) and closes it. */
+/* The head of an SSE answer: "HTTP/1.1 200", its headers (CORS ones for origin, when not NULL or
+ * ""; X-Request-Id rid), the blank line and EVENTS_SSE_RETRY. Caller frees. */
+char *hub_sse_head(const char *rid, const char *origin);
+
+/* Refusals before streaming: a complete response is written to fd (blocking briefly, best
+ * effort) and fd is closed. A WebSocket client (or one of no known kind) gets an HTTP error
+ * (the API's JSON, Retry-After: 1). */
 void hub_reject(int fd, int status, const char *code, const char *msg);
+/* An SSE client gets a stream that ends at once instead: 200, the retry delay and "event:
+ * dropped" with reason and last_id (the client's Last-Event-ID, a stream id, or NULL), since
+ * EventSource never retries an answer other than 200 (it closes for good) but does reconnect
+ * after a stream that ends. rid, origin: as for hub_sse_head. */
+void hub_reject_sse(int fd, const char *reason, const char *rid, const char *origin, const char *last_id);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <event2/listener.h>
+#include <event2/thread.h>
 
 #include "config.h"
 #include "hub.h"
@@ -43,12 +44,15 @@ static struct {
 	struct event *retry;
 	char live[EVENTS_ID_MAX]; /* the last id read; the listener is enabled once it is known */
 	int ticks;
-	bool stopping; /* draining at SIGTERM: handoffs still in flight are refused */
+	bool stopping;            /* draining at SIGTERM: handoffs still in flight are refused */
+	int draining;             /* transports whose clients are still closing */
+	struct event *ws_drained; /* made active from the WebSocket thread once its clients are gone */
 	uint64_t read, skipped;
 	uint64_t since_ns;
 } st;
 
 static void read_next(void);
+static void ws_drained_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- the stream ---- */
 
@@ -75,32 +79,30 @@ static void read_cb(redisReply *r, void *arg)
 		retry_later(); /* the connection comes back by itself (rds) */
 		return;
 	}
-	/* nil: nothing within the block time; else [[stream, [entries]]] */
-	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
-	    r->element[0]->elements >= 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-		const redisReply *list = r->element[0]->element[1];
-		for (size_t i = 0; i < list->elements; i++) {
-			const redisReply *el = list->element[i];
-			struct event_msg ev;
-			if (el->type == REDIS_REPLY_ARRAY && el->elements >= 1 &&
-			    el->element[0]->type == REDIS_REPLY_STRING)
-				snprintf(st.live, sizeof(st.live), "%s", el->element[0]->str);
-			st.read++;
-			if (events_parse(el, &ev)) {
-				st.skipped++;
-				metrics_count("events_skipped", 1);
-				continue;
-			}
-			struct emsg *m = emsg_new(&ev);
-			events_msg_clear(&ev);
-			if (!m) {
-				st.skipped++;
-				continue;
-			}
-			sse_broadcast(m);
-			ws_broadcast(m);
-			emsg_unref(m);
+	const redisReply *list = rds_xread_entries(r); /* NULL: nothing within the block time */
+	for (size_t i = 0; list && i < list->elements; i++) {
+		const redisReply *el = list->element[i];
+		const char *id = hub_entry_id(el);
+		struct event_msg ev;
+		if (id)
+			snprintf(st.live, sizeof(st.live), "%s", id);
+		st.read++;
+		if (events_parse(el, &ev)) {
+			st.skipped++;
+			metrics_count("events_skipped", 1);
+			continue;
 		}
+		struct emsg *m = emsg_new(&ev);
+		events_msg_clear(&ev);
+		if (!m) {
+			st.skipped++;
+			continue;
+		}
+		sse_broadcast(m);
+		ws_broadcast(m);
+		emsg_unref(m);
+	}
+	if (list) {
 		metrics_count("events_read", list->elements);
 		sse_live_at(st.live);
 	}
@@ -134,10 +136,8 @@ static void start_cb(redisReply *r, void *arg)
 		event_base_once(st.base, -1, EV_TIMEOUT, start_retry_cb, NULL, &tv);
 		return;
 	}
-	snprintf(st.live, sizeof(st.live), "0-0");
-	if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
-	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		snprintf(st.live, sizeof(st.live), "%s", r->element[0]->element[0]->str);
+	const char *newest = hub_first_id(r);
+	snprintf(st.live, sizeof(st.live), "%s", newest ? newest : "0-0");
 	sse_live_at(st.live);
 	evconnlistener_enable(st.listener);
 	log_info("event=events_reading stream=%s from=%s", STREAM_EVENTS, st.live);
@@ -151,6 +151,26 @@ static void find_start(void)
 }
 
 /* ---- handoffs from the API ---- */
+
+/* The header's Last-Event-ID when it is a stream id, else "" (live only). Borrowed from h. */
+static const char *header_last_id(const json_t *h)
+{
+	const char *last = json_string_value(json_object_get(h, "last_event_id"));
+	struct rds_stream_id id;
+	return last && !rds_id_parse(last, &id) ? last : "";
+}
+
+/* A handed-over client that is not taken (h: its header, NULL when unreadable) is answered as
+ * its kind can read it: an SSE client's EventSource must see 200 to try again (hub_reject_sse). */
+static void refuse(int fd, const json_t *h)
+{
+	const char *kind = json_string_value(json_object_get(h, "kind"));
+	if (kind && !strcmp(kind, "sse"))
+		hub_reject_sse(fd, "unavailable", json_string_value(json_object_get(h, "rid")),
+		               json_string_value(json_object_get(h, "origin")), header_last_id(h));
+	else
+		hub_reject(fd, 503, "EVENTS_UNAVAILABLE", "Events service unavailable");
+}
 
 /* Reads the one message of a handoff connection: the JSON header and the client's socket. */
 static void handoff_read(evutil_socket_t conn, short what, void *arg)
@@ -190,25 +210,26 @@ static void handoff_read(evutil_socket_t conn, short what, void *arg)
 		log_warn("event=handoff_failed reason=\"%s\"", n < 0 ? strerror(errno) : "malformed message");
 		goto out;
 	}
-	if (st.stopping)
-		goto out; /* 503: the client retries, with the next copy */
 	buf[n] = '\0';
-	int sndbuf = CLIENT_SNDBUF;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)))
-		log_warn("event=setsockopt_failed option=SO_SNDBUF error=\"%s\"", strerror(errno));
 	json_error_t err;
 	struct scope s;
 	h = json_loads(buf, 0, &err);
 	const char *kind = json_string_value(json_object_get(h, "kind"));
+	if (st.stopping) { /* accepted before the drain began: the client tries again, with the next copy */
+		log_set_ctx(json_string_value(json_object_get(h, "rid")));
+		log_info("event=client_refused transport=%s reason=draining", kind ? kind : "-");
+		log_set_ctx(NULL);
+		goto out;
+	}
+	int sndbuf = CLIENT_SNDBUF;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)))
+		log_warn("event=setsockopt_failed option=SO_SNDBUF error=\"%s\"", strerror(errno));
 	if (!kind || scope_from_json(h, &s)) {
 		log_warn("event=handoff_failed reason=\"malformed header\"");
 		goto out;
 	}
 	if (!strcmp(kind, "sse")) {
-		const char *last = json_string_value(json_object_get(h, "last_event_id"));
-		struct rds_stream_id id;
-		sse_adopt(st.base, fd, &s, last && !rds_id_parse(last, &id) ? last : "",
-		          json_string_value(json_object_get(h, "origin")));
+		sse_adopt(st.base, fd, &s, header_last_id(h), json_string_value(json_object_get(h, "origin")));
 		fd = -1;
 	} else if (!strcmp(kind, "ws") && json_is_string(json_object_get(h, "request"))) {
 		ws_adopt(fd, &s, json_string_value(json_object_get(h, "request")));
@@ -218,7 +239,7 @@ static void handoff_read(evutil_socket_t conn, short what, void *arg)
 	}
 out:
 	if (fd >= 0)
-		hub_reject(fd, 503, "EVENTS_UNAVAILABLE", "Events service unavailable");
+		refuse(fd, h);
 	json_decref(h);
 	free(buf);
 	close(conn);
@@ -305,6 +326,7 @@ static int events_init(struct worker_ctx *w)
 	st.reader = rds_new(st.base, cfg.redis_url);
 	st.ranges = rds_new(st.base, cfg.redis_url);
 	st.retry = evtimer_new(st.base, retry_cb, NULL);
+	st.ws_drained = event_new(st.base, -1, 0, ws_drained_cb, NULL);
 	sse_init(st.base, st.ranges);
 	if (ws_start())
 		return -1;
@@ -340,19 +362,41 @@ static void stop_listening(void)
 	}
 }
 
-static void drained(void)
+/* The drain: each transport says once when its clients have closed; the last one ends the loop. */
+static void part_drained(void)
 {
-	event_base_loopexit(st.base, NULL);
+	if (--st.draining == 0)
+		event_base_loopexit(st.base, NULL);
 }
 
-/* SIGTERM: no new clients; every SSE client is told ("event: dropped", reason shutdown), and
- * the loop runs on until each has been written out and closed, DRAIN_MS at most. */
+static void ws_drained_cb(evutil_socket_t fd, short what, void *arg)
+{
+	UNUSED(fd);
+	UNUSED(what);
+	UNUSED(arg);
+	part_drained();
+}
+
+/* On the WebSocket thread: back to the loop (libevent is thread-safe: evthread_use_pthreads). */
+static void ws_drained(void)
+{
+	event_active(st.ws_drained, EV_TIMEOUT, 1);
+}
+
+/* SIGTERM: no new clients; every client is told (SSE "event: dropped", reason shutdown;
+ * WebSocket close 1001 "shutdown"), and the loop runs on until each has closed, DRAIN_MS at most
+ * (one that does not read is then cut). */
 static int events_drain(struct worker_ctx *w)
 {
 	UNUSED(w);
 	st.stopping = true;
 	stop_listening();
-	return sse_shutdown(drained) ? DRAIN_MS : 0;
+	log_info("event=events_draining clients=%d", atomic_load(&hub_clients));
+	st.draining = 2; /* SSE, WebSocket */
+	if (!sse_shutdown(part_drained))
+		st.draining--;
+	ws_shutdown(ws_drained);
+	return DRAIN_MS;
 }
 
 static void events_stop(struct worker_ctx *w)
@@ -364,10 +408,12 @@ static void events_stop(struct worker_ctx *w)
 	rds_free(st.ranges);
 	st.reader = st.ranges = NULL;
 	sse_close_all();
-	ws_stop();
+	ws_stop(); /* its thread joined: ws_drained is no longer made active */
 	if (st.retry)
 		event_free(st.retry);
-	st.retry = NULL;
+	if (st.ws_drained)
+		event_free(st.ws_drained);
+	st.retry = st.ws_drained = NULL;
 }
 
 int main(void)
@@ -381,5 +427,11 @@ int main(void)
 	    .drain = events_drain,
 	    .stop = events_stop,
 	};
+	/* before the loop is made: the WebSocket thread wakes it at shutdown (event_active) */
+	if (evthread_use_pthreads()) {
+		log_init(def.type);
+		log_error("event=start_failed error=\"libevent threads unavailable\"");
+		return 1;
+	}
 	return worker_main(&def);
 }

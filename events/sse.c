@@ -25,8 +25,10 @@
 
 #define PUMP_HIGH     65536 /* bytes handed to the bufferevent at a time */
 #define PUMP_LOW      16384 /* refill below this */
-#define RANGE_COUNT   "500" /* entries per catch-up XRANGE */
+#define RANGE_COUNT   500   /* entries per catch-up XRANGE */
 #define CLOSE_GRACE_S 5     /* a dropped client's last words get this long to go out */
+#define TEXT_(n)      #n
+#define TEXT(n)       TEXT_(n) /* a number macro's digits, as a string (a command argument) */
 
 enum sse_state { SC_CATCHUP, SC_LIVE, SC_CLOSING };
 
@@ -41,6 +43,7 @@ struct sse_client {
 	char upto[EVENTS_ID_MAX];  /* … up to this one */
 	char last_sent[EVENTS_ID_MAX];
 	time_t last_write, closing_at;
+	const char *why; /* SC_CLOSING: why it was dropped (static), what its close is logged with */
 	bool range_inflight, zombie;
 };
 
@@ -75,6 +78,8 @@ static void closed_at_shutdown(void)
 	}
 }
 
+/* Frees c (or leaves it to its pending XRANGE's callback), logging why it closed: a dropped
+ * client's drop reason, whatever ended its connection. */
 static void client_free(struct sse_client *c, const char *why)
 {
 	if (c->range_inflight) { /* the XRANGE callback frees it */
@@ -97,7 +102,7 @@ static void client_free(struct sse_client *c, const char *why)
 	metrics_count("events_clients_closed", 1);
 	log_set_ctx(c->s.rid);
 	log_info("event=client_closed transport=sse user=%s company_id=%ld reason=%s last_event_id=%s", c->s.username,
-	         c->s.company_id, why, c->last_sent[0] ? c->last_sent : "-");
+	         c->s.company_id, c->why ? c->why : why, c->last_sent[0] ? c->last_sent : "-");
 	log_set_ctx(NULL);
 	free(c);
 }
@@ -144,8 +149,9 @@ static void pump(struct sse_client *c)
 	}
 }
 
-/* Drops the client: what is queued is discarded, it is told why, and the connection closes once
- * that is out (or after CLOSE_GRACE_S). */
+/* Drops the client: what is queued is discarded, it is told why (reason: a static string), and
+ * the connection closes once that is out (or after CLOSE_GRACE_S). Logged now, but at shutdown,
+ * where its close is the one line (events_draining says why). */
 static void drop(struct sse_client *c, const char *reason)
 {
 	if (c->state == SC_CLOSING)
@@ -154,16 +160,19 @@ static void drop(struct sse_client *c, const char *reason)
 	refq_clear(&c->pending);
 	c->state = SC_CLOSING;
 	c->closing_at = time(NULL);
+	c->why = reason;
 	if (!strcmp(reason, "slow_client"))
 		metrics_count("events_clients_dropped", 1);
-	log_set_ctx(c->s.rid);
-	log_info("event=client_dropped transport=sse user=%s reason=%s", c->s.username, reason);
-	log_set_ctx(NULL);
-	if (c->bev)
-		evbuffer_add_printf(bufferevent_get_output(c->bev),
-		                    "event: dropped\ndata: {\"reason\":\"%s\",\"last_event_id\":%s%s%s}\n\n", reason,
-		                    c->last_sent[0] ? "\"" : "", c->last_sent[0] ? c->last_sent : "null",
-		                    c->last_sent[0] ? "\"" : "");
+	if (strcmp(reason, "shutdown")) {
+		log_set_ctx(c->s.rid);
+		log_info("event=client_dropped transport=sse user=%s reason=%s", c->s.username, reason);
+		log_set_ctx(NULL);
+	}
+	if (c->bev) {
+		char *bye = events_sse_dropped(reason, c->last_sent);
+		evbuffer_add(bufferevent_get_output(c->bev), bye, strlen(bye));
+		free(bye);
+	}
 }
 
 /* Queues m for c (a reference is taken), dropping c when its backlog goes over the limit. */
@@ -178,7 +187,7 @@ void sse_broadcast(struct emsg *m)
 	struct sse_client *c;
 	TAILQ_FOREACH(c, &clients, link)
 	{
-		if (c->zombie || c->state == SC_CLOSING || !scope_sees(&c->s, m))
+		if (c->zombie || c->state == SC_CLOSING || !scope_sees(&c->s, m->type_idx, m->company_id))
 			continue;
 		if (c->state == SC_CATCHUP) {
 			deliver(c, &c->pending, m);
@@ -196,7 +205,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 	UNUSED(bev);
 	if (c->state == SC_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			client_free(c, "dropped");
+			client_free(c, c->why);
 		return;
 	}
 	pump(c);
@@ -239,8 +248,9 @@ static void gap(struct sse_client *c, const char *key, const char *val)
 }
 
 /* The catch-up cannot be read (Redis is unavailable, or its connection is being freed at
- * shutdown): say so, and go on live. No further read is sent from here: at shutdown it would be
- * failed from a loop that no longer runs, and its request never freed. */
+ * shutdown): say so, and go on live. No read is tried again from here: while Redis is away rds
+ * fails it at once, and during rds_free it fails whatever a callback sends, so a retry would
+ * only spin (rds.h: a callback must not send again and again on NULL). */
 static void resume_unavailable(struct sse_client *c)
 {
 	gap(c, "reason", "resume unavailable");
@@ -259,33 +269,30 @@ static bool zombie_reaped(struct sse_client *c)
 static void range_cb(redisReply *r, void *arg)
 {
 	struct sse_client *c = arg;
-	size_t got = 0;
-	if (zombie_reaped(c))
-		return;
-	if (c->state == SC_CLOSING)
+	if (zombie_reaped(c) || c->state == SC_CLOSING)
 		return;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		resume_unavailable(c);
 		return;
 	}
 	for (size_t i = 0; i < r->elements; i++) {
+		const char *id = hub_entry_id(r->element[i]);
 		struct event_msg ev;
-		got++;
-		if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements >= 1 &&
-		    r->element[i]->element[0]->type == REDIS_REPLY_STRING)
-			snprintf(c->after, sizeof(c->after), "%s", r->element[i]->element[0]->str);
+		if (id)
+			snprintf(c->after, sizeof(c->after), "%s", id);
 		if (events_parse(r->element[i], &ev))
 			continue;
-		struct emsg *m = emsg_new(&ev);
+		/* rendered for this client alone: only what it sees */
+		struct emsg *m = scope_sees(&c->s, events_type_index(ev.type), ev.company_id) ? emsg_new(&ev) : NULL;
 		events_msg_clear(&ev);
-		if (m && scope_sees(&c->s, m))
+		if (m)
 			deliver(c, &c->q, m);
 		emsg_unref(m);
 		if (c->state == SC_CLOSING)
 			return;
 	}
 	pump(c);
-	if (got == (size_t)atoi(RANGE_COUNT) && rds_id_cmp(c->after, c->upto) < 0)
+	if (r->elements == RANGE_COUNT && rds_id_cmp(c->after, c->upto) < 0)
 		range_next(c);
 	else
 		go_live(c);
@@ -295,7 +302,7 @@ static void range_next(struct sse_client *c)
 {
 	char from[EVENTS_ID_MAX + 1];
 	snprintf(from, sizeof(from), "(%s", c->after);
-	const char *argv[] = {"XRANGE", STREAM_EVENTS, from, c->upto, "COUNT", RANGE_COUNT};
+	const char *argv[] = {"XRANGE", STREAM_EVENTS, from, c->upto, "COUNT", TEXT(RANGE_COUNT)};
 	c->range_inflight = true;
 	rds_command(redis, range_cb, c, (int)ARRAY_LEN(argv), argv, NULL);
 }
@@ -311,10 +318,9 @@ static void oldest_cb(redisReply *r, void *arg)
 		resume_unavailable(c);
 		return;
 	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
-	    r->element[0]->elements >= 1 && r->element[0]->element[0]->type == REDIS_REPLY_STRING &&
-	    rds_id_cmp(c->after, r->element[0]->element[0]->str) < 0) {
-		gap(c, "oldest_event_id", r->element[0]->element[0]->str);
+	const char *oldest = hub_first_id(r);
+	if (oldest && rds_id_cmp(c->after, oldest) < 0) {
+		gap(c, "oldest_event_id", oldest);
 		metrics_count("events_resume_gaps", 1);
 	}
 	range_next(c);
@@ -328,7 +334,7 @@ void sse_adopt(struct event_base *b, int fd, const struct scope *s, const char *
 	if (atomic_load(&hub_clients) >= cfg.events_max_clients) {
 		log_warn("event=client_refused transport=sse reason=too_many_clients clients=%d",
 		         atomic_load(&hub_clients));
-		hub_reject(fd, 503, "TOO_MANY_CLIENTS", "Too many event clients, retry shortly");
+		hub_reject_sse(fd, "too_many_clients", s->rid, origin, last_id);
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
@@ -346,19 +352,10 @@ void sse_adopt(struct event_base *b, int fd, const struct scope *s, const char *
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, PUMP_LOW, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add_printf(out,
-	                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-	                    "Cache-Control: no-cache, no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
-	                    "X-Request-Id: %s\r\n",
-	                    s->rid);
-	if (origin && *origin)
-		evbuffer_add_printf(out,
-		                    "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n"
-		                    "Vary: Origin\r\n",
-		                    origin);
-	/* retry: the EventSource reconnect delay; the comment shows curl -N users it is live */
-	evbuffer_add_printf(out, "\r\nretry: 2000\n\n: connected\n\n");
+	char *head = hub_sse_head(s->rid, origin);
+	/* the comment after the retry delay shows curl -N users it is live */
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s: connected\n\n", head);
+	free(head);
 	c->last_write = time(NULL);
 	log_set_ctx(s->rid);
 	log_info("event=client_opened transport=sse user=%s superuser=%d company_id=%ld last_event_id=%s peer=%s",
@@ -386,7 +383,7 @@ void sse_tick(void)
 			continue;
 		if (c->state == SC_CLOSING) {
 			if (now - c->closing_at >= CLOSE_GRACE_S)
-				client_free(c, "dropped");
+				client_free(c, c->why);
 			continue;
 		}
 		if (c->s.token_exp > 0 && now >= c->s.token_exp) {
@@ -425,8 +422,8 @@ void sse_close_all(void)
 	struct sse_client *c;
 	on_drained = NULL; /* the loop has stopped */
 	while ((c = TAILQ_FIRST(&clients))) {
-		c->range_inflight =
-		    false; /* the Redis connection is freed by now (events_stop): no callback will come */
+		/* the Redis connection is freed by now (events_stop): no callback will come */
+		c->range_inflight = false;
 		client_free(c, "shutdown");
 	}
 }

@@ -3,7 +3,8 @@
  * libwebsockets 4.1 has no libevent event-library plugin and no external-poll hooks, so it runs
  * its own poll loop here. The main thread talks to it through an inbox (mutex + lws_cancel_service,
  * the one lws call that is safe from another thread): adoptions of handed-over sockets, events,
- * and a once-a-second tick. Everything else (the clients, their queues) belongs to this thread.
+ * a once-a-second tick and the shutdown. Everything else (the clients, their queues) belongs to
+ * this thread.
  *
  * Messages (seed 004): the client sends {"event": "subscribe"|"unsubscribe", "data": {"type":
  * "all_calls" | "all" | <event type>}} (and {"event": "ping"}); the server sends {"event",
@@ -28,14 +29,15 @@ _Static_assert(LWS_PRE <= HUB_WS_PRE, "HUB_WS_PRE must hold libwebsockets' LWS_P
 #define RX_MAX   4096 /* a client message; longer ones close the connection (1009) */
 #define ALL_BITS ((1u << EVENTS_NTYPES) - 1)
 
-enum cmd_kind { CMD_EVENT, CMD_ADOPT, CMD_TICK };
+enum cmd_kind { CMD_EVENT, CMD_ADOPT, CMD_TICK, CMD_SHUTDOWN };
 
 struct cmd {
 	enum cmd_kind kind;
-	struct emsg *m; /* CMD_EVENT: a reference */
-	int fd;         /* CMD_ADOPT: the socket (owned) … */
-	struct scope s; /* … its client … */
-	char *request;  /* … and the handshake to replay (owned) */
+	struct emsg *m;        /* CMD_EVENT: a reference */
+	int fd;                /* CMD_ADOPT: the socket (owned) … */
+	struct scope s;        /* … its client … */
+	char *request;         /* … and the handshake to replay (owned) */
+	void (*drained)(void); /* CMD_SHUTDOWN: runs once no client is left */
 	struct cmd *next;
 };
 
@@ -76,6 +78,8 @@ static bool started;
 /* this thread's */
 static struct wsc *clients;
 static struct adopting *adopting;
+static bool shutting_down;
+static void (*on_drained)(void); /* shutdown: runs once the last client has closed */
 
 static void post(struct cmd *c)
 {
@@ -94,7 +98,7 @@ static void post(struct cmd *c)
 /* A message made here (not from the stream): one reference. */
 static struct emsg *text_msg(json_t *body)
 {
-	char *s = json_dumps(body, JSON_COMPACT);
+	char *s = json_dumps(body, EVENTS_JSON_FLAGS);
 	json_decref(body);
 	if (!s)
 		return NULL;
@@ -109,7 +113,8 @@ static struct emsg *text_msg(json_t *body)
 	return m;
 }
 
-/* Closes with a status and a reason the client sees (in the writeable callback). */
+/* Closes with a status and a reason the client sees (in the writeable callback). Logged now,
+ * but at shutdown, where its close is the one line (events_draining says why). */
 static void close_with(struct wsc *w, int status, const char *reason)
 {
 	if (w->closing)
@@ -120,9 +125,11 @@ static void close_with(struct wsc *w, int status, const char *reason)
 	refq_clear(&w->q);
 	if (status == LWS_CLOSE_STATUS_POLICY_VIOLATION)
 		metrics_count("events_clients_dropped", 1);
-	log_set_ctx(w->s.rid);
-	log_info("event=client_dropped transport=ws user=%s reason=\"%s\"", w->s.username, reason);
-	log_set_ctx(NULL);
+	if (status != LWS_CLOSE_STATUS_GOINGAWAY) {
+		log_set_ctx(w->s.rid);
+		log_info("event=client_dropped transport=ws user=%s reason=\"%s\"", w->s.username, reason);
+		log_set_ctx(NULL);
+	}
 	lws_callback_on_writable(w->wsi);
 	/* a client that does not read gets no close frame out either: cut it after 5 s */
 	lws_set_timeout(w->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
@@ -195,7 +202,8 @@ static void on_message(struct wsc *w, const char *s, size_t n)
 		w->explicit_subs = true;
 		w->subs = sub ? 0 : ALL_BITS;
 	}
-	w->subs = sub ? w->subs | bits : w->subs & ~bits;
+	/* what the scope (?types=) leaves out is never sent, nor listed */
+	w->subs = (sub ? w->subs | bits : w->subs & ~bits) & w->s.types;
 	reply(w, sub ? "subscribed" : "unsubscribed", json_pack("{s:s, s:o}", "type", type, "types", subs_json(w)));
 out:
 	json_decref(msg);
@@ -270,6 +278,25 @@ static void do_tick(void)
 	}
 }
 
+/* Shutdown: runs on_drained once no client is left. */
+static void check_drained(void)
+{
+	if (on_drained && !clients) {
+		void (*done)(void) = on_drained;
+		on_drained = NULL;
+		done();
+	}
+}
+
+static void do_shutdown(struct cmd *c)
+{
+	shutting_down = true;
+	on_drained = c->drained;
+	for (struct wsc *w = clients; w; w = w->next)
+		close_with(w, LWS_CLOSE_STATUS_GOINGAWAY, "shutdown"); /* one already closing keeps its reason */
+	check_drained();
+}
+
 static void drain_inbox(void)
 {
 	pthread_mutex_lock(&inbox.mu);
@@ -281,7 +308,8 @@ static void drain_inbox(void)
 		switch (c->kind) {
 		case CMD_EVENT:
 			for (struct wsc *w = clients; w; w = w->next)
-				if (!w->closing && scope_sees(&w->s, c->m) && (w->subs & (1u << c->m->type_idx)))
+				if (!w->closing && scope_sees(&w->s, c->m->type_idx, c->m->company_id) &&
+				    (w->subs & (1u << c->m->type_idx)))
 					send_msg(w, emsg_ref(c->m));
 			emsg_unref(c->m);
 			break;
@@ -291,6 +319,9 @@ static void drain_inbox(void)
 			break;
 		case CMD_TICK:
 			do_tick();
+			break;
+		case CMD_SHUTDOWN:
+			do_shutdown(c);
 			break;
 		}
 		free(c);
@@ -335,6 +366,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		reply(w, "connected",
 		      json_pack("{s:s, s:b, s:I, s:o}", "user", w->s.username, "is_superuser", w->s.superuser,
 		                "company_id", (json_int_t)w->s.company_id, "types", subs_json(w)));
+		if (shutting_down) /* its handshake completed during the drain */
+			close_with(w, LWS_CLOSE_STATUS_GOINGAWAY, "shutdown");
 		return 0;
 	}
 	case LWS_CALLBACK_RECEIVE:
@@ -384,9 +417,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			atomic_fetch_sub(&hub_clients, 1);
 			metrics_count("events_clients_closed", 1);
 			log_set_ctx(w->s.rid);
-			log_info("event=client_closed transport=ws user=%s reason=%s", w->s.username,
+			log_info("event=client_closed transport=ws user=%s reason=\"%s\"", w->s.username,
 			         w->closing ? w->close_reason : "client_closed");
 			log_set_ctx(NULL);
+			check_drained();
 		}
 		return 0;
 	default:
@@ -515,5 +549,17 @@ void ws_tick(void)
 {
 	struct cmd *c = xcalloc(1, sizeof(*c));
 	c->kind = CMD_TICK;
+	post(c);
+}
+
+void ws_shutdown(void (*drained)(void))
+{
+	if (!started) {
+		drained();
+		return;
+	}
+	struct cmd *c = xcalloc(1, sizeof(*c));
+	c->kind = CMD_SHUTDOWN;
+	c->drained = drained;
 	post(c);
 }

@@ -6,9 +6,12 @@
  * its company's (an admin of acme never sees beta's, a superuser sees both); Last-Event-ID
  * resumes without loss or repeat; a client that does not read is dropped and told while a fast
  * one gets everything; a WebSocket client (libwebsockets' client API) subscribes (seed 004's
- * messages) and receives the same events; at SIGTERM an SSE client is told ("event: dropped",
- * reason shutdown) before its connection closes, and dialer-events exits 0 within its drain
- * deadline. */
+ * messages) and receives the same events, and is told only of the types its scope lets it have;
+ * reals keep 15 digits (10.1, not 10.099999999999999) on both; at SIGTERM an SSE client is told
+ * ("event: dropped", reason shutdown) before its connection closes, a WebSocket client gets close
+ * 1001 "shutdown", and dialer-events exits 0 within its drain deadline; an SSE client that
+ * dialer-events does not take (it is down, or at EVENTS_MAX_CLIENTS) gets 200 and "event:
+ * dropped", which EventSource retries (a WebSocket one 503). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,6 +171,16 @@ static int sse_find(struct sse *s, const char *type, int from, int timeout_ms)
 	}
 }
 
+/* Whether dialer-events took s: 200, still open a moment later, no "event: dropped". (A client
+ * it does not take gets 200 too, for EventSource's sake, and a stream that ends at once.) */
+static bool sse_streaming(struct sse *s)
+{
+	if (sse_status(s) != 200)
+		return false;
+	sse_pump(s, 200);
+	return !s->done && sse_find(s, "dropped", 0, 0) < 0;
+}
+
 static void sse_close(struct sse *s)
 {
 	curl_multi_remove_handle(s->m, s->h);
@@ -222,9 +235,9 @@ static int events_up(void)
 	/* ready once a handoff gets a stream: poll with a superuser SSE request */
 	for (long long end = th_now_ms() + 20000; th_now_ms() < end; th_sleep_ms(100)) {
 		struct sse *s = sse_open(root_token, NULL, NULL);
-		long st = sse_status(s);
+		bool up = sse_streaming(s);
 		sse_close(s);
-		if (st == 200)
+		if (up)
 			return 0;
 	}
 	fprintf(stderr, "dialer-events did not take a client\n");
@@ -626,6 +639,9 @@ struct wsclient {
 	size_t rxlen;
 	const char *to_send[4];
 	int nsend, sent;
+	char path[1024];
+	int close_code; /* of the server's close frame (0: none came) */
+	char close_reason[64];
 };
 
 static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -660,6 +676,13 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 				lws_callback_on_writable(wsi);
 		}
 		break;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: /* in: the close frame's status (2 bytes), reason */
+		if (len >= 2) {
+			const unsigned char *p = in;
+			w->close_code = p[0] << 8 | p[1];
+			snprintf(w->close_reason, sizeof(w->close_reason), "%.*s", (int)(len - 2), (const char *)p + 2);
+		}
+		break;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		w->closed = true;
@@ -672,6 +695,44 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 
 static const struct lws_protocols ws_protocols[] = {{"test", ws_cb, 0, 65536, 0, NULL, 0},
                                                     {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static struct lws_context *ws_context(void)
+{
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	lws_set_log_level(LLL_ERR, NULL);
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = ws_protocols;
+	info.gid = (gid_t)-1;
+	info.uid = (uid_t)-1;
+	struct lws_context *ctx = lws_create_context(&info);
+	assert_non_null(ctx);
+	return ctx;
+}
+
+/* Opens /ws/updates?token=token[&query] on PORT for w (its callbacks fill it in). */
+static void ws_connect(struct lws_context *ctx, struct wsclient *w, const char *token, const char *query)
+{
+	snprintf(w->path, sizeof(w->path), "/ws/updates?token=%s%s%s", token, query ? "&" : "", query ? query : "");
+	struct lws_client_connect_info cc;
+	memset(&cc, 0, sizeof(cc));
+	cc.context = ctx;
+	cc.address = "127.0.0.1";
+	cc.port = api.port;
+	cc.path = w->path;
+	cc.host = "127.0.0.1";
+	cc.origin = "127.0.0.1";
+	cc.protocol = NULL;
+	cc.opaque_user_data = w;
+	cc.local_protocol_name = "test";
+	assert_non_null(lws_client_connect_via_info(&cc));
+}
+
+static void ws_free(struct wsclient *w)
+{
+	for (int i = 0; i < w->n; i++)
+		free(w->msgs[i]);
+}
 
 /* Index of the first message whose "event" is event (from), servicing up to timeout_ms. */
 static int ws_find(struct lws_context *ctx, struct wsclient *w, const char *event, int from, int timeout_ms)
@@ -692,35 +753,25 @@ static int ws_find(struct lws_context *ctx, struct wsclient *w, const char *even
 	}
 }
 
+/* The "types" w's message k lists (in its data), as one comma-separated string. */
+static void ws_types(const struct wsclient *w, int k, char *out, size_t n)
+{
+	json_t *j = json_loads(w->msgs[k], 0, NULL), *t;
+	size_t i, len = 0;
+	out[0] = '\0';
+	json_array_foreach(json_object_get(json_object_get(j, "data"), "types"), i, t) len +=
+	    (size_t)snprintf(out + len, n - len, "%s%s", i ? "," : "", json_string_value(t));
+	json_decref(j);
+}
+
 /* Seed 004's subscribe; the same events as SSE, scoped; /ws/updates on PORT. */
 static void test_websocket(void **state)
 {
 	(void)state;
-	struct lws_context_creation_info info;
-	memset(&info, 0, sizeof(info));
-	lws_set_log_level(LLL_ERR, NULL);
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = ws_protocols;
-	info.gid = (gid_t)-1;
-	info.uid = (uid_t)-1;
-	struct lws_context *ctx = lws_create_context(&info);
-	assert_non_null(ctx);
+	struct lws_context *ctx = ws_context();
 	struct wsclient w = {0};
 	w.to_send[w.nsend++] = "{\"event\":\"subscribe\",\"data\":{\"type\":\"all_calls\"}}";
-	char path[1024];
-	snprintf(path, sizeof(path), "/ws/updates?token=%s", acme_token);
-	struct lws_client_connect_info cc;
-	memset(&cc, 0, sizeof(cc));
-	cc.context = ctx;
-	cc.address = "127.0.0.1";
-	cc.port = api.port;
-	cc.path = path;
-	cc.host = "127.0.0.1";
-	cc.origin = "127.0.0.1";
-	cc.protocol = NULL;
-	cc.opaque_user_data = &w;
-	cc.local_protocol_name = "test";
-	assert_non_null(lws_client_connect_via_info(&cc));
+	ws_connect(ctx, &w, acme_token, NULL);
 	int k = ws_find(ctx, &w, "connected", 0, 10000);
 	assert_true(k >= 0);
 	assert_true(ws_find(ctx, &w, "subscribed", 0, 10000) >= 0);
@@ -742,6 +793,14 @@ static void test_websocket(void **state)
 			assert_int_equal(cid, acme_id);
 		json_decref(m);
 	}
+	/* a real number keeps 15 digits: 10.1, not 10.099999999999999 */
+	redisContext *c = redis();
+	free(xadd(c, "import.progress", acme_id,
+	          "{\"job_id\": 1, \"kind\": \"import\", \"done\": 101, \"total\": 1000, \"percent\": 10.1}"));
+	redisFree(c);
+	k = ws_find(ctx, &w, "import.progress", 0, 10000);
+	assert_true(k >= 0);
+	assert_non_null(strstr(w.msgs[k], "\"percent\":10.1}"));
 	/* unsubscribe from everything: a later event is not sent */
 	w.to_send[w.nsend++] = "{\"event\":\"unsubscribe\",\"data\":{\"type\":\"all_calls\"}}";
 	w.to_send[w.nsend++] = "{\"event\":\"subscribe\",\"data\":{\"type\":\"import.completed\"}}";
@@ -752,21 +811,108 @@ static void test_websocket(void **state)
 	assert_true(s2 >= 0);
 	th_call_expect(&api, "PUT", "/api/acme/schedule", acme_token, "{\"skip_holidays\": true}", 200);
 	assert_int_equal(ws_find(ctx, &w, "schedule.changed", s2, 1500), -1);
-	for (int i = 0; i < w.n; i++)
-		free(w.msgs[i]);
+	ws_free(&w);
 	lws_context_destroy(ctx);
 }
 
-/* SIGTERM (last: it stops dialer-events). A client that reads gets the goodbye ("event: dropped",
+/* ?types= bounds the subscriptions: a reply lists only the types the client can receive. */
+static void test_websocket_scope_types(void **state)
+{
+	(void)state;
+	struct lws_context *ctx = ws_context();
+	struct wsclient w = {0};
+	char types[256];
+	w.to_send[w.nsend++] = "{\"event\":\"subscribe\",\"data\":{\"type\":\"all\"}}";
+	w.to_send[w.nsend++] = "{\"event\":\"subscribe\",\"data\":{\"type\":\"import.completed\"}}";
+	w.to_send[w.nsend++] = "{\"event\":\"unsubscribe\",\"data\":{\"type\":\"dialer.state\"}}";
+	ws_connect(ctx, &w, acme_token, "types=schedule.changed,dialer.state");
+	int k = ws_find(ctx, &w, "connected", 0, 10000);
+	assert_true(k >= 0);
+	ws_types(&w, k, types, sizeof(types));
+	assert_string_equal(types, "schedule.changed,dialer.state");
+	k = ws_find(ctx, &w, "subscribed", 0, 10000); /* all: what the scope has */
+	assert_true(k >= 0);
+	ws_types(&w, k, types, sizeof(types));
+	assert_string_equal(types, "schedule.changed,dialer.state");
+	k = ws_find(ctx, &w, "subscribed", k + 1, 10000); /* one out of scope: nothing more */
+	assert_true(k >= 0);
+	ws_types(&w, k, types, sizeof(types));
+	assert_string_equal(types, "schedule.changed,dialer.state");
+	k = ws_find(ctx, &w, "unsubscribed", k + 1, 10000);
+	assert_true(k >= 0);
+	ws_types(&w, k, types, sizeof(types));
+	assert_string_equal(types, "schedule.changed");
+	ws_free(&w);
+	lws_context_destroy(ctx);
+}
+
+/* ---------------------------------------------------------------- clients not taken */
+
+/* A GET /api/events (Last-Event-ID 1-0) that is not streamed: 200 text/event-stream whose whole
+ * body is the retry delay and "event: dropped" with reason and the client's id, so that
+ * EventSource reconnects (it never retries an answer other than 200). */
+static void expect_sse_refused(const char *reason)
+{
+	const char *last[] = {"Last-Event-ID: 1-0", NULL};
+	char url[256], want[256];
+	snprintf(url, sizeof(url), "%s/api/events", api.base_url);
+	snprintf(want, sizeof(want),
+	         "retry: 2000\n\nevent: dropped\ndata: {\"reason\":\"%s\",\"last_event_id\":\"1-0\"}\n\n", reason);
+	struct th_resp *r = th_http("GET", url, acme_token, NULL, NULL, last);
+	TH_EXPECT_STATUS(r, 200);
+	assert_non_null(strstr(th_resp_header(r, "Content-Type"), "text/event-stream"));
+	assert_string_equal(r->body, want);
+	th_resp_free(r);
+}
+
+/* A WebSocket handshake that is not taken: status with the JSON error code. */
+static void expect_ws_refused(int status, const char *code)
+{
+	const char *h[] = {"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+	                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", NULL};
+	char url[256];
+	snprintf(url, sizeof(url), "%s/ws/updates", api.base_url);
+	struct th_resp *r = th_http("GET", url, acme_token, NULL, NULL, h);
+	TH_EXPECT_ERROR(r, status, NULL);
+	TH_EXPECT_STR(json_object_get(r->json, "error"), "code", code);
+	th_resp_free(r);
+}
+
+/* ---------------------------------------------------------------- more SSE */
+
+/* A real number keeps 15 digits on SSE: 10.1, not 10.099999999999999. */
+static void test_real_precision(void **state)
+{
+	(void)state;
+	struct sse *s = sse_open(acme_token, "types=import.progress", NULL);
+	assert_int_equal(sse_status(s), 200);
+	redisContext *c = redis();
+	free(xadd(c, "import.progress", acme_id,
+	          "{\"job_id\": 1, \"kind\": \"import\", \"done\": 101, \"total\": 1000, \"percent\": 10.1}"));
+	redisFree(c);
+	int k = sse_find(s, "import.progress", 0, 10000);
+	assert_true(k >= 0);
+	assert_non_null(strstr(s->ev[k].data, "\"percent\":10.1}"));
+	sse_close(s);
+}
+
+/* SIGTERM (it stops dialer-events). A client that reads gets the goodbye ("event: dropped",
  * reason shutdown, its last event's id) before its connection closes; a client that does not read
- * (its unsent output stuck) keeps the process no longer than the drain deadline; exit status 0. */
+ * (its unsent output stuck) keeps the process no longer than the drain deadline; a WebSocket
+ * client gets close 1001 "shutdown"; exit status 0. Then, dialer-events down: an SSE client gets
+ * 200 and "event: dropped" (unavailable), a WebSocket one 503. */
 static void test_shutdown_goodbye(void **state)
 {
 	(void)state;
 	struct burst b = {0};
 	struct sse *s = burst_clients(&b, burst_only_thread);
+	/* after the burst (which it would not read): never too slow, never silent past the pings */
+	struct lws_context *ctx = ws_context();
+	struct wsclient w = {0};
+	ws_connect(ctx, &w, acme_token, NULL);
+	assert_true(ws_find(ctx, &w, "connected", 0, 10000) >= 0);
 
-	/* the client is not read meanwhile: the goodbye waits in its socket */
+	/* neither client is read meanwhile: the goodbyes wait in their sockets */
 	long long took = 0;
 	int st = th_proc_stop_timed(events_proc, &took);
 	events_proc = NULL;
@@ -784,15 +930,57 @@ static void test_shutdown_goodbye(void **state)
 	TH_EXPECT_STR(bye->json, "last_event_id", b.last_id);
 	close(b.slow_fd);
 	sse_close(s);
+	for (long long end = th_now_ms() + 5000; !w.closed && th_now_ms() < end;)
+		lws_service(ctx, 50);
+	assert_true(w.closed);
+	assert_int_equal(w.close_code, 1001);
+	assert_string_equal(w.close_reason, "shutdown");
+	ws_free(&w);
+	lws_context_destroy(ctx);
+
+	expect_sse_refused("unavailable");
+	expect_ws_refused(503, "EVENTS_UNAVAILABLE");
+}
+
+/* Last (after the stop above): a copy with EVENTS_MAX_CLIENTS=1, one client held; dialer-events
+ * itself refuses the next ones, an SSE client with 200 and "event: dropped" (too_many_clients),
+ * a WebSocket one with 503 TOO_MANY_CLIENTS. */
+static void test_too_many_clients(void **state)
+{
+	(void)state;
+	events_proc = th_dialer_start("dialer-events", db_url, "events-max1", sock_kv, "EVENTS_MAX_CLIENTS=1",
+	                              "EVENTS_HEARTBEAT_SECONDS=1", NULL);
+	assert_non_null(events_proc);
+	struct sse *held = NULL;
+	for (long long end = th_now_ms() + 20000; !held && th_now_ms() < end; th_sleep_ms(100)) {
+		held = sse_open(acme_token, NULL, NULL);
+		if (!sse_streaming(held)) {
+			sse_close(held);
+			held = NULL;
+		}
+	}
+	assert_non_null(held);
+	expect_sse_refused("too_many_clients");
+	expect_ws_refused(503, "TOO_MANY_CLIENTS");
+	sse_pump(held, 100);
+	assert_false(held->done); /* the one taken streams on */
+	sse_close(held);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_auth),          cmocka_unit_test(test_scoping_real_emitters),
-	    cmocka_unit_test(test_import_events), cmocka_unit_test(test_dialer_state),
-	    cmocka_unit_test(test_resume),        cmocka_unit_test(test_slow_client_dropped),
-	    cmocka_unit_test(test_websocket),     cmocka_unit_test(test_shutdown_goodbye),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_scoping_real_emitters),
+	    cmocka_unit_test(test_import_events),
+	    cmocka_unit_test(test_dialer_state),
+	    cmocka_unit_test(test_resume),
+	    cmocka_unit_test(test_slow_client_dropped),
+	    cmocka_unit_test(test_websocket),
+	    cmocka_unit_test(test_websocket_scope_types),
+	    cmocka_unit_test(test_real_precision),
+	    cmocka_unit_test(test_shutdown_goodbye),
+	    cmocka_unit_test(test_too_many_clients),
 	};
 	return cmocka_run_group_tests_name("events", tests, group_setup, group_teardown);
 }

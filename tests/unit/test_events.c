@@ -1,6 +1,7 @@
 /*
- * Table-driven tests of the events stream contract's reader side (common/events): stream ids,
- * their order, and which entries are well-formed events.
+ * Table-driven tests of the events stream contract (common/events): stream ids, their order,
+ * which entries are well-formed events, the data text the emitters write, and the SSE "dropped"
+ * event.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,11 +105,52 @@ static void test_parse(void **state)
 	assert_null(events_types[7]);
 }
 
+/* The data text an emitter writes: compact, reals with 15 significant digits. */
+static void test_data_text(void **state)
+{
+	static const struct {
+		double v;
+		const char *text;
+	} cases[] = {
+	    {10.1, "{\"percent\":10.1}"}, /* not 10.099999999999999 */
+	    {33.33, "{\"percent\":33.33}"},
+	    {100.0, "{\"percent\":100.0}"},
+	    {0.5, "{\"percent\":0.5}"},
+	};
+	(void)state;
+	struct events_batch b = {0};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		events_batch_add_new(&b, EVENTS_IMPORT_PROGRESS, 1, json_pack("{s:f}", "percent", cases[i].v));
+	assert_int_equal(b.n, sizeof(cases) / sizeof(cases[0]));
+	for (size_t i = 0; i < b.n; i++)
+		assert_string_equal(b.data[i], cases[i].text);
+	events_batch_free(&b);
+}
+
+static void test_sse_dropped(void **state)
+{
+	static const struct {
+		const char *reason, *last_id, *text;
+	} cases[] = {
+	    {"shutdown", "7-1", "event: dropped\ndata: {\"reason\":\"shutdown\",\"last_event_id\":\"7-1\"}\n\n"},
+	    {"unavailable", "", "event: dropped\ndata: {\"reason\":\"unavailable\",\"last_event_id\":null}\n\n"},
+	    {"slow_client", NULL, "event: dropped\ndata: {\"reason\":\"slow_client\",\"last_event_id\":null}\n\n"},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = events_sse_dropped(cases[i].reason, cases[i].last_id);
+		assert_string_equal(s, cases[i].text);
+		free(s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ids),
 	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_data_text),
+	    cmocka_unit_test(test_sse_dropped),
 	};
 	return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }
