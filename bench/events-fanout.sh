@@ -20,8 +20,10 @@ bin/dialer-events >"$TMP/events.log" 2>&1 &
 BENCH_PIDS+=($!)
 TOKEN="$(bench_login)"
 A="Authorization: Bearer $TOKEN"
+# ready: a stream that stays open (a refusal is a 200 too, ending at once with "event: dropped")
 for _ in $(seq 50); do
-    [[ "$(curl -s -N --max-time 0.3 -o /dev/null -w '%{http_code}' -H "$A" "$API_URL/api/events" || true)" == 200 ]] && break
+    body="$(curl -s -N --max-time 0.3 -H "$A" "$API_URL/api/events" || true)"
+    [[ -n "$body" && "$body" != *"event: dropped"* ]] && break
     sleep 0.2
 done
 
