@@ -17,12 +17,9 @@
 /* {"date", "jalali_date", "title", "kind"} of civil day `day`. New reference. */
 static json_t *holiday_item(long day, const char *title, const char *kind)
 {
-	int jy = 0, jm = 0, jd = 0;
 	char g[16], j[16];
-	if (jalali_from_days(day, &jy, &jm, &jd))
-		jy = jm = jd = 0; /* callers pass days in range */
 	tz_format_day(day, g);
-	snprintf(j, sizeof(j), "%04d-%02d-%02d", jy, jm, jd);
+	jalali_format_day(day, j); /* callers pass days in range */
 	return json_pack("{s:s, s:s, s:s, s:s}", "date", g, "jalali_date", j, "title", title, "kind", kind);
 }
 

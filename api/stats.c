@@ -22,31 +22,27 @@
 #define RANGE_MAX_DAYS     366 /* agents, daily: days in [start_date, end_date] */
 #define RANGE_DEFAULT_DAYS 30  /* agents, daily without dates: the last 30 local days */
 
-/* COMPAT §2.11: every status list holds the 13 statuses, sorted by name. */
-static const char *const statuses[NSTATUS] = {
-    "BANNED",       "BUSY",     "COMPLAINED", "CONNECTED",      "DISCONNECTED", "FAILED",  "HANGUP",
-    "INBOUND_CALL", "IN_QUEUE", "MISSED",     "NOT_INTERESTED", "POWER_OFF",    "UNKNOWN",
+/* COMPAT §2.11: every status list holds the 13 statuses, sorted by name; connected = its
+ * connected set (attempts-summary, costs, agents) = the billable statuses (dashboard-stats). The
+ * queries use the same set as schema/011_stats.sql's stats_connected(status). */
+static const struct {
+	const char *name;
+	bool connected;
+} statuses[NSTATUS] = {
+    {"BANNED", false},      {"BUSY", false},   {"COMPLAINED", false},    {"CONNECTED", true},
+    {"DISCONNECTED", true}, {"FAILED", true},  {"HANGUP", true},         {"INBOUND_CALL", false},
+    {"IN_QUEUE", false},    {"MISSED", false}, {"NOT_INTERESTED", true}, {"POWER_OFF", false},
+    {"UNKNOWN", true},
 };
 
 /* Index in statuses, or -1. */
 static int status_idx(const char *s)
 {
 	for (int i = 0; i < NSTATUS; i++)
-		if (!strcmp(statuses[i], s))
+		if (!strcmp(statuses[i].name, s))
 			return i;
 	return -1;
 }
-
-/* COMPAT §2.11's connected set (attempts-summary, costs) = the billable statuses (dashboard-stats). */
-static bool connected(int i)
-{
-	const char *s = statuses[i];
-	return !strcmp(s, "CONNECTED") || !strcmp(s, "DISCONNECTED") || !strcmp(s, "FAILED") ||
-	       !strcmp(s, "NOT_INTERESTED") || !strcmp(s, "HANGUP") || !strcmp(s, "UNKNOWN");
-}
-
-/* The SQL list of the same set, for a query's WHERE. */
-#define CONNECTED_SQL "('CONNECTED', 'DISCONNECTED', 'FAILED', 'NOT_INTERESTED', 'HANGUP', 'UNKNOWN')"
 
 /* count / total × 100, rounded to 2 decimals; 0.0 when total is 0 (COMPAT §2.11). */
 static double pct(long long count, long long total)
@@ -59,7 +55,7 @@ static json_t *shares(const long long counts[NSTATUS], long long total)
 {
 	json_t *a = json_array();
 	for (int i = 0; i < NSTATUS; i++)
-		json_array_append_new(a, json_pack("{s:s, s:I, s:f}", "status", statuses[i], "count",
+		json_array_append_new(a, json_pack("{s:s, s:I, s:f}", "status", statuses[i].name, "count",
 		                                   (json_int_t)counts[i], "percentage", pct(counts[i], total)));
 	return a;
 }
@@ -73,7 +69,7 @@ struct sreq {
 	const char *window;    /* dashboard-stats time_filter */
 	long first_day, ndays; /* a range of local days */
 	time_t first;          /* the first hour bucket / window start */
-	char p[5][40];         /* bound parameter texts */
+	char p[3][40];         /* bound parameter texts */
 };
 
 static struct sreq *sreq_new(struct http_ctx *c)
@@ -292,7 +288,7 @@ static void summary_done(struct http_ctx *c, PGresult *res)
 	}
 	for (int i = 0; i < NSTATUS; i++) {
 		total += counts[i];
-		conn += connected(i) ? counts[i] : 0;
+		conn += statuses[i].connected ? counts[i] : 0;
 	}
 	http_reply_json(c, 200,
 	                json_pack("{s:I, s:o, s:I, s:f}", "total_attempts", (json_int_t)total, "status_counts",
@@ -376,12 +372,13 @@ static void costs_query(struct http_ctx *c)
 	tz_format_day(now.day, r->p[1]);
 	tz_format_day(tz_days_from_civil(now.y, now.m, 1), r->p[2]);
 	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-	/* the billing rate (COMPAT preface 6), 150 until the company's config row exists */
+	/* the billing rate (COMPAT preface 6); until the company's config row exists, the rate that
+	 * row will get: company_config.cost_per_connected's DEFAULT 150 (schema/002_numbers.sql) */
 	http_db(c,
 	        "SELECT COALESCE(sum(attempts) FILTER (WHERE day = $2::date), 0),"
 	        " COALESCE(sum(attempts), 0),"
 	        " COALESCE((SELECT cost_per_connected FROM company_config WHERE company_id = $1::int), 150)"
-	        " FROM stats_daily WHERE company_id = $1::int AND day >= $3::date AND status IN " CONNECTED_SQL,
+	        " FROM stats_daily WHERE company_id = $1::int AND day >= $3::date AND stats_connected(status)",
 	        3, p, costs_done);
 }
 
@@ -413,7 +410,7 @@ static int group_cmp(const void *a, const void *b)
 static void status_counts(json_t *o, const long long counts[NSTATUS])
 {
 	for (int i = 0; i < NSTATUS; i++)
-		json_object_set_new(o, statuses[i], json_integer(counts[i]));
+		json_object_set_new(o, statuses[i].name, json_integer(counts[i]));
 }
 
 /* {total, billable, inbound} of counts, into o (borrowed). */
@@ -422,7 +419,7 @@ static void status_sums(json_t *o, const long long counts[NSTATUS])
 	long long total = 0, bill = 0;
 	for (int i = 0; i < NSTATUS; i++) {
 		total += counts[i];
-		bill += connected(i) ? counts[i] : 0;
+		bill += statuses[i].connected ? counts[i] : 0;
 	}
 	json_object_set_new(o, "total", json_integer(total));
 	json_object_set_new(o, "billable", json_integer(bill));
@@ -472,48 +469,51 @@ static void dashboard_done(struct http_ctx *c, PGresult *res)
 	http_reply_json(c, 200, json_pack("{s:o, s:o}", "groups", groups, "totals", tot));
 }
 
-/* The group's name: the company's scenario or line display_name (constant SQL per grp). */
-#define GROUP_NAME(table) "(SELECT x.display_name FROM " table " x WHERE x.id = g.group_id AND x.company_id = $1::int)"
+/* Rows (group_id, display_name or NULL, status, attempts) of company $1's scenarios (grp 1) or
+ * lines (grp 2) in a window of the minute or the day rollup: summed per group and status first,
+ * then named by one join with the company's scenarios or lines. */
+#define DASHBOARD_SQL(rollup, grp, names, window)                                                            \
+	"SELECT g.group_id, x.display_name, g.status, g.n FROM (SELECT group_id, status, sum(attempts) AS n" \
+	" FROM " rollup " WHERE company_id = $1::int AND grp = " grp " AND " window " GROUP BY 1, 2) g"      \
+	" LEFT JOIN " names " x ON x.id = g.group_id AND x.company_id = $1::int ORDER BY 1"
+#define DASHBOARD_MINUTES "minute >= to_timestamp($2::bigint)"
+#define DASHBOARD_DAYS    "day BETWEEN $2::date AND $3::date"
 
 static void dashboard_query(struct http_ctx *c)
 {
+	static const char *const minutes_sql[2] = {
+	    DASHBOARD_SQL("stats_minutely_groups", "1", "scenarios", DASHBOARD_MINUTES),
+	    DASHBOARD_SQL("stats_minutely_groups", "2", "outbound_lines", DASHBOARD_MINUTES),
+	};
+	static const char *const days_sql[2] = {
+	    DASHBOARD_SQL("stats_daily_groups", "1", "scenarios", DASHBOARD_DAYS),
+	    DASHBOARD_SQL("stats_daily_groups", "2", "outbound_lines", DASHBOARD_DAYS),
+	};
 	struct sreq *r = c->state;
 	time_t t = time(NULL);
 	struct tz_local now;
 	tz_local_from_utc(t, &now);
 	cid_param(c, r->p[0]);
-	snprintf(r->p[1], sizeof(r->p[1]), "%d", r->grp);
-	const char *name = r->grp == 1 ? GROUP_NAME("scenarios") : GROUP_NAME("outbound_lines");
-	char *sql;
 	if (!strcmp(r->window, "1h")) {
 		/* now − 1 h, to the minute */
 		time_t from = t - 3600;
-		snprintf(r->p[2], sizeof(r->p[2]), "%lld", (long long)(from - from % 60));
-		sql = xasprintf("SELECT g.group_id, %s, g.status, g.n FROM (SELECT group_id, status, sum(attempts) AS n"
-		                " FROM stats_minutely_groups WHERE company_id = $1::int AND grp = $2::smallint"
-		                " AND minute >= to_timestamp($3::bigint) GROUP BY 1, 2) g ORDER BY 1",
-		                name);
-		const char *p[3] = {r->p[0], r->p[1], r->p[2]};
-		http_db(c, sql, 3, p, dashboard_done);
-	} else {
-		/* today; yesterday; 7d / 30d: from local midnight 6 / 29 days ago */
-		long first = now.day, last = now.day;
-		if (!strcmp(r->window, "yesterday"))
-			first = last = now.day - 1;
-		else if (!strcmp(r->window, "7d"))
-			first = now.day - 6;
-		else if (!strcmp(r->window, "30d"))
-			first = now.day - 29;
-		tz_format_day(first, r->p[2]);
-		tz_format_day(last, r->p[3]);
-		sql = xasprintf("SELECT g.group_id, %s, g.status, g.n FROM (SELECT group_id, status, sum(attempts) AS n"
-		                " FROM stats_daily_groups WHERE company_id = $1::int AND grp = $2::smallint"
-		                " AND day BETWEEN $3::date AND $4::date GROUP BY 1, 2) g ORDER BY 1",
-		                name);
-		const char *p[4] = {r->p[0], r->p[1], r->p[2], r->p[3]};
-		http_db(c, sql, 4, p, dashboard_done);
+		snprintf(r->p[1], sizeof(r->p[1]), "%lld", (long long)(from - from % 60));
+		const char *p[2] = {r->p[0], r->p[1]};
+		http_db(c, minutes_sql[r->grp - 1], 2, p, dashboard_done);
+		return;
 	}
-	free(sql);
+	/* today; yesterday; 7d / 30d: from local midnight 6 / 29 days ago */
+	long first = now.day, last = now.day;
+	if (!strcmp(r->window, "yesterday"))
+		first = last = now.day - 1;
+	else if (!strcmp(r->window, "7d"))
+		first = now.day - 6;
+	else if (!strcmp(r->window, "30d"))
+		first = now.day - 29;
+	tz_format_day(first, r->p[1]);
+	tz_format_day(last, r->p[2]);
+	const char *p[3] = {r->p[0], r->p[1], r->p[2]};
+	http_db(c, days_sql[r->grp - 1], 3, p, dashboard_done);
 }
 
 static void dashboard_stats(struct http_ctx *c)
@@ -546,32 +546,20 @@ static void dashboard_stats(struct http_ctx *c)
 
 /* ---------------------------------------------------------------- ranges of days (ours) */
 
-/* A Gregorian date "YYYY-MM-DD" (ASCII, Persian or Arabic-Indic digits) that exists, years
- * 1900..9999, to its civil day. */
-static int parse_day(const char *s, long *day)
-{
-	int y, m, d, y2, m2, d2;
-	if (jalali_parse_ymd(s, &y, &m, &d) || y < 1900 || y > 9999)
-		return -1;
-	*day = tz_days_from_civil(y, m, d);
-	tz_civil_from_days(*day, &y2, &m2, &d2);
-	return y2 == y && m2 == m && d2 == d ? 0 : -1;
-}
-
-/* start_date / end_date (inclusive local days; default the last RANGE_DEFAULT_DAYS days to
- * today, or that many from or to the one given): false after replying 400 (unparsable, as the
- * numbers list) or 422 (order, length). */
+/* start_date / end_date (inclusive local days, Gregorian as tz_parse_day reads them; default the
+ * last RANGE_DEFAULT_DAYS days to today, or that many from or to the one given): false after
+ * replying 400 (unparsable, as the numbers list) or 422 (order, length). */
 static bool range_or_reply(struct http_ctx *c, struct sreq *r)
 {
 	const char *s = http_query(c, "start_date"), *e = http_query(c, "end_date");
 	long first, last;
 	struct tz_local now;
 	tz_local_from_utc(time(NULL), &now);
-	if (s && *s && parse_day(s, &first)) {
+	if (s && *s && tz_parse_day(s, &first)) {
 		http_error(c, 400, "BAD_REQUEST", "Invalid start_date");
 		return false;
 	}
-	if (e && *e && parse_day(e, &last)) {
+	if (e && *e && tz_parse_day(e, &last)) {
 		http_error(c, 400, "BAD_REQUEST", "Invalid end_date");
 		return false;
 	}
@@ -689,16 +677,13 @@ static void daily_done(struct http_ctx *c, PGresult *res)
 	for (long b = 0; b < r->ndays; b++) {
 		long long *row = counts + b * NSTATUS, total = 0;
 		char g[16], j[16];
-		int jy = 0, jm = 0, jd = 0;
 		for (int i = 0; i < NSTATUS; i++) {
 			total += row[i];
 			sum[i] += row[i];
 		}
 		all += total;
 		tz_format_day(r->first_day + b, g);
-		if (jalali_from_days(r->first_day + b, &jy, &jm, &jd))
-			jy = jm = jd = 0; /* years 1900..9999 are all in range */
-		snprintf(j, sizeof(j), "%04d-%02d-%02d", jy, jm, jd);
+		jalali_format_day(r->first_day + b, j); /* years 1900..9999 are all in range */
 		json_array_append_new(days, json_pack("{s:s, s:s, s:I, s:o}", "date", g, "jalali_date", j, "total",
 		                                      (json_int_t)total, "status_counts", shares(row, total)));
 	}

@@ -203,7 +203,7 @@ static int cmd_stats_rebuild(int argc, char **argv)
 	int rc = 1;
 	if (!pg)
 		return 1;
-	PGresult *res = db_exec(pg, "UPDATE stats_state SET backfilled = false, updated_at = now()", 0, NULL);
+	PGresult *res = db_exec(pg, "SELECT stats_rebuild_request()", 0, NULL);
 	if (!res)
 		goto out;
 	PQclear(res);

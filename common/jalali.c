@@ -2,6 +2,7 @@
  * Gregorian <-> Jalali conversion. The leap years follow Iran's astronomical
  * rule, encoded as the years where the 33-year leap pattern "breaks" (below).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "jalali.h"
@@ -141,6 +142,14 @@ int jalali_from_days(long day, int *jy, int *jm, int *jd)
 	}
 	*jy = y;
 	return 0;
+}
+
+void jalali_format_day(long day, char out[16])
+{
+	int jy = 0, jm = 0, jd = 0;
+	if (jalali_from_days(day, &jy, &jm, &jd))
+		jy = jm = jd = 0;
+	snprintf(out, 16, "%04d-%02d-%02d", jy, jm, jd);
 }
 
 static bool gregorian_ok(int gy, int gm, int gd)

@@ -31,6 +31,11 @@ int jalali_month_length(int jy, int jm);
 int jalali_from_days(long day, int *jy, int *jm, int *jd) MUSTCHECK;
 int jalali_to_days(int jy, int jm, int jd, long *day) MUSTCHECK;
 
+/* The Jalali date of civil day `day` as "YYYY-MM-DD" into out (NUL-terminated), as the API
+ * shows it beside the Gregorian one; "0000-00-00" when the day is outside Jalali years
+ * 1..3177 (callers pass days in range). */
+void jalali_format_day(long day, char out[16]);
+
 /*
  * Parses "YYYY-MM-DD" written with ASCII, Persian (U+06F0..9) or
  * Arabic-Indic (U+0660..9) digits; months and days may have one digit, the

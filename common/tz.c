@@ -173,14 +173,24 @@ int tz_parse_instant(const char *s, int64_t *usec)
 	return 0;
 }
 
-int tz_local_day_start(const char *ymd, int days_after, time_t *out)
+int tz_parse_day(const char *ymd, long *day)
 {
 	int y, m, d, y2, m2, d2;
 	if (jalali_parse_ymd(ymd, &y, &m, &d) || y < 1900 || y > 9999)
 		return -1;
-	long day = tz_days_from_civil(y, m, d);
-	tz_civil_from_days(day, &y2, &m2, &d2);
+	long v = tz_days_from_civil(y, m, d);
+	tz_civil_from_days(v, &y2, &m2, &d2);
 	if (y2 != y || m2 != m || d2 != d)
+		return -1;
+	*day = v;
+	return 0;
+}
+
+int tz_local_day_start(const char *ymd, int days_after, time_t *out)
+{
+	int y, m, d;
+	long day;
+	if (tz_parse_day(ymd, &day))
 		return -1;
 	tz_civil_from_days(day + days_after, &y, &m, &d);
 	*out = tz_local_midnight(y, m, d);

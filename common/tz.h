@@ -45,10 +45,16 @@ void tz_format_local(time_t t, char *buf, size_t len);
 int tz_parse_instant(const char *s, int64_t *usec) MUSTCHECK;
 
 /*
- * The UTC instant at which the local calendar day `ymd` ("YYYY-MM-DD", ASCII,
- * Persian or Arabic-Indic digits; see jalali_parse_ymd) plus days_after days
- * begins. Refuses dates that do not exist (2026-02-30) and years outside
- * 1900..9999. Returns 0 or -1.
+ * The civil day of the Gregorian date `ymd` ("YYYY-MM-DD", ASCII, Persian or
+ * Arabic-Indic digits; see jalali_parse_ymd) into *day. Refuses dates that do
+ * not exist (2026-02-30) and years outside 1900..9999. Returns 0 or -1 (*day
+ * untouched).
+ */
+int tz_parse_day(const char *ymd, long *day) MUSTCHECK;
+
+/*
+ * The UTC instant at which the local calendar day `ymd` (as tz_parse_day)
+ * plus days_after days begins. Returns 0 or -1.
  */
 int tz_local_day_start(const char *ymd, int days_after, time_t *out) MUSTCHECK;
 

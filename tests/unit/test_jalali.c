@@ -406,6 +406,33 @@ static void test_parse(void **state)
 	}
 }
 
+/* The text the API shows beside a Gregorian date (stats daily, holidays). */
+static void test_format_day(void **state)
+{
+	static const struct {
+		int gy, gm, gd;
+		const char *want;
+	} cases[] = {
+	    {2026, 2, 18, "1404-11-29"},  {2026, 3, 21, "1405-01-01"}, {2026, 11, 22, "1405-09-01"},
+	    {2026, 11, 23, "1405-09-02"}, {1900, 1, 1, "1278-10-11"},  {622, 3, 22, "0001-01-01"},
+	};
+	char out[16];
+	long last;
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		jalali_format_day(tz_days_from_civil(cases[i].gy, cases[i].gm, cases[i].gd), out);
+		if (strcmp(out, cases[i].want))
+			fail_msg("%04d-%02d-%02d: %s, expected %s", cases[i].gy, cases[i].gm, cases[i].gd, out,
+			         cases[i].want);
+	}
+	/* outside Jalali years 1..3177: zeros */
+	assert_int_equal(jalali_to_days(JALALI_YEAR_MAX, 12, jalali_month_length(JALALI_YEAR_MAX, 12), &last), 0);
+	jalali_format_day(last + 1, out);
+	assert_string_equal(out, "0000-00-00");
+	jalali_format_day(tz_days_from_civil(622, 3, 21), out);
+	assert_string_equal(out, "0000-00-00");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +440,7 @@ int main(void)
 	    cmocka_unit_test(test_every_day),         cmocka_unit_test(test_year_lengths),
 	    cmocka_unit_test(test_oracle_self_check), cmocka_unit_test(test_nowruz_against_oracle),
 	    cmocka_unit_test(test_invalid),           cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_format_day),
 	};
 	return cmocka_run_group_tests_name("jalali", tests, NULL, NULL);
 }

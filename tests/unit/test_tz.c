@@ -114,12 +114,54 @@ static void test_local_day_start(void **state)
 	}
 }
 
+/* Gregorian dates as the stats ranges and the filters send them, to civil days. */
+static void test_parse_day(void **state)
+{
+	static const struct {
+		const char *in;
+		long day; /* -1: refused */
+	} cases[] = {
+	    {"1970-01-01", 0},
+	    {"2026-02-18", 20502},
+	    {"2026-2-8", 20492},
+	    {"2026/02/18", 20502},
+	    {"\xdb\xb2\xdb\xb0\xdb\xb2\xdb\xb6-\xdb\xb0\xdb\xb2-\xdb\xb1\xdb\xb8", 20502}, /* Persian */
+	    {"\xd9\xa2\xd9\xa0\xd9\xa2\xd9\xa6-\xd9\xa0\xd9\xa2-\xd9\xa1\xd9\xa8", 20502}, /* Arabic-Indic */
+	    {"2024-02-29", 19782},
+	    {"1900-01-01", -25567},
+	    {"9999-12-31", 2932896},
+	    {"2025-02-29", -1}, /* not a leap year */
+	    {"2026-02-30", -1},
+	    {"2026-04-31", -1},
+	    {"2026-13-01", -1},
+	    {"1899-12-31", -1},
+	    {"2026-02-18T00:00:00", -1},
+	    {"18-02-2026", -1},
+	    {"yesterday", -1},
+	    {"", -1},
+	};
+	long day;
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		day = -7;
+		int rc = tz_parse_day(cases[i].in, &day);
+		if (cases[i].day == -1) {
+			if (rc != -1 || day != -7)
+				fail_msg("%s: rc %d, day %ld: expected refused, day untouched", cases[i].in, rc, day);
+		} else if (rc != 0 || day != cases[i].day) {
+			fail_msg("%s: rc %d, day %ld, expected %ld", cases[i].in, rc, day, cases[i].day);
+		}
+	}
+	assert_int_equal(tz_parse_day(NULL, &day), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_instant),
 	    cmocka_unit_test(test_tehran),
 	    cmocka_unit_test(test_local_day_start),
+	    cmocka_unit_test(test_parse_day),
 	};
 	return cmocka_run_group_tests_name("tz", tests, NULL, NULL);
 }

@@ -99,13 +99,15 @@ static const char regroup_lua[] =
 
 /* Process-wide state (one worker per process). */
 static struct {
-	unsigned epoch;                               /* the worker_ctx epoch the connections were prepared for */
-	bool holder;                                  /* this copy holds the lock (on the current database session) */
-	enum { RB_NONE, RB_CHECK, RB_FORCE } rebuild; /* check: ask stats_apply; force: the group is gone */
-	bool claim;                                   /* take every pending entry of the group before reading */
-	char claim_cursor[RDS_ID_MAX];                /* where claim_all goes on ("" or "0-0": from the start) */
-	bool said_waiting, said_standby;              /* log those states once, not every second */
-	int wait_ms; /* current wait for entries the results worker has not applied yet */
+	unsigned epoch;                  /* the worker_ctx epoch the connections were prepared for */
+	bool holder;                     /* this copy holds the lock (on the current database session) */
+	bool check_group;                /* look whether the group still exists (rebuild when it does not) */
+	bool check_rebuild;              /* ask stats_rebuild_needed before the next read */
+	bool claim;                      /* take every pending entry of the group before reading */
+	char claim_cursor[RDS_ID_MAX];   /* where claim_all goes on ("" or "0-0": from the start) */
+	bool pending;                    /* this consumer may have pending entries: read those ("0") before new ones */
+	bool said_waiting, said_standby; /* log those states once, not every second */
+	int wait_ms;                     /* current wait for entries the results worker has not applied yet */
 	unsigned long ticks;
 	/* since the last progress line */
 	uint64_t entries, applied, batches, waits, lag_n;
@@ -144,26 +146,19 @@ static int group_exists(struct worker_ctx *w)
 	return found;
 }
 
-/* After any reconnect: the lock lives on the database session, so it is taken again; a group
- * that is gone (Redis lost its data, a new installation, an operator) means that what it had
- * delivered is unknown, so the rollups are rebuilt (which creates the group). Returns 0 or -1. */
-static int prepare(struct worker_ctx *w)
+/* After any reconnect: the lock lives on the database session, so it is taken again (and the
+ * group looked at again, as on every take-over: Redis may have lost it). */
+static void prepare(struct worker_ctx *w)
 {
 	if (st.epoch == w->epoch)
-		return 0;
-	int g = group_exists(w);
-	if (g < 0)
-		return -1;
+		return;
 	st.epoch = w->epoch;
 	st.holder = false;
-	if (!g) {
-		log_info("event=group_missing stream=%s group=%s", STREAM_RESULTS, GROUP);
-		st.rebuild = RB_FORCE;
-	}
-	return 0;
 }
 
-/* Tries to become the applying copy. Returns true when this copy holds the lock. */
+/* Tries to become the applying copy. Returns true when this copy holds the lock; on becoming
+ * it, the group and the need for a rebuild are looked at, and a previous holder's pending
+ * entries are taken, before anything is read. */
 static bool take_lock(struct worker_ctx *w)
 {
 	if (st.holder)
@@ -178,9 +173,9 @@ static bool take_lock(struct worker_ctx *w)
 	if (got) {
 		st.said_standby = false;
 		st.holder = true;
-		if (st.rebuild != RB_FORCE)
-			st.rebuild = RB_CHECK; /* stats_apply says whether one is needed */
-		st.claim = true;               /* a previous holder's pending entries come first */
+		st.check_group = true;
+		st.check_rebuild = true;
+		st.claim = true; /* a previous holder's pending entries come first */
 		st.claim_cursor[0] = '\0';
 		log_info("event=applying consumer=%s", w->consumer);
 	}
@@ -215,8 +210,50 @@ static int claim_all(struct worker_ctx *w)
 	return 1;
 }
 
+/* Whether the rollups must be rebuilt before any entry is read, when st says to look: the group is
+ * gone (Redis lost its data, a new installation, an operator: what it had delivered is unknown),
+ * or stats_rebuild_needed says so (requested, a new installation, another TIMEZONE). Returns 1,
+ * 0, or -1. */
+static int rebuild_needed(struct worker_ctx *w)
+{
+	if (st.check_group) {
+		int g = group_exists(w);
+		if (g < 0)
+			return -1;
+		if (!g) {
+			log_info("event=group_missing stream=%s group=%s", STREAM_RESULTS, GROUP);
+			return 1;
+		}
+		st.check_group = false;
+	}
+	if (!st.check_rebuild)
+		return 0;
+	const char *p[1] = {cfg.timezone};
+	PGresult *r = exec(w, "check", "SELECT stats_rebuild_needed($1)", 1, p);
+	if (!r)
+		return -1;
+	bool needed = !strcmp(PQgetvalue(r, 0, 0), "t");
+	PQclear(r);
+	st.check_rebuild = needed; /* when needed: asked again until the rebuild commits */
+	return needed;
+}
+
+/*
+ * Counts the rollups again from call_attempts: the request committed first
+ * (stats_rebuild_request), then the group re-created at B (regroup_lua), then one transaction
+ * stats_rebuild(B). The request comes first so that the group is only ever re-created while
+ * PostgreSQL says a rebuild is needed: a copy that dies before the rebuild's COMMIT leaves it
+ * needed, and the next holder rebuilds again (from a new B) instead of reading the new group and
+ * never counting the entries between the last one counted and B. Returns 0, a wait in ms (no
+ * results group yet), or -1.
+ */
 static int rebuild(struct worker_ctx *w)
 {
+	st.check_rebuild = true; /* until the rebuild commits */
+	PGresult *q = exec(w, "request", "SELECT stats_rebuild_request()", 0, NULL);
+	if (!q)
+		return -1;
+	PQclear(q);
 	const char *argv[] = {"EVAL", regroup_lua, "1", STREAM_RESULTS, RESULTS_GROUP, GROUP};
 	redisReply *r = redisCommandArgv(w->redis, (int)ARRAY_LEN(argv), argv, NULL);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -254,8 +291,8 @@ static int rebuild(struct worker_ctx *w)
 		log_info("event=rebuilt rows=%s upto=%s ms=%.0f", PQgetvalue(res, 0, 0), upto,
 		         (double)(util_now_ns() - t0) / 1e6);
 		metrics_count("stats_rebuilds", 1);
-		st.rebuild = RB_NONE;
-		st.claim = false; /* the group was re-created: nothing is pending */
+		st.check_group = st.check_rebuild = false;
+		st.claim = st.pending = false; /* the group was re-created: nothing is pending */
 		rc = 0;
 	}
 out:
@@ -268,7 +305,7 @@ out:
 }
 
 /* XREADGROUP from this consumer's pending entries ("0") or new ones (">"). NULL on failure
- * (logged; a deleted group is created again, from the start, and rebuilt). */
+ * (logged; a deleted group is looked at, and the rollups rebuilt). */
 static redisReply *read_group(struct worker_ctx *w, bool pending)
 {
 	char count[16], block[16];
@@ -286,7 +323,7 @@ static redisReply *read_group(struct worker_ctx *w, bool pending)
 		/* the stream or the group is gone (Redis lost its data, or an operator): what this group
 		 * had delivered is unknown, so count everything again (rebuild re-creates the group) */
 		if (strstr(r->str, "NOGROUP"))
-			st.rebuild = RB_FORCE;
+			st.check_group = true;
 		freeReplyObject(r);
 		return NULL;
 	}
@@ -367,8 +404,9 @@ static int backoff(void)
  * go to PostgreSQL: they are committed or dead-lettered already, so nothing is looked up twice
  * while the results worker is still on it (this worker usually reads an entry before that
  * worker has committed it). stats_apply counts the prefix it can settle and records its last
- * entry; that prefix is acknowledged after COMMIT. Returns 0 (progress: read again at once), a
- * wait in ms (nothing finished yet: the entries stay pending and are read again), or -1.
+ * entry; that prefix is acknowledged after COMMIT. Whatever is left unacknowledged sets
+ * st.pending, so that it is read again first. Returns 0 (progress: read again at once), a wait in
+ * ms (nothing finished yet: the entries stay pending and are read again), or -1.
  */
 static int process(struct worker_ctx *w, const redisReply *list)
 {
@@ -379,6 +417,8 @@ static int process(struct worker_ctx *w, const redisReply *list)
 			break; /* not an entry: stop before it (it stays pending) */
 		n++;
 	}
+	if (n < (int)list->elements)
+		st.pending = true;
 	if (n == 0)
 		return 0;
 
@@ -396,8 +436,10 @@ static int process(struct worker_ctx *w, const redisReply *list)
 	}
 	while (m < n && !rds_id_parse(list->element[m]->element[0]->str, &e) && rds_id_less(e, f))
 		m++;
-	if (m == 0)
+	if (m == 0) {
+		st.pending = true;
 		return backoff();
+	}
 
 	struct buf elems = {0};
 	for (int i = 0; i < m; i++)
@@ -412,16 +454,19 @@ static int process(struct worker_ctx *w, const redisReply *list)
 		return -1;
 	int rc = 0;
 	if (!strcmp(PQgetvalue(r, 0, 0), "rebuild")) {
-		st.rebuild = RB_CHECK;
+		st.check_rebuild = st.pending = true;
 		goto out;
 	}
 	int done = atoi(PQgetvalue(r, 0, 1)), applied = atoi(PQgetvalue(r, 0, 2));
 	if (done > 0) {
-		/* on failure they come back, and are skipped */
-		(void)rds_xack(w->redis, STREAM_RESULTS, GROUP, list, (size_t)done);
+		/* on failure they come back from the pending list, and are skipped */
+		if (rds_xack(w->redis, STREAM_RESULTS, GROUP, list, (size_t)done))
+			st.pending = true;
 		account(list, done, applied);
 		st.wait_ms = 0;
 	}
+	if (done < n)
+		st.pending = true; /* the rest waits in the pending list */
 	log_debug("event=batch size=%d finished=%d done=%d applied=%d ms=%.1f", n, m, done, applied,
 	          (double)(util_now_ns() - t0) / 1e6);
 	if (done == 0)
@@ -433,12 +478,12 @@ out:
 
 static int stats_run(struct worker_ctx *w)
 {
-	if (prepare(w))
-		return -1;
+	prepare(w);
 	if (!take_lock(w))
 		return STANDBY_MS;
-	if (st.rebuild == RB_FORCE)
-		return rebuild(w);
+	int needed = rebuild_needed(w);
+	if (needed)
+		return needed < 0 ? -1 : rebuild(w);
 	if (st.claim) {
 		int more = claim_all(w);
 		if (more < 0)
@@ -446,36 +491,33 @@ static int stats_run(struct worker_ctx *w)
 		if (more)
 			return 0; /* the next turn goes on from the cursor */
 		st.claim = false;
-	}
-	if (st.rebuild == RB_CHECK) {
-		/* whether one is needed: stats_apply answers 'rebuild' when it is (and does nothing) */
-		char fin[RDS_ID_MAX];
-		long long others;
-		if (frontier(w, fin, &others))
-			return -1;
-		const char *p[3] = {"{}", fin, cfg.timezone};
-		PGresult *r = exec(w, "check", "SELECT o_status FROM stats_apply($1::text[], $2, $3)", 3, p);
-		if (!r)
-			return -1;
-		bool needed = !strcmp(PQgetvalue(r, 0, 0), "rebuild");
-		PQclear(r);
-		if (needed)
-			return rebuild(w);
-		st.rebuild = RB_NONE;
+		st.pending = true;
 	}
 	/* this consumer's pending entries first (waiting for the results worker, or claimed), so
-	 * that entries are always counted in stream order; then new ones */
-	redisReply *r = read_group(w, true);
-	const redisReply *list = rds_xread_entries(r);
-	if (r && (!list || !list->elements)) {
-		freeReplyObject(r);
+	 * that entries are always counted in stream order, until none is left; then new ones */
+	redisReply *r = NULL;
+	const redisReply *list = NULL;
+	if (st.pending) {
+		r = read_group(w, true);
+		list = rds_xread_entries(r);
+		if (r && (!list || !list->elements)) {
+			freeReplyObject(r);
+			r = NULL;
+			st.pending = false;
+		}
+	}
+	if (!st.pending) {
 		r = read_group(w, false);
 		list = rds_xread_entries(r);
 	}
-	if (!r)
+	if (!r) {
+		st.pending = true;
 		return -1;
+	}
 	int rc = list && list->elements ? process(w, list) : 0;
 	freeReplyObject(r);
+	if (rc < 0)
+		st.pending = true;
 	return rc;
 }
 
@@ -513,7 +555,8 @@ static void prune(struct worker_ctx *w)
 
 static void stats_tick(struct worker_ctx *w)
 {
-	if (prepare(w) || !st.holder)
+	prepare(w);
+	if (!st.holder)
 		return;
 	st.ticks++;
 	if (st.ticks % FOLD_EVERY_TICKS == 0)
@@ -524,8 +567,8 @@ static void stats_tick(struct worker_ctx *w)
 		(void)worker_consumers_gc(w, STREAM_RESULTS, GROUP, WORKER_CONSUMER_GC_IDLE_MS);
 	if (st.ticks % REPORT_EVERY_TICKS == 0)
 		report();
-	if (st.ticks % CHECK_EVERY_TICKS == 0 && st.rebuild == RB_NONE)
-		st.rebuild = RB_CHECK; /* `dialerctl stats-rebuild`, seen even when no result arrives */
+	if (st.ticks % CHECK_EVERY_TICKS == 0)
+		st.check_rebuild = true; /* `dialerctl stats-rebuild`, seen even when no result arrives */
 }
 
 static void stats_stop(struct worker_ctx *w)
