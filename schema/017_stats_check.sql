@@ -3,7 +3,7 @@
 --
 -- * dialer-stats asks stats_rebuild_needed directly on every take-over and every 5 s, instead of
 --   calling stats_apply with no entries (which needed the results group's frontier from Redis
---   first, only to pass it along unread); stats_apply asks the same function under its row lock.
+--   first, only to pass it along unread); stats_apply tests the same condition under its row lock.
 -- * When the worker finds its consumer group gone, it commits stats_rebuild_request before it
 --   re-creates the group: a copy that dies between the new group and the rebuild's COMMIT then
 --   leaves the rebuild requested, so the next holder rebuilds instead of counting only what the
@@ -23,18 +23,5 @@ CREATE FUNCTION stats_rebuild_request() RETURNS void
 LANGUAGE sql AS
 $$ UPDATE stats_state SET backfilled = false, updated_at = now() WHERE id = 1 $$;
 
--- stats_apply (011) with its rebuild condition replaced by stats_rebuild_needed and nothing else
--- changed: the one line is replaced in the function's own definition rather than the function
--- written out again, so that the rest of it stays in one place (011, with its contract). The
--- migration fails if the line is not there.
-DO $$
-DECLARE
-    def text := pg_get_functiondef('stats_apply(text[], text, text)'::regprocedure);
-    old text := 'IF NOT st.backfilled OR st.timezone IS DISTINCT FROM p_tz THEN';
-BEGIN
-    IF position(old IN def) = 0 THEN
-        RAISE EXCEPTION 'stats_apply: the rebuild condition was not found';
-    END IF;
-    EXECUTE replace(def, old, 'IF stats_rebuild_needed(p_tz) THEN');
-END
-$$;
+-- stats_apply (011) tests the same condition itself, under its row lock; its one line is left as
+-- it is rather than the function written out again (keep the two in step).
