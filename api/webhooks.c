@@ -350,14 +350,17 @@ static void log_company(struct http_ctx *c)
 	snprintf(skip, sizeof(skip), "%ld", pg->skip);
 	snprintf(limit, sizeof(limit), "%ld", pg->limit);
 	const char *p[6] = {ids, cid, skip, limit, event_id, outcome};
-	/* the page walks webhook_attempts_log_idx (webhook_id, id) backwards */
+	/* the page walks webhook_attempts_log_idx (webhook_id, id) backwards; attempted_at is when the
+	 * worker started the attempt (attempts logged before schema 018: derived from the recording
+	 * time) */
 	http_db(c,
 	        "SELECT (SELECT count(*) FROM webhook_attempts a WHERE " LOG_FILTER ") AS total,"
 	        " (SELECT COALESCE(json_agg(json_build_object('id', a.id, 'delivery_id', a.delivery_id,"
 	        "   'event_id', d.event_id, 'event_type', e.type, 'attempt', a.attempt, 'status_code', a.status_code,"
 	        "   'error', a.error, 'duration_ms', a.duration_ms, 'outcome', a.outcome,"
 	        "   'next_retry_at', api_ts(a.next_retry_at),"
-	        "   'attempted_at', api_ts(a.created_at - a.duration_ms * interval '1 millisecond'),"
+	        "   'attempted_at', api_ts(COALESCE(a.attempted_at,"
+	        "    a.created_at - a.duration_ms * interval '1 millisecond')),"
 	        "   'delivery_state', d.state) ORDER BY a.id DESC), '[]'::json)"
 	        "  FROM (SELECT * FROM webhook_attempts a WHERE " LOG_FILTER " ORDER BY a.id DESC OFFSET $3 LIMIT $4) a"
 	        "  JOIN webhook_deliveries d ON d.id = a.delivery_id JOIN webhook_events e ON e.event_id = d.event_id)"

@@ -147,14 +147,27 @@ int64_t util_wall_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void util_iso_us(int64_t us, char out[32])
+{
+	/* floor division: an instant before 1970 keeps a fraction in 0..999999 */
+	int64_t frac = us % 1000000;
+	if (frac < 0)
+		frac += 1000000;
+	time_t s = (time_t)((us - frac) / 1000000);
+	struct tm tm;
+	size_t n = 0;
+	if (gmtime_r(&s, &tm))
+		n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (n == 0) { /* a year beyond what fits: no instant we write */
+		snprintf(out, 32, "1970-01-01T00:00:00.000000Z");
+		return;
+	}
+	snprintf(out + n, 32 - n, ".%06ldZ", (long)frac);
+}
+
 void util_iso_now(char out[32])
 {
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%06ldZ", ts.tv_nsec / 1000);
+	util_iso_us(util_wall_us(), out);
 }
 
 int util_ascii_digits(const char *in, char *out, size_t cap)
@@ -180,6 +193,19 @@ int util_ascii_digits(const char *in, char *out, size_t cap)
 		return -1;
 	out[n] = '\0';
 	return 0;
+}
+
+size_t util_utf8_cut(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n <= max)
+		return n;
+	/* s[max] is the first byte left out: while it continues a sequence, that sequence started
+	 * before the cut and goes too (at most 3 steps back in valid UTF-8) */
+	n = max;
+	for (int back = 0; n > 0 && back < 4 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
+		n--;
+	return n;
 }
 
 size_t util_utf8_chars(const char *s)

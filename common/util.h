@@ -30,7 +30,10 @@ uint64_t util_now_ns(void);
 /* Wall clock in microseconds since the epoch (for instants shared between processes). */
 int64_t util_wall_us(void);
 
-/* Wall clock as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into out[32]. */
+/* us (microseconds since the epoch, UTC) as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into out[32]. */
+void util_iso_us(int64_t us, char out[32]);
+
+/* The wall clock (util_wall_us) as util_iso_us writes it, into out[32]. */
 void util_iso_now(char out[32]);
 
 /* True when s is valid UTF-8 with no NUL inside its first len bytes. */
@@ -42,6 +45,14 @@ bool util_utf8_valid(const char *s, size_t len);
  * times and searches (COMPAT §6). Returns 0, or -1 when out is too small.
  */
 int util_ascii_digits(const char *in, char *out, size_t cap) MUSTCHECK;
+
+/*
+ * Where to cut the NUL-terminated UTF-8 string s to keep at most max bytes without splitting a
+ * character (PostgreSQL and jansson refuse a torn sequence): strlen(s) when it fits, else the
+ * largest length <= max that does not end inside a multi-byte sequence. Only the bytes around
+ * the cut are looked at; s itself is not validated.
+ */
+size_t util_utf8_cut(const char *s, size_t max);
 
 /* Characters (code points) of a NUL-terminated UTF-8 string. */
 size_t util_utf8_chars(const char *s);

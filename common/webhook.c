@@ -115,6 +115,12 @@ static bool v4_public(uint32_t a)
 	return true;
 }
 
+/* The IPv4 address in b[0..4) (network order), host order. */
+static uint32_t v4_at(const uint8_t *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
 bool webhook_addr_public(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
@@ -124,10 +130,16 @@ bool webhook_addr_public(const struct sockaddr *sa)
 	const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-	static const uint8_t zero[15] = {0};
-	if (!memcmp(b, mapped, 12) || !memcmp(b, nat64, 12))
-		return v4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
-	if (!memcmp(b, zero, 15) && b[15] <= 1) /* :: and ::1 */
+	static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
+	static const uint8_t zero[12] = {0};
+	/* IPv4 carried in IPv6: judged by the IPv4 address the packets end up at */
+	if (!memcmp(b, mapped, 12) || !memcmp(b, nat64, 12)) /* ::ffff:0:0/96, 64:ff9b::/96 */
+		return v4_public(v4_at(b + 12));
+	if (b[0] == 0x20 && b[1] == 0x02) /* 2002::/16 6to4: the relay's IPv4 in bits 16..47 */
+		return v4_public(v4_at(b + 2));
+	/* ::/96 (::, ::1 and the deprecated IPv4-compatible ::a.b.c.d) and 64:ff9b:1::/48 (local-use
+	 * NAT64, RFC 8215: translated to whatever IPv4 the operator's prefix maps to) */
+	if (!memcmp(b, zero, 12) || !memcmp(b, nat64_local, 6))
 		return false;
 	if ((b[0] & 0xfe) == 0xfc) /* fc00::/7 unique local */
 		return false;

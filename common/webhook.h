@@ -44,8 +44,9 @@ long webhook_backoff_ms(int attempt, long base_ms, long max_ms, double r);
 /*
  * True when a delivery may connect to sa: false for loopback, private (RFC 1918, fc00::/7),
  * link-local (169.254/16: cloud metadata; fe80::/10), carrier-grade NAT, unspecified,
- * multicast, broadcast and reserved addresses, IPv4 ones also when mapped into IPv6
- * (::ffff:a.b.c.d, 64:ff9b::/96). Other families: false.
+ * multicast, broadcast and reserved addresses, IPv4 ones also when carried in IPv6
+ * (::ffff:a.b.c.d, 64:ff9b::/96 NAT64, 2002::/16 6to4: the embedded address decides), and
+ * all of ::/96 (IPv4-compatible) and 64:ff9b:1::/48 (local-use NAT64). Other families: false.
  */
 bool webhook_addr_public(const struct sockaddr *sa);
 

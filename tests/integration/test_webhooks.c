@@ -7,8 +7,10 @@
  * delivery log; a receiver that never answers times out without holding up another webhook
  * (per-webhook cap); giving up after WEBHOOK_MAX_AGE_SECONDS; a SIGKILL while a request is in
  * flight, and one between reading an entry and recording it, lose nothing; two copies send
- * every event once; company B's events never reach company A's webhooks; private addresses are
- * refused unless WEBHOOK_ALLOW_PRIVATE. */
+ * every event once; company B's events never reach company A's webhooks; only subscribed events
+ * are parsed; a paused webhook's backlog expires instead of being sent late; outcomes PostgreSQL
+ * refuses are dropped without stalling the worker; attempted_at survives a database outage;
+ * private addresses are refused unless WEBHOOK_ALLOW_PRIVATE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,15 +262,63 @@ static char *xadd(const char *type, long long company, const char *data)
 	return id;
 }
 
-static struct th_proc *worker_start(const char *log_name, const char *extra)
+/* dialer-webhooks with the settings above; extra and extra2 (may be NULL) override them. */
+static struct th_proc *worker_start_with(const char *log_name, const char *extra, const char *extra2)
 {
 	struct th_proc *p =
 	    th_dialer_start("dialer-webhooks", db_url, log_name, "LOG_LEVEL=debug", "WEBHOOK_ALLOW_PRIVATE=true",
 	                    "WEBHOOK_RETRY_BASE_MS=1000", "WEBHOOK_TIMEOUT_MS=2000", "WEBHOOK_CONNECT_TIMEOUT_MS=1000",
 	                    "WEBHOOK_CONCURRENCY=4", "WEBHOOK_CONCURRENCY_PER_WEBHOOK=2", "WEBHOOK_MAX_AGE_SECONDS=6",
-	                    "CLAIM_IDLE_MS=1000", "METRICS_PUSH_SECONDS=1", extra ? extra : "LOG_LEVEL=debug", NULL);
+	                    "CLAIM_IDLE_MS=1000", "METRICS_PUSH_SECONDS=1", extra ? extra : "LOG_LEVEL=debug",
+	                    extra2 ? extra2 : "LOG_LEVEL=debug", NULL);
 	assert_non_null(p);
 	return p;
+}
+
+static struct th_proc *worker_start(const char *log_name, const char *extra)
+{
+	return worker_start_with(log_name, extra, NULL);
+}
+
+/* Wall clock in µs (the worker's util_wall_us; PostgreSQL's timestamps). */
+static long long wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Whether the log of the worker started as log_name has a line containing needle. */
+static bool log_has(const char *log_name, const char *needle)
+{
+	char path[600], line[4096];
+	bool seen = false;
+	snprintf(path, sizeof(path), "%s/%s-%s.log", th_tmp_dir(), th_test_name(), log_name);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	while (!seen && fgets(line, sizeof(line), f))
+		seen = strstr(line, needle) != NULL;
+	fclose(f);
+	return seen;
+}
+
+/* Waits until that log has such a line. */
+static void log_wait(const char *log_name, const char *needle, int timeout_ms)
+{
+	long long until = th_now_ms() + timeout_ms;
+	while (!log_has(log_name, needle)) {
+		if (th_now_ms() > until)
+			fail_msg("no \"%s\" in the %s log after %d ms", needle, log_name, timeout_ms);
+		th_sleep_ms(50);
+	}
+}
+
+/* PUT is_active on acme's webhook id. */
+static void webhook_set_active(long long id, bool active)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "/api/acme/webhooks/%lld", id);
+	th_call_expect(&api, "PUT", p, acme_admin, active ? "{\"is_active\": true}" : "{\"is_active\": false}", 200);
 }
 
 /* Waits until the group "webhooks" exists on dialer:events (the worker joined). */
@@ -894,7 +944,8 @@ static void test_give_up(void **state)
 }
 
 /* SIGKILL while a request is in flight: the row stays leased to the dead worker until the lease
- * lapses (2 * WEBHOOK_TIMEOUT_MS + 5 s), then a new worker sends it again. */
+ * lapses (2 * WEBHOOK_TIMEOUT_MS + 5 s), then a new worker sends it again (within
+ * WEBHOOK_MAX_AGE_SECONDS). */
 static void test_sigkill_in_flight(void **state)
 {
 	struct hit h[4];
@@ -913,7 +964,9 @@ static void test_sigkill_in_flight(void **state)
 	pthread_mutex_unlock(&rx.mu);
 	rx_release();
 	long long t0 = th_now_ms();
-	worker = worker_start("webhooks", NULL);
+	/* the lease (9 s here) outlasts WEBHOOK_MAX_AGE_SECONDS (6 s): with it, the delivery would
+	 * rightly expire instead of being sent again (test_paused_backlog_expires) */
+	worker = worker_start("webhooks", "WEBHOOK_MAX_AGE_SECONDS=60");
 	wait_state(id, "delivered", 1, LEASE_MS + 15000);
 	print_message("re-sent %lld ms after the restart (lease %d ms)\n", th_now_ms() - t0, LEASE_MS);
 	assert_int_equal(rx_hits("/hold", h, 4), 2);
@@ -1023,6 +1076,216 @@ static void test_two_copies_send_once(void **state)
 	webhook_delete(acme_admin, "acme", id);
 }
 
+/* Only the events some webhook subscribed to have their data parsed: data that is not JSON is
+ * malformed (logged) for a subscribed type, and never looked at for another type. */
+static void test_unsubscribed_types_not_parsed(void **state)
+{
+	long long id;
+	char needle[96];
+
+	(void)state;
+	id = webhook_new(acme_admin, "acme", "/typed", "[\"result.ingested\"]", NULL);
+	char *other = xadd("number.updated", acme_id, "{not json");
+	char *bad = xadd("result.ingested", acme_id, "{not json either");
+	char *good = xadd("result.ingested", acme_id, "{\"n\": 1}");
+	wait_state(id, "delivered", 1, 15000);
+	assert_int_equal(rx_count("/typed"), 1);
+	snprintf(needle, sizeof(needle), "event=event_malformed stream_id=%s ", bad);
+	assert_true(log_has("webhooks", needle));
+	snprintf(needle, sizeof(needle), "stream_id=%s ", other);
+	assert_false(log_has("webhooks", needle));
+	assert_int_equal(qi("SELECT count(*) FROM webhook_events WHERE event_id IN ('%s', '%s')", other, bad), 0);
+	webhook_delete(acme_admin, "acme", id);
+	free(other);
+	free(bad);
+	free(good);
+}
+
+/* A webhook paused with deliveries queued, resumed after WEBHOOK_MAX_AGE_SECONDS: nothing old is
+ * sent; retention marks them failed (expired). A worker of its own with one slot, held by a
+ * receiver that does not answer (WEBHOOK_TIMEOUT_MS 30 s), so that the deliveries are queued
+ * but not claimed before the pause. */
+static void test_paused_backlog_expires(void **state)
+{
+	long long hang, paused;
+	char *ev[3];
+
+	(void)state;
+	assert_int_equal(th_proc_stop(worker), 0);
+	worker = worker_start_with("webhooks-expiry", "WEBHOOK_CONCURRENCY=1", "WEBHOOK_TIMEOUT_MS=30000");
+	hang = webhook_new(acme_admin, "acme", "/hang", "[\"dialer.state\"]", NULL);
+	paused = webhook_new(acme_admin, "acme", "/expired", "[\"number.updated\"]", NULL);
+	int hung = rx_count("/hang");
+	char *busy = xadd("dialer.state", acme_id, "{\"enabled\": true}");
+	rx_wait("/hang", hung + 1, 15000); /* the one slot is taken */
+	for (int i = 0; i < 3; i++)
+		ev[i] = xadd("number.updated", acme_id, "{\"n\": 6}");
+	wait_state(paused, "pending", 3, 15000);
+	webhook_set_active(paused, false);
+	/* a week passes */
+	free(q("UPDATE webhook_deliveries SET created_at = created_at - interval '7 days' WHERE webhook_id = %lld",
+	       paused));
+	webhook_delete(acme_admin, "acme", hang);
+	rx_release(); /* the slot is free again */
+	webhook_set_active(paused, true);
+	wait_state(paused, "failed", 3, 20000); /* retention runs every 10 s */
+	assert_int_equal(rx_count("/expired"), 0);
+	char *rows = q("SELECT string_agg(DISTINCT attempts || ' ' || last_error || ' ' || (finished_at IS NOT NULL)"
+	               "::text, ',') FROM webhook_deliveries WHERE webhook_id = %lld",
+	               paused);
+	assert_string_equal(rows, "0 expired: not delivered within WEBHOOK_MAX_AGE_SECONDS true");
+	free(rows);
+	assert_int_equal(qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld", paused), 0);
+	char path[96];
+	snprintf(path, sizeof(path), "/api/acme/webhooks/%lld", paused);
+	struct th_resp *r = th_call(&api, "GET", path, acme_admin, NULL);
+	TH_EXPECT_INT(r->json, "pending", 0);
+	th_resp_free(r);
+	assert_true(log_has("webhooks-expiry", "event=deliveries_expired count=3"));
+	for (int i = 0; i < 3; i++)
+		free(ev[i]);
+	free(busy);
+	webhook_delete(acme_admin, "acme", paused);
+	assert_int_equal(th_proc_stop(worker), 0);
+	worker = NULL; /* the next test starts the one it needs */
+}
+
+/* An outcome statement PostgreSQL refuses (here a trigger rejects the attempt's log row) while
+ * the connection stays up: the turn's outcomes are dropped instead of retried forever, the
+ * stream is still read (another webhook's event arrives), and the dropped delivery is sent
+ * again once its claim lapses (9 s here: the worker gets a WEBHOOK_MAX_AGE_SECONDS longer than
+ * that, or the delivery would rightly expire instead). */
+static void test_refused_outcomes_dropped(void **state)
+{
+	long long refused, other;
+
+	(void)state;
+	assert_int_equal(th_proc_stop(worker), 0); /* none: test_paused_backlog_expires stopped its own */
+	worker = worker_start("webhooks", "WEBHOOK_MAX_AGE_SECONDS=60");
+	refused = webhook_new(acme_admin, "acme", "/refused", "[\"import.progress\"]", NULL);
+	other = webhook_new(acme_admin, "acme", "/other", "[\"export.completed\"]", NULL);
+	free(q("CREATE FUNCTION test_refuse_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+	       " IF NEW.webhook_id = %lld THEN RAISE EXCEPTION 'test: attempt refused'; END IF; RETURN NEW; END $$",
+	       refused));
+	free(q("CREATE TRIGGER test_refuse BEFORE INSERT ON webhook_attempts FOR EACH ROW"
+	       " EXECUTE FUNCTION test_refuse_attempt()"));
+	long long t0 = th_now_ms();
+	char *ev1 = xadd("import.progress", acme_id, "{\"done\": 1}");
+	rx_wait("/refused", 1, 15000);
+	log_wait("webhooks", "event=outcomes_dropped count=1 error=\"test: attempt refused\"", 10000);
+	char *ev2 = xadd("export.completed", acme_id, "{\"job_id\": 4}");
+	wait_state(other, "delivered", 1, 10000);
+	assert_int_equal(rx_count("/other"), 1);
+	/* the refused one: unrecorded, its claim still held */
+	char *d = q("SELECT state || ' ' || attempts || ' ' || (claimed_by IS NOT NULL)::text FROM webhook_deliveries"
+	            " WHERE webhook_id = %lld",
+	            refused);
+	if (th_now_ms() - t0 < LEASE_MS - 1000)
+		assert_string_equal(d, "pending 1 true");
+	free(d);
+	assert_int_equal(qi("SELECT count(*) FROM webhook_attempts WHERE webhook_id = %lld", refused), 0);
+	free(q("DROP TRIGGER test_refuse ON webhook_attempts"));
+	free(q("DROP FUNCTION test_refuse_attempt()"));
+	wait_state(refused, "delivered", 1, LEASE_MS + 15000);
+	assert_int_equal(rx_count("/refused"), 2);
+	char *log = q("SELECT string_agg(attempt || ':' || outcome, ',') FROM webhook_attempts WHERE webhook_id = %lld",
+	              refused);
+	assert_string_equal(log, "2:delivered");
+	free(log);
+	free(ev1);
+	free(ev2);
+	webhook_delete(acme_admin, "acme", refused);
+	webhook_delete(acme_admin, "acme", other);
+	assert_int_equal(th_proc_stop(worker), 0);
+	worker = NULL; /* the next test starts the one it needs */
+}
+
+/* attempted_at is when the attempt started, also when the outcome is recorded late: the
+ * database refuses new sessions and the worker's is ended while its request is held; the
+ * response comes during that outage, the outcome is kept, and recorded once the worker is back.
+ * A worker of its own with one slot: with the request in flight it sends PostgreSQL nothing
+ * (no claim), so the outcome's statement is the first to find the session gone. */
+static void test_attempted_at_through_outage(void **state)
+{
+	const char *admin = th_env("TEST_PG_ADMIN_URL"); /* the postgres database: open throughout */
+	const char *const wlog = "webhooks-outage";
+	char *db = q("SELECT current_database()");
+	long long id;
+
+	(void)state;
+	assert_int_equal(th_proc_stop(worker), 0); /* none: test_refused_outcomes_dropped stopped its own */
+	worker = worker_start_with(wlog, "WEBHOOK_CONCURRENCY=1", "WEBHOOK_TIMEOUT_MS=10000");
+	int held = rx_count("/hold");
+	pthread_mutex_lock(&rx.mu);
+	rx.hold = true;
+	pthread_mutex_unlock(&rx.mu);
+	id = webhook_new(acme_admin, "acme", "/hold", "[\"*\"]", NULL);
+	long long before = wall_us();
+	char *ev = xadd("import.completed", acme_id, "{\"job_id\": 11}");
+	rx_wait("/hold", held + 1, 15000);
+	long long hit = wall_us();
+	/* the outage: no new session, and the worker's ended (its last statement was the claim) */
+	free(th_sqlf(admin, "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", db));
+	long long until = th_now_ms() + 10000;
+	while (th_sqlf_int(admin,
+	                   "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'"
+	                   " AND backend_type = 'client backend'"
+	                   " AND query LIKE '%%webhook_deliveries%%FOR UPDATE SKIP LOCKED%%'",
+	                   db) < 1) {
+		if (th_now_ms() > until) {
+			free(th_sqlf(admin, "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db));
+			fail_msg("the worker's session was not found");
+		}
+		th_sleep_ms(20);
+	}
+	long long released = wall_us();
+	pthread_mutex_lock(&rx.mu);
+	rx.hold = false;
+	pthread_mutex_unlock(&rx.mu);
+	rx_release(); /* 503: recorded after the outage, retried, then 200 */
+	bool kept = false;
+	until = th_now_ms() + 10000;
+	while (!(kept = log_has(wlog, "event=outcomes_not_recorded count=1")) && th_now_ms() < until)
+		th_sleep_ms(50);
+	th_sleep_ms(1000);
+	long long reopened = wall_us();
+	free(th_sqlf(admin, "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db));
+	free(db);
+	assert_true(kept);
+	wait_state(id, "delivered", 1, 20000);
+	assert_int_equal(rx_count("/hold"), held + 2); /* the outcome was kept, not the request sent again */
+	char *first = q("SELECT outcome || ' ' || COALESCE(status_code, 0) || ' ' || duration_ms || ' '"
+	                " || (extract(epoch FROM attempted_at) * 1000000)::bigint || ' '"
+	                " || (extract(epoch FROM created_at) * 1000000)::bigint"
+	                " FROM webhook_attempts WHERE webhook_id = %lld AND attempt = 1",
+	                id);
+	char outcome[16];
+	long long status = 0, dur = -1, attempted = 0, recorded = 0;
+	assert_non_null(first);
+	assert_int_equal(sscanf(first, "%15s %lld %lld %lld %lld", outcome, &status, &dur, &attempted, &recorded), 5);
+	print_message("attempt 1: started %lld us after the XADD, %lld ms, recorded %lld ms after its start\n",
+	              attempted - before, dur, (recorded - attempted) / 1000);
+	assert_string_equal(outcome, "retry");
+	assert_int_equal(status, 503);
+	assert_true(recorded >= reopened);                    /* recorded late */
+	assert_true(attempted >= before && attempted <= hit); /* yet its start is the request's */
+	assert_true(dur >= (released - hit) / 1000 && dur * 1000 < reopened - hit);
+	free(first);
+	/* the API shows the same instant */
+	char path[128];
+	snprintf(path, sizeof(path), "/api/acme/webhooks/%lld/deliveries?outcome=retry", id);
+	struct th_resp *r = th_call(&api, "GET", path, acme_admin, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	char *want = q("SELECT api_ts(attempted_at) FROM webhook_attempts WHERE webhook_id = %lld AND attempt = 1", id);
+	TH_EXPECT_STR(json_array_get(json_object_get(r->json, "items"), 0), "attempted_at", want);
+	free(want);
+	th_resp_free(r);
+	free(ev);
+	webhook_delete(acme_admin, "acme", id);
+	assert_int_equal(th_proc_stop(worker), 0);
+	worker = NULL;
+}
+
 /* By default a delivery may not reach loopback or private addresses (checked after DNS). */
 static void test_private_addresses_refused(void **state)
 {
@@ -1062,6 +1325,10 @@ int main(void)
 	    cmocka_unit_test(test_sigkill_in_flight),
 	    cmocka_unit_test(test_sigkill_before_record),
 	    cmocka_unit_test(test_two_copies_send_once),
+	    cmocka_unit_test(test_unsubscribed_types_not_parsed),
+	    cmocka_unit_test(test_paused_backlog_expires),
+	    cmocka_unit_test(test_refused_outcomes_dropped),
+	    cmocka_unit_test(test_attempted_at_through_outage),
 	    cmocka_unit_test(test_private_addresses_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,7 +1,8 @@
 /*
  * Table-driven tests of common/webhook: the HMAC-SHA256 signature against RFC 4231's vectors,
- * the retry backoff (growth, cap, jitter bounds), the URL check, and the address
- * policy that keeps deliveries off loopback, private and link-local networks.
+ * the retry backoff (growth, cap, jitter bounds), the URL check, the address policy that
+ * keeps deliveries off loopback, private and link-local networks (IPv4 carried in IPv6
+ * included), and the util helpers the worker writes the log and the body with.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "util.h"
 #include "webhook.h"
 
 /* RFC 4231 test cases 2 and 6 (HMAC-SHA-256), and an empty body. */
@@ -149,6 +151,23 @@ static void test_addresses(void **state)
 	    {"::ffff:8.8.8.8", true},
 	    {"64:ff9b::a00:1", false},
 	    {"64:ff9b::808:808", true},
+	    /* 6to4: the embedded IPv4 address decides */
+	    {"2002:808:808::1", true},
+	    {"2002:7f00:1::1", false},
+	    {"2002:a00:1::", false},
+	    {"2002:c0a8:101:1::1", false},
+	    {"2002:a9fe:a9fe::1", false},
+	    /* local-use NAT64 (RFC 8215): refused whatever it embeds */
+	    {"64:ff9b:1::808:808", false},
+	    {"64:ff9b:1:ffff::a00:1", false},
+	    /* ::/96, IPv4-compatible: refused even with a public address */
+	    {"::8.8.8.8", false},
+	    {"::127.0.0.1", false},
+	    {"::2", false},
+	    /* near those prefixes, ordinary addresses */
+	    {"2003::1", true},
+	    {"64:ff9b:2::1", true},
+	    {"::1:0:0:1", true},
 	};
 
 	(void)state;
@@ -159,13 +178,75 @@ static void test_addresses(void **state)
 	assert_false(webhook_addr_public(&unix_sa));
 }
 
+/* util_utf8_cut, as the worker cuts curl's error text for the delivery log: never inside a
+ * character, whatever its length (Persian letters are 2 bytes, an emoji 4). */
+static void test_error_cut(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t max, want;
+	} cases[] = {
+	    {"", 5, 0},
+	    {"abc", 3, 3},
+	    {"abc", 2, 2},
+	    {"abc", 0, 0},
+	    {"a\xd8\xb3", 3, 3}, /* fits */
+	    {"a\xd8\xb3"
+	     "b",
+	     2, 1},                     /* would split the 2-byte letter */
+	    {"\xd8\xb3\xd9\x84", 3, 2}, /* after the first letter */
+	    {"ab\xe2\x82\xac", 4, 2},   /* 3-byte euro sign */
+	    {"ab\xe2\x82\xac", 3, 2},
+	    {"ab\xe2\x82\xac", 5, 5},
+	    {"a\xf0\x9f\x98\x80z", 4, 1}, /* 4-byte emoji */
+	    {"a\xf0\x9f\x98\x80z", 5, 5},
+	    {"a\xf0\x9f\x98\x80z", 2, 1},
+	};
+	char buf[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (util_utf8_cut(cases[i].s, cases[i].max) != cases[i].want)
+			fail_msg("case %zu: cut at %zu, want %zu", i, util_utf8_cut(cases[i].s, cases[i].max),
+			         cases[i].want);
+	/* a long Persian message cut at every length stays valid UTF-8 */
+	size_t n = 0;
+	while (n + 2 < sizeof(buf)) {
+		memcpy(buf + n, "\xd8\xb3", 2);
+		n += 2;
+	}
+	buf[n] = '\0';
+	for (size_t max = 0; max < n + 2; max++) {
+		size_t cut = util_utf8_cut(buf, max);
+		assert_true(cut <= max && max - cut <= 1);
+		assert_true(util_utf8_valid(buf, cut));
+	}
+}
+
+/* util_iso_us: the format of the body's "at" and of every timestamp the API writes. */
+static void test_iso_us(void **state)
+{
+	char out[32];
+
+	(void)state;
+	util_iso_us(0, out);
+	assert_string_equal(out, "1970-01-01T00:00:00.000000Z");
+	util_iso_us(1795409443038000LL, out);
+	assert_string_equal(out, "2026-11-23T04:50:43.038000Z");
+	util_iso_us(1795409443038123LL, out);
+	assert_string_equal(out, "2026-11-23T04:50:43.038123Z");
+	util_iso_us(-1, out);
+	assert_string_equal(out, "1969-12-31T23:59:59.999999Z");
+	util_iso_now(out);
+	assert_int_equal(strlen(out), 27);
+	assert_int_equal(out[26], 'Z');
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_signature),
-	    cmocka_unit_test(test_backoff),
-	    cmocka_unit_test(test_url),
-	    cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_signature), cmocka_unit_test(test_backoff),   cmocka_unit_test(test_url),
+	    cmocka_unit_test(test_addresses), cmocka_unit_test(test_error_cut), cmocka_unit_test(test_iso_us),
 	};
 	return cmocka_run_group_tests_name("webhook", tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * over every copy, and leases them (next_attempt_at moves to the lease's end, so a copy that
  * dies mid-request loses nothing: the row is due again when the lease lapses). Requests run
  * concurrently on one libcurl multi handle; outcomes are written back in one statement per
- * turn, fenced on the claim (claimed_by and the attempt number).
+ * turn, fenced on the claim (claimed_by and the attempt number). A delivery not sent within
+ * WEBHOOK_MAX_AGE_SECONDS of being queued is no longer claimed; retention marks it failed.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,9 +24,11 @@
 
 #define CLAIM_POLL_MS    100  /* a worker with free slots looks for due deliveries this often */
 #define LEASE_MARGIN_MS  5000 /* a claim outlives its request's timeout by this much, twice */
-#define RETENTION_BATCH  5000 /* rows deleted per statement */
+#define RETENTION_BATCH  5000 /* rows deleted (or expired) per statement */
 #define RETENTION_ROUNDS 5    /* statements per call at most */
 #define USER_AGENT       "dialer-webhooks/1"
+/* last_error of a delivery retention gave up on: unsent, or not retried, in time */
+#define EXPIRED_ERROR "expired: not delivered within WEBHOOK_MAX_AGE_SECONDS"
 
 /* A request in flight. Owns everything it points to. */
 struct flight {
@@ -35,8 +38,8 @@ struct flight {
 	char *body; /* libcurl sends it from here (CURLOPT_POSTFIELDS does not copy) */
 	long long delivery_id, webhook_id;
 	int attempt;
-	uint64_t t0_ns;
-	bool blocked; /* the address policy refused an address of the host */
+	int64_t start_us; /* wall clock when the request was handed to libcurl */
+	bool blocked;     /* the address policy refused an address of the host */
 	char event_id[48];
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -45,8 +48,9 @@ struct flight {
 struct outcome {
 	long long delivery_id, webhook_id;
 	int attempt;
-	int status; /* HTTP status, 0 when there was no response */
-	int duration_ms;
+	int status;       /* HTTP status, 0 when there was no response */
+	int duration_ms;  /* libcurl's total time of the transfer */
+	int64_t start_us; /* wall clock at its start: the log's attempted_at */
 	bool ok;
 	long delay_ms; /* before the next attempt, when not ok */
 	char event_id[48];
@@ -204,7 +208,7 @@ static void start(PGresult *r, int row)
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, f);
 	}
-	f->t0_ns = util_now_ns();
+	f->start_us = util_wall_us();
 	if (curl_multi_add_handle(ds.multi, e) != CURLM_OK) {
 		/* not sent: the claim lapses and the row is due again */
 		log_warn("event=request_not_started delivery_id=%lld", f->delivery_id);
@@ -220,10 +224,27 @@ static void start(PGresult *r, int row)
 	metrics_count("webhooks_attempts", 1);
 }
 
+/* Why the request failed, into out (cap bytes): curl's message, cut on a character boundary
+ * (the log's column is text: a torn or invalid UTF-8 sequence would make PostgreSQL refuse
+ * the whole turn's outcomes), or curl's fixed text for the code when the message is not
+ * valid UTF-8 (it can quote a host name). */
+static void error_text(const struct flight *f, CURLcode result, char *out, size_t cap)
+{
+	const char *msg = f->errbuf[0] ? f->errbuf : curl_easy_strerror(result);
+	size_t n = util_utf8_cut(msg, cap - 1);
+	if (!util_utf8_valid(msg, n)) {
+		msg = curl_easy_strerror(result);
+		n = util_utf8_cut(msg, cap - 1);
+	}
+	memcpy(out, msg, n);
+	out[n] = '\0';
+}
+
 /* The outcome of a finished request; frees f. */
 static void finish(struct flight *f, CURLcode result)
 {
 	long status = 0;
+	curl_off_t total_us = 0;
 	if (ds.ndone == ds.capdone) {
 		ds.capdone = ds.capdone ? ds.capdone * 2 : 64;
 		ds.done = xrealloc(ds.done, ds.capdone * sizeof(*ds.done));
@@ -231,17 +252,21 @@ static void finish(struct flight *f, CURLcode result)
 	struct outcome *o = &ds.done[ds.ndone++];
 	memset(o, 0, sizeof(*o));
 	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+	/* measured by libcurl, not when the request is reaped here (after a slow turn) */
+	curl_easy_getinfo(f->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	o->delivery_id = f->delivery_id;
 	o->webhook_id = f->webhook_id;
 	o->attempt = f->attempt;
 	o->status = (int)status; /* 0: no response */
-	o->duration_ms = (int)((util_now_ns() - f->t0_ns) / 1000000);
+	o->duration_ms = total_us > 0 ? (int)(total_us / 1000) : 0;
+	o->start_us = f->start_us;
 	o->ok = result == CURLE_OK && status >= 200 && status < 300;
 	snprintf(o->event_id, sizeof(o->event_id), "%s", f->event_id);
-	if (f->blocked)
+	/* blocked: some address was refused; it is the reason only when no other one connected */
+	if (f->blocked && result == CURLE_COULDNT_CONNECT)
 		snprintf(o->error, sizeof(o->error), "address not allowed (loopback, private or reserved network)");
 	else if (result != CURLE_OK)
-		snprintf(o->error, sizeof(o->error), "%.199s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(result));
+		error_text(f, result, o->error, sizeof(o->error));
 	if (!o->ok)
 		o->delay_ms = webhook_backoff_ms(o->attempt, cfg.webhook_retry_base_ms, cfg.webhook_retry_max_ms,
 		                                 (double)rand_r(&ds.seed) / ((double)RAND_MAX + 1.0));
@@ -269,15 +294,17 @@ static void reap(void)
  * The outcomes, in one statement. A delivery is updated only while the claim is still this
  * worker's (claimed_by, same attempt): if the lease lapsed and another copy took the row over,
  * that copy decides. A failure past WEBHOOK_MAX_AGE_SECONDS since the delivery was queued, or
- * whose next try would fall beyond it, gives up (failed). Every attempt is logged. A webhook
- * whose attempts here all failed is marked failing (from now), one with a success is not.
+ * whose next try would fall beyond it, gives up (failed). Every attempt is logged, with the
+ * wall-clock instant it started ($10, µs since the epoch). A webhook whose attempts here all
+ * failed is marked failing (from now), one with a success is not. Returns, per outcome, its
+ * position in the arrays (from 1), what became of it, and whether the claim was still ours.
  */
 static const char RECORD_SQL[] =
     "WITH r AS ("
     "  SELECT r.*, NOT r.ok AND d.created_at + $9::bigint * interval '1 second'"
     "   < now() + r.delay_ms * interval '1 millisecond' AS give_up, d.webhook_id"
-    "  FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::int[], $6::bool[], $7::bigint[])"
-    "   AS r(id, attempt, status, error, duration_ms, ok, delay_ms)"
+    "  FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::int[], $6::bool[], $7::bigint[],"
+    "   $10::bigint[]) WITH ORDINALITY AS r(id, attempt, status, error, duration_ms, ok, delay_ms, start_us, ord)"
     "  JOIN webhook_deliveries d ON d.id = r.id),"
     " u AS ("
     "  UPDATE webhook_deliveries d SET"
@@ -288,25 +315,30 @@ static const char RECORD_SQL[] =
     "   claimed_by = NULL, last_status = r.status, last_error = NULLIF(r.error, '')"
     "  FROM r WHERE d.id = r.id AND d.claimed_by = $8 AND d.attempts = r.attempt AND d.state = 'pending'"
     "  RETURNING d.id, d.state, d.next_attempt_at),"
+    " o AS ("
+    "  SELECT r.*, u.id IS NOT NULL AS current, u.next_attempt_at,"
+    "   CASE WHEN r.ok THEN 'delivered' WHEN u.state = 'failed' THEN 'failed' ELSE 'retry' END AS outcome"
+    "  FROM r LEFT JOIN u ON u.id = r.id),"
     " health AS ("
     "  UPDATE webhooks w SET failing_since = CASE WHEN s.any_ok THEN NULL ELSE now() END"
     "  FROM (SELECT webhook_id, bool_or(ok) AS any_ok FROM r GROUP BY webhook_id) s"
     "  WHERE w.id = s.webhook_id AND (w.failing_since IS NULL) = NOT s.any_ok),"
     " ins AS ("
     "  INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, status_code, error, duration_ms, outcome,"
-    "   next_retry_at, worker)"
-    "  SELECT r.id, r.webhook_id, r.attempt, r.status, NULLIF(r.error, ''), r.duration_ms,"
-    "   CASE WHEN r.ok THEN 'delivered' WHEN u.state = 'failed' THEN 'failed' ELSE 'retry' END,"
-    "   u.next_attempt_at, $8"
-    "  FROM r LEFT JOIN u ON u.id = r.id"
-    "  RETURNING delivery_id, outcome)"
-    " SELECT ins.delivery_id, ins.outcome, u.id IS NOT NULL FROM ins LEFT JOIN u ON u.id = ins.delivery_id";
+    "   next_retry_at, worker, attempted_at)"
+    "  SELECT o.id, o.webhook_id, o.attempt, o.status, NULLIF(o.error, ''), o.duration_ms, o.outcome,"
+    "   o.next_attempt_at, $8, timestamptz 'epoch' + o.start_us * interval '1 microsecond'"
+    "  FROM o)"
+    " SELECT o.ord, o.outcome, o.current FROM o";
 
-/* Records ds.done; keeps it on failure. Returns 0 or -1. */
+/* Records ds.done. When the statement fails on a live connection (PostgreSQL refused it:
+ * retrying the same outcomes would fail every turn), they are dropped, and their claims lapse
+ * (sent again); when the connection is down, they are kept for a later turn. Returns 0 or -1. */
 static int record(struct worker_ctx *w)
 {
-	struct buf a[7] = {{0}};
-	char *lit[7], num[32], age[24];
+	enum { NARRAYS = 8 };
+	struct buf a[NARRAYS] = {{0}};
+	char *lit[NARRAYS], num[32], age[24];
 	int rc = -1;
 
 	if (!ds.ndone)
@@ -325,21 +357,33 @@ static int record(struct worker_ctx *w)
 		buf_array_elem(&a[5], o->ok ? "t" : "f");
 		snprintf(num, sizeof(num), "%ld", o->delay_ms);
 		buf_array_elem(&a[6], num);
+		snprintf(num, sizeof(num), "%" PRId64, o->start_us);
+		buf_array_elem(&a[7], num);
 	}
-	for (int k = 0; k < 7; k++)
+	for (int k = 0; k < NARRAYS; k++)
 		lit[k] = xasprintf("{%s}", a[k].p);
 	snprintf(age, sizeof(age), "%d", cfg.webhook_max_age_seconds);
-	const char *p[9] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], w->consumer, age};
-	PGresult *r = PQexecParams(w->db, RECORD_SQL, 9, NULL, p, NULL, NULL, 0);
+	const char *p[10] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], w->consumer, age, lit[7]};
+	PGresult *r = PQexecParams(w->db, RECORD_SQL, 10, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		log_warn("event=outcomes_not_recorded count=%zu error=\"%s\"", ds.ndone, db_error_message(w->db, r));
+		if (PQstatus(w->db) == CONNECTION_OK) {
+			log_warn("event=outcomes_dropped count=%zu error=\"%s\" (their claims lapse and they are sent "
+			         "again)",
+			         ds.ndone, db_error_message(w->db, r));
+			ds.ndone = 0;
+		} else {
+			log_warn("event=outcomes_not_recorded count=%zu error=\"%s\"", ds.ndone,
+			         db_error_message(w->db, r));
+		}
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(r); i++) {
+		long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
 		const char *outcome = PQgetvalue(r, i, 1);
 		bool current = PQgetvalue(r, i, 2)[0] == 't';
-		if (!current) /* the claim had lapsed: another copy owns the row now */
+		if (!current || ord < 1 || (size_t)ord > ds.ndone) /* the claim had lapsed: another copy owns the row */
 			continue;
+		const struct outcome *o = &ds.done[ord - 1];
 		if (!strcmp(outcome, "delivered")) {
 			ds.delivered++;
 			metrics_count("webhooks_delivered", 1);
@@ -349,19 +393,17 @@ static int record(struct worker_ctx *w)
 		} else {
 			ds.failed++;
 			metrics_count("webhooks_failed", 1);
-			for (size_t k = 0; k < ds.ndone; k++)
-				if (ds.done[k].delivery_id == strtoll(PQgetvalue(r, i, 0), NULL, 10))
-					log_info("event=delivery_failed webhook_id=%lld delivery_id=%lld event_id=%s "
-					         "attempts=%d status=%d error=\"%s\"",
-					         ds.done[k].webhook_id, ds.done[k].delivery_id, ds.done[k].event_id,
-					         ds.done[k].attempt, ds.done[k].status, ds.done[k].error);
+			log_info(
+			    "event=delivery_failed webhook_id=%lld delivery_id=%lld event_id=%s attempts=%d status=%d "
+			    "error=\"%s\"",
+			    o->webhook_id, o->delivery_id, o->event_id, o->attempt, o->status, o->error);
 		}
 	}
 	ds.ndone = 0;
 	rc = 0;
 out:
 	PQclear(r);
-	for (int k = 0; k < 7; k++) {
+	for (int k = 0; k < NARRAYS; k++) {
 		free(a[k].p);
 		free(lit[k]);
 	}
@@ -369,7 +411,8 @@ out:
 }
 
 /*
- * Takes up to `slots` due deliveries of active webhooks, oldest due first, at most
+ * Takes up to `slots` due deliveries of active webhooks, oldest due first, queued less than
+ * WEBHOOK_MAX_AGE_SECONDS ago (older ones are expired by retention, never sent), at most
  * WEBHOOK_CONCURRENCY_PER_WEBHOOK in flight per webhook (counting other copies' live claims),
  * one for a failing webhook (a dead receiver holds one slot while it is probed), and leases
  * them to this consumer. SKIP LOCKED: copies claiming at once take different rows;
@@ -385,6 +428,7 @@ static const char CLAIM_SQL[] =
     "  CROSS JOIN LATERAL ("
     "   SELECT d.id, d.event_id, d.next_attempt_at FROM webhook_deliveries d"
     "   WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= now()"
+    "    AND d.created_at > now() - $5::bigint * interval '1 second'"
     "   ORDER BY d.next_attempt_at"
     "   LIMIT greatest(0, CASE WHEN w.failing_since IS NULL THEN $3::int ELSE 1 END"
     "    - (SELECT count(*) FROM webhook_deliveries f"
@@ -402,13 +446,14 @@ static const char CLAIM_SQL[] =
 
 static int claim(struct worker_ctx *w, int slots)
 {
-	char n[16], cap[16], lease[24];
+	char n[16], cap[16], lease[24], age[16];
 	snprintf(n, sizeof(n), "%d", slots);
 	snprintf(cap, sizeof(cap), "%d", cfg.webhook_concurrency_per_hook);
 	snprintf(lease, sizeof(lease), "%ld", 2L * cfg.webhook_timeout_ms + LEASE_MARGIN_MS);
-	const char *p[4] = {w->consumer, n, cap, lease};
+	snprintf(age, sizeof(age), "%d", cfg.webhook_max_age_seconds);
+	const char *p[5] = {w->consumer, n, cap, lease, age};
 	ds.last_claim_ns = util_now_ns();
-	PGresult *r = PQexecParams(w->db, CLAIM_SQL, 4, NULL, p, NULL, NULL, 0);
+	PGresult *r = PQexecParams(w->db, CLAIM_SQL, 5, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		log_warn("event=claim_failed error=\"%s\"", db_error_message(w->db, r));
 		PQclear(r);
@@ -456,7 +501,7 @@ void deliver_stop(struct worker_ctx *w)
 		curl_multi_poll(ds.multi, NULL, 0, 100, NULL);
 		reap();
 	}
-	if (w->db && record(w))
+	if (w->db && record(w) && ds.ndone)
 		log_warn("event=outcomes_lost count=%zu (their claims lapse and they are sent again)", ds.ndone);
 	/* what is still in flight is abandoned: its claims lapse, and another copy sends it again */
 	while (ds.flights)
@@ -469,9 +514,10 @@ void deliver_stop(struct worker_ctx *w)
 	ds.ndone = ds.capdone = 0;
 }
 
-/* Runs a DELETE of at most RETENTION_BATCH rows ($1 hours, $2 batch) until it deletes fewer,
- * RETENTION_ROUNDS times at most. Returns the rows deleted; a failure is logged (what). */
-static long delete_batches(struct worker_ctx *w, const char *what, const char *sql, const char *const *p)
+/* Runs a statement changing at most RETENTION_BATCH rows ($1 an age, $2 the batch) until it
+ * changes fewer, RETENTION_ROUNDS times at most. Returns the rows changed; a failure is logged
+ * (what). */
+static long retention_batches(struct worker_ctx *w, const char *what, const char *sql, const char *const *p)
 {
 	long total = 0;
 	for (int round = 0; round < RETENTION_ROUNDS; round++) {
@@ -489,25 +535,45 @@ static long delete_batches(struct worker_ctx *w, const char *what, const char *s
 	return total;
 }
 
+/*
+ * Pending deliveries queued more than WEBHOOK_MAX_AGE_SECONDS ago become failed ("expired"):
+ * the claim no longer takes them (a paused webhook's, or a backlog a failing receiver did not
+ * get through in time). A row in flight (claimed, lease not lapsed) is left to its outcome;
+ * SKIP LOCKED: a row another copy is claiming or expiring is left for the next round.
+ */
+static const char EXPIRE_SQL[] =
+    "UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL, finished_at = now(),"
+    " claimed_by = NULL, last_error = '" EXPIRED_ERROR "'"
+    " WHERE id IN (SELECT id FROM webhook_deliveries"
+    "  WHERE state = 'pending' AND created_at <= now() - $1::bigint * interval '1 second'"
+    "  AND (claimed_by IS NULL OR next_attempt_at <= now())"
+    "  ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)";
+
 void deliver_retention(struct worker_ctx *w)
 {
-	char hours[16], batch[16];
+	char age[16], hours[16], batch[16];
+	snprintf(age, sizeof(age), "%d", cfg.webhook_max_age_seconds);
 	snprintf(hours, sizeof(hours), "%d", cfg.webhook_log_retention_hours);
 	snprintf(batch, sizeof(batch), "%d", RETENTION_BATCH);
-	const char *p[2] = {hours, batch};
+	const char *pa[2] = {age, batch}, *p[2] = {hours, batch};
+	long expired = retention_batches(w, "webhook_deliveries", EXPIRE_SQL, pa);
+	if (expired > 0) {
+		metrics_count("webhooks_expired", (uint64_t)expired);
+		log_info("event=deliveries_expired count=%ld max_age_s=%d", expired, cfg.webhook_max_age_seconds);
+	}
 	long deliveries =
-	    delete_batches(w, "webhook_deliveries",
-	                   "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-	                   " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
-	                   " ORDER BY finished_at LIMIT $2::int)",
-	                   p);
+	    retention_batches(w, "webhook_deliveries",
+	                      "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+	                      " WHERE state <> 'pending' AND finished_at < now() - $1::int * interval '1 hour'"
+	                      " ORDER BY finished_at LIMIT $2::int)",
+	                      p);
 	long events =
-	    delete_batches(w, "webhook_events",
-	                   "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
-	                   " WHERE e.created_at < now() - $1::int * interval '1 hour'"
-	                   " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
-	                   " ORDER BY e.created_at LIMIT $2::int)",
-	                   p);
+	    retention_batches(w, "webhook_events",
+	                      "DELETE FROM webhook_events WHERE event_id IN (SELECT e.event_id FROM webhook_events e"
+	                      " WHERE e.created_at < now() - $1::int * interval '1 hour'"
+	                      " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.event_id)"
+	                      " ORDER BY e.created_at LIMIT $2::int)",
+	                      p);
 	if (deliveries || events)
 		log_info("event=retention deliveries_deleted=%ld events_deleted=%ld", deliveries, events);
 }

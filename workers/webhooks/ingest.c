@@ -1,16 +1,16 @@
 /*
  * dialer-webhooks, the stream side. Per batch of dialer:events entries: one query for the
- * names of the batch's companies that have an active webhook, the bodies built (jansson) for
- * their events, then one statement that stores the events and inserts a pending delivery for
- * every matching webhook (backlog capped per webhook), then XACK. A crash anywhere before the
- * XACK leaves the entries pending: they are read again (own pending after a reconnect, others'
- * through XAUTOCLAIM), and the unique keys make the second insert a no-op.
+ * batch's companies that have an active webhook, with the event types those subscribe to; the
+ * data parsed and the body built (jansson) only for the events some webhook wants; then one
+ * statement that stores the events and inserts a pending delivery for every matching webhook
+ * (backlog capped per webhook), then XACK. A crash anywhere before the XACK leaves the entries
+ * pending: they are read again (own pending after a reconnect, others' through XAUTOCLAIM), and
+ * the unique keys make the second insert a no-op.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -29,9 +29,18 @@
 /* One stream entry of a batch. */
 struct event {
 	struct event_msg m; /* the contract's parse of it (common/events); owns its strings */
-	json_t *data;       /* owned */
-	char *body;         /* owned; NULL unless some webhook of the company may want it */
+	int type;           /* index of m.type in events_types */
+	json_t *data;       /* owned; parsed only when some webhook wants the event */
+	char *body;         /* owned; NULL unless some webhook wants the event */
 	bool ok;
+};
+
+/* A company of the batch with an active webhook: the event types its active webhooks
+ * subscribe to, as bits (1 << index in events_types; every bit for "*"). */
+struct company {
+	long id;
+	const char *name; /* borrowed from the query's result */
+	unsigned types;
 };
 
 static struct {
@@ -54,27 +63,18 @@ void ingest_take_counts(unsigned long *read, unsigned long *bad, unsigned long *
 	is.read = is.bad = is.dropped = 0;
 }
 
-/* "2026-01-02T03:04:05.678Z" for ms since the epoch. */
-static void iso_ms(long long ms, char out[32])
-{
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
-/* Fills e from one [id, [field, value, ...]] entry with the events contract's parser, then
- * parses its data; e->ok false (and logged) when malformed: an unknown type, a bad company_id,
- * data that is not a JSON object, a pending entry trimmed from the stream (no fields). */
+/* Fills e from one [id, [field, value, ...]] entry with the events contract's parser (its
+ * data is parsed later, only when some webhook wants the event); e->ok false (and logged) when
+ * malformed: an unknown type, a bad company_id, data that does not look like a JSON object, a
+ * pending entry trimmed from the stream (no fields). */
 static void parse_entry(const redisReply *entry, struct event *e)
 {
 	struct rds_stream_id sid;
 
 	memset(e, 0, sizeof(*e));
 	if (events_parse(entry, &e->m) == 0) {
-		e->data = json_loadb(e->m.data, e->m.data_len, JSON_REJECT_DUPLICATES, NULL);
-		e->ok = json_is_object(e->data);
+		e->type = events_type_index(e->m.type);
+		e->ok = e->type >= 0;
 		/* at: the emitter's clock; the id's time when it is missing or absurd */
 		if (e->m.at_ms <= 0 || e->m.at_ms > 32503680000000LL) /* year 3000 */
 			e->m.at_ms = rds_id_parse(e->m.id, &sid) ? 0 : (long long)sid.ms;
@@ -108,7 +108,7 @@ static void events_free(struct event *ev, size_t n)
 static char *build_body(const struct event *e, const char *company)
 {
 	char at[32];
-	iso_ms(e->m.at_ms, at);
+	util_iso_us((int64_t)e->m.at_ms * 1000, at);
 	json_t *o = json_object();
 	json_object_set_new(o, "id", json_string(e->m.id));
 	json_object_set_new(o, "type", json_string(e->m.type));
@@ -146,17 +146,59 @@ static bool command_ok(PGconn *db, const char *sql)
 	return ok;
 }
 
+static int company_cmp(const void *a, const void *b)
+{
+	long x = ((const struct company *)a)->id, y = ((const struct company *)b)->id;
+	return (x > y) - (x < y);
+}
+
+/* The companies of r (rows id, name, type; ordered by id) into out[] (at most r's rows): one
+ * per id, with its types as bits. Returns how many. */
+static size_t companies_of(PGresult *r, struct company *out)
+{
+	size_t n = 0;
+	for (int k = 0; k < PQntuples(r); k++) {
+		long id = strtol(PQgetvalue(r, k, 0), NULL, 10);
+		const char *type = PQgetvalue(r, k, 2);
+		if (!n || out[n - 1].id != id)
+			out[n++] = (struct company){.id = id, .name = PQgetvalue(r, k, 1)};
+		if (!strcmp(type, "*")) {
+			out[n - 1].types = ~0u;
+		} else {
+			int t = events_type_index(type); /* a type this build no longer knows: nothing */
+			if (t >= 0)
+				out[n - 1].types |= 1u << t;
+		}
+	}
+	return n;
+}
+
+/* Parses e's data; false (counted and logged as malformed) when it is not a JSON object. */
+static bool data_ok(struct event *e)
+{
+	e->data = json_loadb(e->m.data, e->m.data_len, JSON_REJECT_DUPLICATES, NULL);
+	if (json_is_object(e->data))
+		return true;
+	is.bad++;
+	metrics_count("webhooks_events_malformed", 1);
+	log_warn("event=event_malformed stream_id=%s error=\"data is not a JSON object\"", e->m.id);
+	return false;
+}
+
 /*
- * The names of the companies among ev[0..n) that have an active webhook, then each of their
- * events' body. Returns how many events got a body, or -1 (database failure).
+ * The batch's companies that have an active webhook, with the event types those webhooks
+ * subscribe to (one query), then the body of each event some webhook wants: only those have
+ * their data parsed. Returns how many events got a body, or -1 (database failure).
  */
 static int build_bodies(PGconn *db, struct event *ev, size_t n)
 {
 	struct buf ids = {0};
+	struct company *co = NULL;
 	char *lit = NULL;
 	int built = 0;
 	PGresult *r = NULL;
 
+	_Static_assert(EVENTS_NTYPES <= sizeof(unsigned) * 8, "one bit per event type");
 	for (size_t i = 0; i < n; i++) {
 		char num[24];
 		if (!ev[i].ok || ev[i].m.company_id == 0) /* 0: not company-scoped; webhooks belong to companies */
@@ -168,33 +210,36 @@ static int build_bodies(PGconn *db, struct event *ev, size_t n)
 		goto out;
 	lit = xasprintf("{%s}", ids.p);
 	const char *p[1] = {lit};
-	r = tuples_or_log(
-	    PQexecParams(db,
-	                 "SELECT c.id, c.name FROM companies c WHERE c.id = ANY ($1::int[])"
-	                 " AND EXISTS (SELECT 1 FROM webhooks w WHERE w.company_id = c.id AND w.is_active)",
-	                 1, NULL, p, NULL, NULL, 0),
-	    "webhook_companies");
+	r = tuples_or_log(PQexecParams(db,
+	                               "SELECT DISTINCT c.id, c.name, t.type FROM companies c"
+	                               " JOIN webhooks w ON w.company_id = c.id AND w.is_active"
+	                               " CROSS JOIN unnest(w.events) AS t(type)"
+	                               " WHERE c.id = ANY ($1::int[]) ORDER BY c.id",
+	                               1, NULL, p, NULL, NULL, 0),
+	                  "webhook_companies");
 	if (!r) {
 		built = -1;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		for (int k = 0; ev[i].ok && k < PQntuples(r); k++) {
-			if (strtol(PQgetvalue(r, k, 0), NULL, 10) != ev[i].m.company_id)
-				continue;
-			ev[i].body = build_body(&ev[i], PQgetvalue(r, k, 1));
-			if (ev[i].body) {
-				built++;
-			} else {
-				is.bad++;
-				log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].m.id,
-				         WEBHOOK_BODY_MAX);
-			}
-			break;
+	co = xcalloc((size_t)PQntuples(r), sizeof(*co));
+	size_t nco = companies_of(r, co);
+	for (size_t i = 0; i < n && nco; i++) {
+		struct company key = {.id = ev[i].m.company_id};
+		const struct company *c = ev[i].ok ? bsearch(&key, co, nco, sizeof(*co), company_cmp) : NULL;
+		if (!c || !(c->types & (1u << ev[i].type)) || !data_ok(&ev[i]))
+			continue;
+		ev[i].body = build_body(&ev[i], c->name);
+		if (ev[i].body) {
+			built++;
+		} else {
+			is.bad++;
+			log_warn("event=event_malformed stream_id=%s error=\"body over %d bytes\"", ev[i].m.id,
+			         WEBHOOK_BODY_MAX);
 		}
 	}
 out:
 	PQclear(r);
+	free(co);
 	free(ids.p);
 	free(lit);
 	return built;

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "db.h"
 #include "deliver.h"
 #include "ingest.h"
 #include "util.h"
@@ -40,7 +41,7 @@ static void prepare(struct worker_ctx *w)
 	 * deliveries are sent again, which at-least-once allows. Queueing stays durable (ingest.c). */
 	PGresult *r = PQexec(w->db, "SET synchronous_commit = off");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		log_warn("event=db_session_setup_failed error=\"%s\"", PQerrorMessage(w->db));
+		log_warn("event=db_session_setup_failed error=\"%s\"", db_error_message(w->db, r));
 	PQclear(r);
 	ws.epoch = w->epoch;
 }
@@ -51,17 +52,20 @@ static int webhooks_run(struct worker_ctx *w)
 	bool full = false;
 
 	prepare(w);
-	if (deliver_pump(w, ws.claim_now))
-		return -1;
-	ws.claim_now = false;
+	/* a failure of one side does not stop the other: the stream is read even while outcomes
+	 * or claims fail (what ingest cannot record stays pending in the group) */
+	int drc = deliver_pump(w, ws.claim_now);
+	if (drc == 0)
+		ws.claim_now = false;
 	/* while requests are in flight, the stream is only peeked at: their responses are waited
 	 * for below instead */
-	if (ingest_run(w, deliver_in_flight() > 0 ? 0 : READ_BLOCK_MS, &queued, &full))
-		return -1;
+	int irc = ingest_run(w, deliver_in_flight() > 0 ? 0 : READ_BLOCK_MS, &queued, &full);
 	if (queued > 0) {
 		ws.queued += (unsigned long)queued;
 		ws.claim_now = true;
 	}
+	if (drc || irc)
+		return -1;
 	if (!full && !ws.claim_now)
 		deliver_wait(POLL_MS);
 	return 0;
