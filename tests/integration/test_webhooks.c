@@ -1286,6 +1286,33 @@ static void test_attempted_at_through_outage(void **state)
 	worker = NULL;
 }
 
+/* The consumer group deleted under the worker (an operator, or Redis lost its data): it is created
+ * again after the newest entry the worker recorded, so an event added meanwhile is delivered and
+ * the stream's older events are not read again (the new webhook would get them all). */
+static void test_group_lost(void **state)
+{
+	struct hit h[4];
+	(void)state;
+	assert_int_equal(th_proc_stop(worker), 0);
+	worker = worker_start("webhooks-lost", NULL);
+	long long a = webhook_new(acme_admin, "acme", "/lost", "[\"*\"]", NULL);
+	char *e1 = xadd("number.updated", acme_id, "{\"n\": 1}");
+	wait_state(a, "delivered", 1, 15000);
+	freeReplyObject(redisCommand(rc, "XGROUP DESTROY dialer:events webhooks"));
+	char *e2 = xadd("number.updated", acme_id, "{\"n\": 2}");
+	wait_state(a, "delivered", 2, 15000);
+	th_sleep_ms(1500); /* anything replayed would be recorded by now */
+	assert_int_equal(qi("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = %lld", a), 2);
+	int n = rx_hits("/lost", h, 4);
+	assert_int_equal(n, 2);
+	assert_true(!strcmp(h[0].event_id, e1) || !strcmp(h[1].event_id, e1));
+	assert_true(!strcmp(h[0].event_id, e2) || !strcmp(h[1].event_id, e2));
+	hits_free(h, n);
+	free(e1);
+	free(e2);
+	webhook_delete(acme_admin, "acme", a);
+}
+
 /* By default a delivery may not reach loopback or private addresses (checked after DNS). */
 static void test_private_addresses_refused(void **state)
 {
@@ -1329,6 +1356,7 @@ int main(void)
 	    cmocka_unit_test(test_paused_backlog_expires),
 	    cmocka_unit_test(test_refused_outcomes_dropped),
 	    cmocka_unit_test(test_attempted_at_through_outage),
+	    cmocka_unit_test(test_group_lost),
 	    cmocka_unit_test(test_private_addresses_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

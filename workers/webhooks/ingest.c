@@ -44,8 +44,9 @@ struct company {
 };
 
 static struct {
-	bool recover;          /* re-read this consumer's own pending entries before new ones */
-	char recover_from[48]; /* cursor through them */
+	bool recover;                  /* re-read this consumer's own pending entries before new ones */
+	char recover_from[RDS_ID_MAX]; /* cursor through them */
+	char last_read[RDS_ID_MAX];    /* the newest entry read: where a lost group is created again */
 	unsigned long read, bad, dropped;
 } is;
 
@@ -388,21 +389,27 @@ int ingest_run(struct worker_ctx *w, int block_ms, long *queued, bool *full)
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_warn("event=read_failed error=\"%s\"", r->str);
-		if (strstr(r->str, "NOGROUP")) /* the stream or the group was deleted: from what is there now */
-			freeReplyObject(
-			    redisCommand(w->redis, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM_EVENTS, WEBHOOKS_GROUP));
+		/* the stream or the group was deleted: on from the newest entry read (nothing replayed that
+		 * was read; entries added meanwhile delivered), or from now after a restart */
+		if (worker_group_lost(w, r, is.last_read))
+			is.recover = false; /* its pending entries went with it */
 		freeReplyObject(r);
 		return -1;
 	}
 	const redisReply *list = rds_xread_entries(r);
 	*full = list && list->elements >= READ_COUNT;
+	const redisReply *newest = list && list->elements ? list->element[list->elements - 1] : NULL;
+	const char *newest_id = newest && newest->type == REDIS_REPLY_ARRAY && newest->elements &&
+	                                newest->element[0]->type == REDIS_REPLY_STRING
+	                            ? newest->element[0]->str
+	                            : NULL;
 	if (list && list->elements)
 		rc = process(w, list, queued);
+	if (rc == 0 && newest_id && rds_id_cmp(newest_id, is.last_read) > 0)
+		snprintf(is.last_read, sizeof(is.last_read), "%s", newest_id);
 	if (is.recover && rc == 0) {
-		const redisReply *last = list && list->elements ? list->element[list->elements - 1] : NULL;
-		if (last && last->type == REDIS_REPLY_ARRAY && last->elements &&
-		    last->element[0]->type == REDIS_REPLY_STRING)
-			snprintf(is.recover_from, sizeof(is.recover_from), "%s", last->element[0]->str);
+		if (newest_id)
+			snprintf(is.recover_from, sizeof(is.recover_from), "%s", newest_id);
 		else
 			is.recover = false;
 	}
