@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "db.h"
@@ -24,12 +23,8 @@ struct group {
 
 static json_t *iso_us(long us)
 {
-	char out[96];
-	struct tm tm;
-	time_t t = (time_t)(us / 1000000);
-	gmtime_r(&t, &tm);
-	snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-	         tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(us % 1000000));
+	char out[32];
+	util_iso_us(us, out);
 	return json_string(out);
 }
 
@@ -47,13 +42,7 @@ static json_t *message(const char *s)
 {
 	if (!s)
 		return json_null();
-	size_t n = strlen(s);
-	if (n <= MESSAGE_MAX)
-		return json_string(s);
-	n = MESSAGE_MAX;
-	while (n > 0 && !util_utf8_valid(s, n))
-		n--;
-	return json_stringn(s, n);
+	return json_stringn(s, util_utf8_cut(s, MESSAGE_MAX));
 }
 
 static json_t *result_json(const struct result_entry *e)
