@@ -102,6 +102,11 @@ void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c));
  * also finds inactive companies (COMPAT §2.9's numbers endpoints). */
 void company_by_name(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c));
 
+/* The named company (company_by_name), else the user's own (c->company_id, c->company): a user of
+ * no company gets 403 "User is not assigned to a company" unless a superuser, who gets none (0).
+ * Then calls next(c), or replies. */
+void company_or_own_then(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c));
+
 /* For a statement over company_config_get (which creates the company's config row): false after
  * replying 404 "Company not found" when the company went away meanwhile (the insert's foreign key,
  * or no row), or what http_db_ok_or_reply replies. */

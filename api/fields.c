@@ -289,6 +289,22 @@ void company_by_name(struct http_ctx *c, const char *name, bool active_only, voi
 	        1, p, company_loaded);
 }
 
+void company_or_own_then(struct http_ctx *c, const char *name, bool active_only, void (*next)(struct http_ctx *c))
+{
+	if (name && *name) {
+		company_by_name(c, name, active_only, next);
+		return;
+	}
+	if (!c->user.is_superuser && !c->user.company_id) {
+		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
+		return;
+	}
+	c->company_id = c->user.company_id;
+	if (c->company_id && !c->company)
+		c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
+	next(c);
+}
+
 void company_from_path(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
 	company_by_name(c, c->params[0], true, next);

@@ -107,18 +107,7 @@ static void resolve_target(struct http_ctx *c, const char *name, void (*next)(st
 {
 	struct nreq *r = c->state;
 	r->next = next;
-	if (name && *name) {
-		company_by_name(c, name, false, search_agents_then_next);
-		return;
-	}
-	if (!c->user.is_superuser && !c->user.company_id) {
-		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
-		return;
-	}
-	c->company_id = c->user.company_id;
-	if (c->user.company_name)
-		c->company = xstrdup(c->user.company_name);
-	search_agents_then_next(c);
+	company_or_own_then(c, name, false, search_agents_then_next);
 }
 
 /* ---- query-string and body parsing ---- */

@@ -99,11 +99,10 @@ static void company_then(struct http_ctx *c, const char *name, long fallback, vo
 static void scope_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
 	const char *name = http_query(c, "company");
-	if (!(name && *name) && !c->user.is_superuser && !c->user.company_id) {
-		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
-		return;
-	}
-	company_then(c, name, c->user.is_superuser ? 0 : c->user.company_id, next);
+	if (c->user.is_superuser && !(name && *name))
+		company_then(c, name, 0, next); /* every company */
+	else
+		company_or_own_then(c, name, true, next);
 }
 
 /* A required `company`: false after replying 422. */
@@ -594,15 +593,8 @@ static void range_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
 	if (!require_admin_or_reply(c))
 		return;
 	struct sreq *r = sreq_new(c);
-	if (!range_or_reply(c, r) || !company_or_own_or_reply(c, &name))
-		return;
-	if (name && *name) {
-		company_by_name(c, name, true, next);
-		return;
-	}
-	c->company_id = c->user.company_id;
-	c->company = xstrdup(c->user.company_name ? c->user.company_name : "");
-	next(c);
+	if (range_or_reply(c, r) && company_or_own_or_reply(c, &name))
+		company_or_own_then(c, name, true, next);
 }
 
 /* ---------------------------------------------------------------- agents (ours) */

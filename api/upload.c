@@ -275,16 +275,7 @@ static void upload(struct http_ctx *c)
 	u->fd = -1;
 	c->state = u;
 	c->state_free = upload_free;
-	if (company && *company) {
-		company_by_name(c, company, false, upload_scoped);
-		return;
-	}
-	if (!c->user.is_superuser && !c->user.company_id) {
-		http_error(c, 403, "FORBIDDEN", "User is not assigned to a company");
-		return;
-	}
-	c->company_id = c->user.company_id;
-	upload_scoped(c);
+	company_or_own_then(c, company, false, upload_scoped);
 }
 
 static const struct route routes[] = {
