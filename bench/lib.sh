@@ -65,6 +65,22 @@ bench_bare() {
     return 1
 }
 
+# wrk_table PREFIX QUERY...: a markdown table of each query (API_URL + query, $TOKEN) with one
+# connection (latency) and CONNS connections (throughput); the query shown without PREFIX. Exits when
+# a query answers non-2xx.
+wrk_table() {
+    local prefix="$1" q r1 p501 p991 bad1 rn p50n p99n badn
+    shift
+    echo "| query | 1 conn: p50 | p99 | req/s | $CONNS conns: p50 | p99 | req/s |"
+    echo "|---|---|---|---|---|---|---|"
+    for q in "$@"; do
+        read -r r1 p501 p991 bad1 <<<"$(wrk_row "$API_URL$q" 1 -H "Authorization: Bearer $TOKEN")"
+        read -r rn p50n p99n badn <<<"$(wrk_row "$API_URL$q" "$CONNS" -H "Authorization: Bearer $TOKEN")"
+        [[ -z "$bad1$badn" ]] || { echo "bench: $q answered non-2xx ($bad1 $badn)" >&2; exit 1; }
+        echo "| \`${q#"$prefix"}\` | $p501 | $p991 | $r1 | $p50n | $p99n | $rn |"
+    done
+}
+
 # wrk_row URL CONNS [wrk args...] -> "req/s p50 p99 non2xx"
 wrk_row() {
     local url="$1" conns="$2" out

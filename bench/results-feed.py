@@ -7,16 +7,7 @@ import socket
 import sys
 import time
 
-STATUSES = ["IN_QUEUE", "MISSED", "CONNECTED", "FAILED", "NOT_INTERESTED", "HANGUP", "DISCONNECTED",
-            "BUSY", "POWER_OFF", "BANNED", "UNKNOWN", "INBOUND_CALL", "COMPLAINED"]
-
-
-def cmd(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+from resp import STATUSES, cmd
 
 
 def main():

@@ -6,23 +6,13 @@ through all 13, so about half are billable."""
 import sys
 import time
 
-STATUSES = ["IN_QUEUE", "MISSED", "CONNECTED", "FAILED", "NOT_INTERESTED", "HANGUP", "DISCONNECTED",
-            "BUSY", "POWER_OFF", "BANNED", "UNKNOWN", "INBOUND_CALL", "COMPLAINED"]
-
-
-def cmd(*args):
-    out = ["*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode()
-        out.append("$%d\r\n" % len(b))
-        out.append(a + "\r\n")
-    return "".join(out)
+from resp import STATUSES, cmd
 
 
 def main():
     n, company = int(sys.argv[1]), sys.argv[2]
     first = int(sys.argv[3]) if len(sys.argv) > 3 else 1000000
-    w = sys.stdout.write
+    w = sys.stdout.buffer.write
     for i in range(n):
         phone = "09%09d" % (first + i)
         now = "%d" % int(time.time() * 1e6)

@@ -98,11 +98,4 @@ queries=(
     "/api/stats/agents?company=c1&start_date=$FROM&end_date=$TO"
     "/api/stats/daily?company=c1&start_date=$FROM&end_date=$TO"
 )
-echo "| query | 1 conn: p50 | p99 | req/s | $CONNS conns: p50 | p99 | req/s |"
-echo "|---|---|---|---|---|---|---|"
-for q in "${queries[@]}"; do
-    read -r r1 p501 p991 bad1 <<<"$(wrk_row "$API_URL$q" 1 -H "Authorization: Bearer $TOKEN")"
-    read -r rn p50n p99n badn <<<"$(wrk_row "$API_URL$q" "$CONNS" -H "Authorization: Bearer $TOKEN")"
-    [[ -z "$bad1$badn" ]] || { echo "bench: $q answered non-2xx ($bad1 $badn)" >&2; exit 1; }
-    echo "| \`${q#/api/stats}\` | $p501 | $p991 | $r1 | $p50n | $p99n | $rn |"
-done
+wrk_table /api/stats "${queries[@]}"

@@ -5,19 +5,12 @@ import json
 import sys
 import time
 
-
-def cmd(*args):
-    out = ["*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode()
-        out.append("$%d\r\n" % len(b))
-        out.append(a + "\r\n")
-    return "".join(out)
+from resp import cmd
 
 
 def main():
     n, company = int(sys.argv[1]), sys.argv[2]
-    w = sys.stdout.write
+    w = sys.stdout.buffer.write
     for i in range(n):
         data = json.dumps({"number_id": i, "phone": "09%09d" % (100000000 + i), "status": "CONNECTED",
                            "attempts": 1, "agent_id": 7, "scenario_id": 3})
