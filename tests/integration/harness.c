@@ -1238,6 +1238,17 @@ struct th_resp *th_call(const struct th_api *api, const char *method, const char
 	return r;
 }
 
+struct th_resp *th_getf(const struct th_api *api, const char *bearer, const char *fmt, ...)
+{
+	char path[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return th_call(api, "GET", path, bearer, NULL);
+}
+
 struct th_resp *th_callf(const struct th_api *api, const char *method, const char *path, const char *bearer,
                          const char *fmt, ...)
 {

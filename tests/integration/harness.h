@@ -229,6 +229,10 @@ struct th_resp *th_call(const struct th_api *api, const char *method, const char
 struct th_resp *th_callf(const struct th_api *api, const char *method, const char *path, const char *bearer,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* GET of the path built from a printf format (up to 1 KiB). */
+struct th_resp *th_getf(const struct th_api *api, const char *bearer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Value of the last response header called name (case-insensitive), or NULL. Borrowed. */
 const char *th_resp_header(const struct th_resp *r, const char *name);
 

@@ -75,17 +75,7 @@ static void attempt(long long cid, const char *phone, const char *status, long l
 	free(sql(q));
 }
 
-static struct th_resp *get(const char *token, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static struct th_resp *get(const char *token, const char *fmt, ...)
-{
-	char path[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return th_call(&api, "GET", path, token, NULL);
-}
+#define get(token, ...) th_getf(&api, (token), __VA_ARGS__)
 
 /* GET /api/numbers/stats?<query> → total. */
 static long long total(const char *token, const char *query)

@@ -182,16 +182,7 @@ static void check_shares(const json_t *arr, const long long counts[13], long lon
 	}
 }
 
-static struct th_resp *get(const char *token, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static struct th_resp *get(const char *token, const char *fmt, ...)
-{
-	char path[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return th_call(&api, "GET", path, token, NULL);
-}
+#define get(token, ...) th_getf(&api, (token), __VA_ARGS__)
 
 /* ---- the recount ---- */
 
