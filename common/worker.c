@@ -256,6 +256,12 @@ int worker_main(const struct worker_def *def)
 	}
 	log_info("event=started stream=%s group=%s consumer=%s work=%s", def->stream ? def->stream : "-",
 	         def->group ? def->group : "-", consumer, def->tick || def->run ? "yes" : "idle");
+	/* A signal that came during init (before libevent took SIGTERM over) was only noted: the
+	 * supervisor sends one TERM, so it must not be lost. */
+	if (stopping) {
+		log_info("event=stopping signal=early");
+		goto out;
+	}
 	event_base_dispatch(s.base);
 out:
 	if (def->stop)

@@ -94,7 +94,7 @@ echo " Logs:       process output below; supervisor .run/supervisord.log"
 [[ $OWN_PG == 0 ]] || echo "             PostgreSQL .run/postgresql.log"
 [[ $OWN_REDIS == 0 ]] || echo "             Redis .run/redis/redis.log"
 echo " Processes:  supervisorctl -c .run/supervisord.conf status"
-echo "             (restart 'results:*', stop api:api-0, start all, ...)"
+echo "             (restart dialer:results-0, stop dialer:api-0, start all, ...)"
 echo " Ctrl-C stops everything."
 echo "================================================================"
 echo

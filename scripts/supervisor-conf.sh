@@ -6,7 +6,10 @@
 #                            (e.g. build/asan/bin; relative paths are from the repo root)
 # Processes are named <type>-<n> (n from 0), get DIALER_PROCESS_NAME=<type>-<n>, inherit
 # supervisord's environment, log to supervisord's stdout, and are restarted at once
-# when they exit or die. Then: supervisord -n -c OUTFILE; supervisorctl -c OUTFILE status
+# when they exit or die. All are one group, `dialer` (dialer:results-0, ...): supervisord
+# stops its groups one after another but a group's processes at once, so one group makes
+# a shutdown as long as the slowest process, not the sum of all (~1 s each).
+# Then: supervisord -n -c OUTFILE; supervisorctl -c OUTFILE status
 set -euo pipefail
 
 die() { echo "supervisor-conf.sh: $*" >&2; exit 1; }
@@ -53,6 +56,7 @@ minfds=65536
 [[ "$hard" == unlimited ]] || (( hard >= minfds )) || minfds="$hard"
 
 declare -A seen=()
+programs=()
 tmp="$(mktemp "$outfile.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 {
@@ -100,6 +104,7 @@ EOF
             printf '\n; %s: disabled (count 0)\n' "$type"
             continue
         fi
+        programs+=("$type")
         cat <<EOF
 
 [program:$type]
@@ -121,6 +126,9 @@ stdout_logfile=/dev/stdout
 stdout_logfile_maxbytes=0
 EOF
     done <"$procfile"
+    if (( ${#programs[@]} > 0 )); then
+        printf '\n[group:dialer]\nprograms=%s\n' "$(IFS=,; echo "${programs[*]}")"
+    fi
 } >"$tmp"
 for item in ${SCALE:-}; do
     [[ -n "${seen[${item%%=*}]:-}" ]] || echo "supervisor-conf.sh: warning: SCALE names unknown type '${item%%=*}'" >&2
