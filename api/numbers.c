@@ -20,15 +20,17 @@
 
 #define ADD_MAX 100000 /* entries of one POST /api/numbers */
 
-/* NumberOut (COMPAT §2.1) from the page subquery x: the assigned agent is
- * looked up only for the rows of the page. */
-#define NUMBER_INNER                                                                                         \
-	"n.id, n.phone_number, n.global_status, n.last_called_at, n.last_called_company_id, n.assigned_at, " \
-	"n.assigned_batch_id, n.created_at, s.status, s.total_attempts, s.last_attempt_at, s.updated_at AS " \
-	"status_changed_at, s.last_user_message, s.assigned_agent_id "
+/* NumberOut (COMPAT §2.1) from the page subquery x: the assigned agent and the
+ * lock (number_locks) are looked up only for the rows of the page. */
+#define NUMBER_INNER                                                                                        \
+	"n.id, n.phone_number, n.global_status, n.last_called_at, n.last_called_company_id, n.created_at, " \
+	"s.status, s.total_attempts, s.last_attempt_at, s.updated_at AS status_changed_at, "                \
+	"s.last_user_message, s.assigned_agent_id "
 #define NUMBER_OUTER                                                                                              \
 	"SELECT x.id, x.phone_number, x.global_status, api_ts(x.last_called_at) AS last_called_at, "              \
-	"x.last_called_company_id, api_ts(x.assigned_at) AS assigned_at, x.assigned_batch_id, x.status, "         \
+	"x.last_called_company_id, (SELECT api_ts(l.assigned_at) FROM number_locks l WHERE l.number_id = x.id) "  \
+	"AS assigned_at, (SELECT l.batch_id FROM number_locks l WHERE l.number_id = x.id) AS assigned_batch_id, " \
+	"x.status, "                                                                                              \
 	"COALESCE(x.total_attempts, 0) AS total_attempts, api_ts(x.last_attempt_at) AS last_attempt_at, "         \
 	"api_ts(x.status_changed_at) AS last_status_change_at, x.last_user_message, x.assigned_agent_id, "        \
 	"(SELECT json_build_object('id', ag.id, 'username', ag.username, 'first_name', ag.first_name, "           \

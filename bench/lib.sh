@@ -27,6 +27,9 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
+# shellcheck source=bench/pgprofile.sh
+source bench/pgprofile.sh
+
 # bench_start: servers, migrations, a superuser "bench", then the API (extra env may be exported first).
 bench_start() {
     PG_PORT="$(free_port)"; REDIS_PORT="$(free_port)"; API_PORT="$(free_port)"

@@ -57,6 +57,7 @@ pg_tree() { echo "$pg_pid $(pgrep -P "$pg_pid" | tr '\n' ' ')"; }
 declare -A CPU0
 CPU0[api]="$(cpu_ticks "$API_PID")"; CPU0[redis]="$(cpu_ticks "$redis_pid")"
 CPU0[postgres]="$(cpu_ticks $(pg_tree))"; CPU0[scheduler]="$(cpu_ticks "${SCHED_PID:-}")"
+pg_profile_reset
 read -r rps p50 p99 bad <<<"$(wrk_row "$API_URL" "$CONNS" -s bench/next-batch.lua)"
 t_end=$(date +%s.%N)
 declare -A CPU1
@@ -70,7 +71,7 @@ drain="$(awk -v a="$(date +%s.%N)" -v b="$t_end" 'BEGIN { print a - b }')"
 read -r brps bp50 bp99 bbad <<<"$(wrk_row "http://127.0.0.1:$BARE_PORT/" "$CONNS")"
 check="$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) || ' batches, ' || sum(returned_size) || ' numbers handed out, '
   || (SELECT count(DISTINCT x) FROM dialer_batches, unnest(number_ids) x) || ' distinct, '
-  || (SELECT count(*) FROM numbers WHERE assigned_batch_id IS NOT NULL) || ' numbers locked' FROM dialer_batches")"
+  || (SELECT count(*) FROM number_locks) || ' numbers locked' FROM dialer_batches")"
 echo "| server ($CONNS connections, ${DURATION}s, size=100) | req/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|"
 echo "| next-batch (dialer-api) | $rps | $p50 | $p99 | ${bad:-0} |"
@@ -92,4 +93,5 @@ echo "hopper: $(redis-cli -p "$REDIS_PORT" INFO commandstats | grep -E 'cmdstat_
 # the lock mirror rewrites each handed-out number: a HOT update stays on its page and touches no index
 echo "numbers row updates: $(psql -qAt "$DATABASE_URL" -c "SELECT n_tup_upd || ', of them HOT ' || n_tup_hot_upd
   FROM pg_stat_user_tables WHERE relname = 'numbers'")"
+pg_profile_print # PG_PROFILE=1: the statements of the run and the drain after it
 [[ -z "${KEEP_API_LOG:-}" ]] || cp "$TMP/api.log" "$KEEP_API_LOG"

@@ -28,6 +28,8 @@ scripts/deps.sh
 make -j2 all >/dev/null
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
+# shellcheck source=bench/pgprofile.sh
+source bench/pgprofile.sh
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/dialer-bench.XXXXXX")"
 chmod 755 "$TMP"
@@ -40,11 +42,7 @@ stop_workers() {
 }
 STATS_PID=""
 cleanup() {
-    if [[ "${PG_PROFILE:-0}" == 1 ]]; then # the statements that took the database's time, whole run
-        psql -q "$DATABASE_URL" -c "SELECT round(total_exec_time) AS ms, calls, round((total_exec_time / calls)::numeric, 2)
-          AS ms_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query FROM pg_stat_statements
-          ORDER BY total_exec_time DESC LIMIT 15" || true
-    fi
+    pg_profile_print # PG_PROFILE=1: the statements that took the database's time, whole run
     stop_workers
     [[ -z "$STATS_PID" ]] || { kill -TERM "$STATS_PID" 2>/dev/null; wait "$STATS_PID" 2>/dev/null || true; }
     scripts/redis.sh stop "$TMP/redis" >/dev/null 2>&1 || true
@@ -54,10 +52,6 @@ cleanup() {
 trap cleanup EXIT
 
 PG_PORT="$(free_port)"; REDIS_PORT="$(free_port)"
-if [[ "${PG_PROFILE:-0}" == 1 ]]; then
-    export PG_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements'
-pg_stat_statements.track = all"
-fi
 scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
 scripts/redis.sh start "$TMP/redis" "$REDIS_PORT" >/dev/null
 export DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/dialer"
@@ -74,8 +68,7 @@ INSERT INTO numbers (phone_number) SELECT '09' || (100000000 + g) FROM generate_
 VACUUM ANALYZE;
 CHECKPOINT;
 SQL
-[[ "${PG_PROFILE:-0}" != 1 ]] || psql -q "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-  SELECT pg_stat_statements_reset()" >/dev/null
+pg_profile_reset
 CID="$(psql -Atq "$DATABASE_URL" -c "SELECT id FROM companies WHERE name = 'bench'")"
 "${R[@]}" XGROUP CREATE dialer:results results 0 MKSTREAM >/dev/null
 

@@ -147,19 +147,26 @@ static const char HOPPER_RELEASE_LUA[] =
 
 /* COMPAT §3.3 step 4 (ACTIVE, not locked in the database, outside the cooldown,
  * never dialed by this company since its last reset), oldest first from the
- * cursor, then from the lowest id. */
-#define HOPPER_CANDIDATE                                                                               \
-	"SELECT n.id, n.phone_number FROM numbers n WHERE n.global_status = 'ACTIVE'"                  \
-	" AND n.assigned_at IS NULL"                                                                   \
-	" AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $3::int))" \
-	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id)"
+ * cursor, then from the lowest id. Each NOT EXISTS repeats the id range (OP
+ * $4): the planner makes them merge anti-joins, and without the range their
+ * index scans started at the lowest id, so a refill read every lock and every
+ * row of the company's number_state below the cursor (a refill of 10,000 with
+ * 700,000 locks: 78 ms, with the range 12 ms). */
+#define HOPPER_CANDIDATE(OP)                                                                                \
+	"SELECT n.id, n.phone_number FROM numbers n WHERE n.global_status = 'ACTIVE' AND n.id " OP          \
+	" $4::bigint AND NOT EXISTS (SELECT 1 FROM number_locks l WHERE l.number_id = n.id"                 \
+	" AND l.number_id " OP " $4::bigint)"                                                               \
+	" AND (n.last_called_at IS NULL OR n.last_called_at < now() - make_interval(days => $3::int))"      \
+	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id" \
+	" AND s.number_id " OP " $4::bigint)"
 
-const char HOPPER_CANDIDATES_SQL[] =
-    "WITH hi AS (" HOPPER_CANDIDATE " AND n.id > $4::bigint ORDER BY n.id LIMIT $2::int),"
-    " lo AS (" HOPPER_CANDIDATE " AND n.id <= $4::bigint ORDER BY n.id"
-    "  LIMIT ($2::int - (SELECT count(*) FROM hi)))"
-    " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
-    "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
+const char HOPPER_CANDIDATES_SQL[] = "WITH hi AS (" HOPPER_CANDIDATE(
+    ">") " ORDER BY n.id LIMIT $2::int),"
+         " lo AS (" HOPPER_CANDIDATE(
+             "<=") " ORDER BY n.id"
+                   "  LIMIT ($2::int - (SELECT count(*) FROM hi)))"
+                   " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
+                   "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
 
 int hopper_release_sync(redisContext *rc, const long long *ids, int n)
 {

@@ -27,29 +27,25 @@ char *numaction_sql(struct selection_query *q, enum numaction act, bool superuse
 		change = xasprintf("d AS (DELETE FROM numbers WHERE id IN (SELECT id FROM ok) RETURNING 1)");
 		break;
 	case NUMACTION_RESET:
-		change =
-		    xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
-		              " (SELECT id FROM ok) RETURNING 1), u AS (UPDATE numbers SET assigned_at = NULL,"
-		              " assigned_batch_id = NULL, assigned_company_id = NULL WHERE id IN (SELECT id FROM ok)"
-		              " AND assigned_at IS NOT NULL RETURNING 1)",
-		              kc);
+		change = xasprintf("d AS (DELETE FROM number_state WHERE company_id = $%d::int AND number_id IN"
+		                   " (SELECT id FROM ok) RETURNING 1), u AS (DELETE FROM number_locks"
+		                   " WHERE number_id IN (SELECT id FROM ok) RETURNING 1)",
+		                   kc);
 		break;
 	default:
 		/* IN_QUEUE makes a number dialable again, as a reset does (COMPAT preface 5) */
-		change =
-		    xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
-		              " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
-		              "co AS (SELECT id FROM companies WHERE id = $%d::int FOR KEY SHARE), "
-		              "i AS (INSERT INTO number_state (company_id, number_id, status)"
-		              " SELECT co.id, ok.id, $%d FROM ok, co WHERE $%d <> 'IN_QUEUE'"
-		              " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
-		              " updated_at = now() RETURNING 1), "
-		              "u AS (UPDATE numbers SET global_status = global_status_for($%d),"
-		              " assigned_at = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_at END,"
-		              " assigned_batch_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_batch_id END,"
-		              " assigned_company_id = CASE WHEN $%d = 'IN_QUEUE' THEN NULL ELSE assigned_company_id END"
-		              " WHERE id IN (SELECT id FROM ok) RETURNING 1)",
-		              kt, kc, kc, kt, kt, kt, kt, kt, kt);
+		change = xasprintf("d AS (DELETE FROM number_state WHERE $%d = 'IN_QUEUE' AND company_id = $%d::int"
+		                   " AND number_id IN (SELECT id FROM ok) RETURNING 1), "
+		                   "co AS (SELECT id FROM companies WHERE id = $%d::int FOR KEY SHARE), "
+		                   "i AS (INSERT INTO number_state (company_id, number_id, status)"
+		                   " SELECT co.id, ok.id, $%d FROM ok, co WHERE $%d <> 'IN_QUEUE'"
+		                   " ON CONFLICT (company_id, number_id) DO UPDATE SET status = EXCLUDED.status,"
+		                   " updated_at = now() RETURNING 1), "
+		                   "u AS (UPDATE numbers SET global_status = global_status_for($%d)"
+		                   " WHERE id IN (SELECT id FROM ok) RETURNING 1), "
+		                   "l AS (DELETE FROM number_locks WHERE $%d = 'IN_QUEUE'"
+		                   " AND number_id IN (SELECT id FROM ok) RETURNING 1)",
+		                   kt, kc, kc, kt, kt, kt, kt);
 	}
 	if (chunk > 0) {
 		snprintf(lim, sizeof(lim), "%ld", chunk);

@@ -1,8 +1,8 @@
 /*
  * The batches next-batch handed out (HOPPER_BATCHES, appended by the API's pop
  * script) into dialer_batches (COMPAT §3.3 step 6), and their locks mirrored
- * onto numbers.assigned_* (what NumberOut shows, what refills and the lock
- * sweep read in the database). One statement per read, entries deleted from
+ * into number_locks (what NumberOut shows, what refills and the lock sweep
+ * read in the database; schema 019). One statement per read, entries deleted from
  * the stream after the commit; a batch recorded twice (a crash between the
  * commit and the XDEL) conflicts on its id and is skipped.
  */
@@ -18,7 +18,10 @@
 #include "util.h"
 
 /* The mirror skips a number reported since the batch (its result cleared the
- * lock already) and a company deleted meanwhile (its batches are gone). */
+ * lock already), a number deleted meanwhile, and a company deleted meanwhile
+ * (its batches are gone). A number in two of the batches read (its lock
+ * expired or was released in between) keeps the newer lock: ON CONFLICT may
+ * touch a row once per statement. */
 static const char RECORD_SQL[] =
     "WITH b AS (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::bigint[], $6::text[])"
     "  AS t(id, company_id, requested, returned, at_ms, ids)"
@@ -27,10 +30,14 @@ static const char RECORD_SQL[] =
     "  SELECT id, company_id, requested, returned, COALESCE(string_to_array(NULLIF(ids, ''), ',')::bigint[], '{}'),"
     "   'epoch'::timestamptz + at_ms * interval '1 millisecond' FROM b"
     "  ON CONFLICT (id) DO NOTHING RETURNING id, company_id, number_ids, created_at),"
-    " m AS (UPDATE numbers n SET assigned_at = i.created_at, assigned_batch_id = i.id,"
-    "   assigned_company_id = i.company_id"
+    " m AS (INSERT INTO number_locks (number_id, batch_id, company_id, assigned_at)"
+    "  SELECT DISTINCT ON (i.number_id) i.number_id, i.id, i.company_id, i.created_at"
     "  FROM (SELECT id, company_id, created_at, unnest(number_ids) AS number_id FROM ins) i"
-    "  WHERE n.id = i.number_id AND (n.last_called_at IS NULL OR n.last_called_at < i.created_at)"
+    "  JOIN numbers n ON n.id = i.number_id"
+    "  WHERE n.last_called_at IS NULL OR n.last_called_at < i.created_at"
+    "  ORDER BY i.number_id, i.created_at DESC, i.id DESC"
+    "  ON CONFLICT (number_id) DO UPDATE SET batch_id = EXCLUDED.batch_id,"
+    "   company_id = EXCLUDED.company_id, assigned_at = EXCLUDED.assigned_at"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m)";
 

@@ -1,9 +1,9 @@
 /*
  * Batch locks older than ASSIGNMENT_TIMEOUT_MINUTES go back to the queue
  * (SPEC §3 Locks): the dialer that took them never reported. Found through
- * the batches, not the numbers: dialer_batches records each batch's numbers
- * and its open ones are indexed by time (schema 007), while numbers has no
- * index on its lock columns so that next-batch's lock stays a HOT update.
+ * the batches: dialer_batches records each batch's numbers and its open ones
+ * are indexed by time (schema 007); number_locks (schema 019) is keyed by
+ * number only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +26,9 @@ static const char RETURN_SQL[] =
     "  WHERE NOT released AND returned_size > 0 AND created_at < now() - make_interval(mins => $1::integer)"
     "  ORDER BY created_at LIMIT $2::integer FOR UPDATE SKIP LOCKED),"
     " held AS (SELECT o.id AS batch_id, unnest(o.number_ids) AS number_id FROM old o),"
-    " freed AS (UPDATE numbers n SET assigned_at = NULL, assigned_batch_id = NULL, assigned_company_id = NULL"
-    "  FROM held h WHERE n.id = h.number_id AND n.assigned_batch_id = h.batch_id"
-    "  AND n.assigned_at < now() - make_interval(mins => $1::integer) RETURNING n.id),"
+    " freed AS (DELETE FROM number_locks l USING held h WHERE l.number_id = h.number_id"
+    "  AND l.batch_id = h.batch_id AND l.assigned_at < now() - make_interval(mins => $1::integer)"
+    "  RETURNING l.number_id),"
     " rel AS (UPDATE dialer_batches b SET released = true, number_ids = '{}' FROM old o WHERE b.id = o.id"
     "  RETURNING b.id),"
     " gone AS (DELETE FROM dialer_batches WHERE id IN (SELECT id FROM dialer_batches WHERE released"

@@ -606,10 +606,17 @@ static void test_reset_delete(void **state)
 	th_resp_free(r);
 	attempt(acme_id, "09124000001", "MISSED", agent_id, "now()");
 	attempt(acme_id, "09124000002", "CONNECTED", 0, "now()");
-	free(
-	    sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'b1' WHERE phone_number = '09124000001'"));
+	free(sql("INSERT INTO number_locks (number_id, batch_id, company_id, assigned_at)"
+	         " SELECT id, 'b1', 0, now() FROM numbers WHERE phone_number = '09124000001'"));
 
 	id = number_id("09124000001");
+	/* NumberOut shows the lock */
+	snprintf(path, sizeof(path), "/api/numbers/%lld", id);
+	r = th_call(&api, "GET", path, admin_token, NULL);
+	TH_EXPECT_STATUS(r, 200);
+	TH_EXPECT_STR(r->json, "assigned_batch_id", "b1");
+	assert_true(json_is_string(json_object_get(r->json, "assigned_at")));
+	th_resp_free(r);
 	snprintf(path, sizeof(path), "/api/numbers/%lld/reset", id);
 	r = th_call(&api, "POST", path, admin_token, NULL);
 	TH_EXPECT_STATUS(r, 200);

@@ -259,8 +259,9 @@ static void test_applied(void **state)
 	char want[256], key[64];
 
 	(void)state;
-	num = qi("INSERT INTO numbers (phone_number, assigned_at, assigned_batch_id, assigned_company_id)"
-	         " VALUES ('09121000001', now(), 'batch-1', %lld) RETURNING id",
+	num = qi("WITH n AS (INSERT INTO numbers (phone_number) VALUES ('09121000001') RETURNING id),"
+	         " l AS (INSERT INTO number_locks (number_id, batch_id, company_id, assigned_at)"
+	         " SELECT id, 'batch-1', %lld, now() FROM n) SELECT id FROM n",
 	         acme_id);
 
 	/* by number_id (with the same phone), agent by id, a message */
@@ -284,9 +285,9 @@ static void test_applied(void **state)
 	assert_string_equal(v, want);
 	free(v);
 	/* the lock is cleared, the call recorded on the number */
-	v = q("SELECT (assigned_at IS NULL AND assigned_batch_id IS NULL AND assigned_company_id IS NULL) || '/'"
+	v = q("SELECT (NOT EXISTS (SELECT 1 FROM number_locks WHERE number_id = n.id)) || '/'"
 	      " || global_status || '/' || api_ts(last_called_at) || '/' || last_called_company_id"
-	      " FROM numbers WHERE id = %lld",
+	      " FROM numbers n WHERE id = %lld",
 	      num);
 	snprintf(want, sizeof(want), "true/ACTIVE/2026-02-18T10:00:00.123456Z/%lld", acme_id);
 	assert_string_equal(v, want);
@@ -849,9 +850,14 @@ static void test_deletes(void **state)
 	free(id);
 	nid = qi("SELECT id FROM numbers WHERE phone_number = '09121000077'");
 	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE number_id = %lld", nid), 1);
+	/* locked by a later batch (schema 019: the lock is a row of its own) */
+	free(q("INSERT INTO number_locks (number_id, batch_id, company_id, assigned_at)"
+	       " VALUES (%lld, 'batch-77', %lld, now())",
+	       nid, acme_id));
 	snprintf(path, sizeof(path), "/api/numbers/%lld", nid);
 	th_call_expect(&api, "DELETE", path, root_token, NULL, 200);
 	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE number_id = %lld", nid), 0);
+	assert_int_equal(qi("SELECT count(*) FROM number_locks WHERE number_id = %lld", nid), 0);
 
 	/* a company, with a charged result and a funded wallet */
 	gone = th_create_company(&api, root_token, "gone", "Gone", true);
@@ -866,10 +872,14 @@ static void test_deletes(void **state)
 	free(id);
 	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE company_id = %lld", gone), 1);
 	assert_true(qi("SELECT count(*) FROM wallet_ledger WHERE company_id = %lld AND kind = 'charge'", gone) == 1);
+	free(q("INSERT INTO number_locks (number_id, batch_id, company_id, assigned_at)"
+	       " SELECT id, 'batch-78', %lld, now() FROM numbers WHERE phone_number = '09121000078'",
+	       gone));
 	snprintf(path, sizeof(path), "/api/companies/%lld", gone);
 	th_call_expect(&api, "DELETE", path, root_token, "{\"confirm_name\": \"gone\"}", 200);
 	assert_int_equal(qi("SELECT count(*) FROM number_state WHERE company_id = %lld", gone), 0);
 	assert_int_equal(qi("SELECT count(*) FROM wallet_ledger WHERE company_id = %lld", gone), 0);
+	assert_int_equal(qi("SELECT count(*) FROM number_locks WHERE company_id = %lld", gone), 0);
 
 	/* a number deleted while the worker waits for its lock: this session holds it, the worker
 	 * found the number and waits at its lock (step 9), the delete commits, the lock skips it */

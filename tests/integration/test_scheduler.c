@@ -386,9 +386,8 @@ static char *take_batch(int size)
 	th_resp_free(r);
 	/* the leader records it (and mirrors its locks) from the batches stream */
 	for (int i = 0; i < 100; i++) {
-		char *v =
-		    sqlp("SELECT count(*) FROM numbers WHERE assigned_batch_id = $2 AND assigned_company_id = $1::int",
-		         acme_id, id, NULL);
+		char *v = sqlp("SELECT count(*) FROM number_locks WHERE batch_id = $2 AND company_id = $1::int",
+		               acme_id, id, NULL);
 		bool done = strtol(v, NULL, 10) == size;
 		free(v);
 		if (done)
@@ -398,7 +397,7 @@ static char *take_batch(int size)
 	return id;
 }
 
-/* Locks taken by next-batch two hours ago return to the queue (all three columns cleared, the
+/* Locks taken by next-batch two hours ago return to the queue (the number_locks row deleted, the
  * batch marked released); a number of that old batch that a newer batch holds now stays with
  * the newer one; a fresh batch keeps its lock. A new leader sweeps at once, so the scheduler is
  * restarted after the locks are aged. */
@@ -414,12 +413,12 @@ static void test_expired_locks_returned(void **state)
 	fresh_batch = take_batch(1); /* 09120000003 */
 	free(sqlp("WITH b AS (UPDATE dialer_batches SET created_at = now() - interval '2 hours' WHERE id = $2"
 	          "  AND company_id = $1::integer RETURNING id)"
-	          " UPDATE numbers SET assigned_at = now() - interval '2 hours'"
-	          " WHERE assigned_batch_id IN (SELECT id FROM b)",
+	          " UPDATE number_locks SET assigned_at = now() - interval '2 hours'"
+	          " WHERE batch_id IN (SELECT id FROM b)",
 	          acme_id, old_batch, NULL));
 	/* 09120000002 was reported meanwhile and is now in a newer batch */
-	free(sql("UPDATE numbers SET assigned_at = now(), assigned_batch_id = 'cccccccccccccccccccccccccccccccc'"
-	         " WHERE phone_number = '09120000002'"));
+	free(sql("UPDATE number_locks SET assigned_at = now(), batch_id = 'cccccccccccccccccccccccccccccccc'"
+	         " WHERE number_id = (SELECT id FROM numbers WHERE phone_number = '09120000002')"));
 	/* history: a released batch past SCHED_BATCH_KEEP_DAYS (30) goes, a younger one stays */
 	free(sqlp("INSERT INTO dialer_batches (id, company_id, requested_size, returned_size, released, created_at)"
 	          " VALUES ('old-released', $1::integer, 1, 1, true, now() - interval '31 days'),"
@@ -432,16 +431,17 @@ static void test_expired_locks_returned(void **state)
 
 	deadline = th_now_ms() + 8000;
 	for (;;) {
-		v = sql("SELECT count(*) FROM numbers WHERE phone_number = '09120000001' AND assigned_at IS NULL"
-		        " AND assigned_batch_id IS NULL AND assigned_company_id IS NULL");
+		v = sql("SELECT count(*) FROM numbers n WHERE phone_number = '09120000001'"
+		        " AND NOT EXISTS (SELECT 1 FROM number_locks l WHERE l.number_id = n.id)");
 		bool done = strcmp(v, "1") == 0;
 		free(v);
 		if (done || th_now_ms() >= deadline)
 			break;
 		th_sleep_ms(100);
 	}
-	v = sql("SELECT string_agg(phone_number || ':' || coalesce(assigned_batch_id, '-') || ':' ||"
-	        " coalesce(assigned_company_id::text, '-'), ' ' ORDER BY phone_number) FROM numbers");
+	v = sql("SELECT string_agg(phone_number || ':' || coalesce(l.batch_id, '-') || ':' ||"
+	        " coalesce(l.company_id::text, '-'), ' ' ORDER BY phone_number)"
+	        " FROM numbers n LEFT JOIN number_locks l ON l.number_id = n.id");
 	snprintf(
 	    want, sizeof(want),
 	    "09120000001:-:- 09120000002:cccccccccccccccccccccccccccccccc:%lld 09120000003:%s:%lld 09120000004:-:-",
