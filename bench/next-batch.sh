@@ -89,8 +89,10 @@ for k in api redis postgres scheduler; do
         'BEGIN { printf " %s %.0f µs", k, n ? (b - a) / c / n * 1e6 : 0 }')"
 done
 echo "$line (the rest of 2 cores: wrk, other sessions)"
-echo "hopper: $(redis-cli -p "$REDIS_PORT" INFO commandstats | grep -E 'cmdstat_(evalsha|eval):' | tr -d '\r')"
-# the lock mirror rewrites each handed-out number: a HOT update stays on its page and touches no index
+echo "Redis commands by time spent (whole run; the scripts' own commands are inside eval/evalsha):"
+redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r' | grep '^cmdstat_' |
+    awk -F'[:,=]' '{ print $5, $0 }' | sort -rn | head -8 | cut -d' ' -f2- | sed 's/^/  /'
+# numbers is not written during the run since schema 019 (the mirror inserts into number_locks)
 echo "numbers row updates: $(psql -qAt "$DATABASE_URL" -c "SELECT n_tup_upd || ', of them HOT ' || n_tup_hot_upd
   FROM pg_stat_user_tables WHERE relname = 'numbers'")"
 pg_profile_print # PG_PROFILE=1: the statements of the run and the drain after it
