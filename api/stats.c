@@ -99,10 +99,12 @@ static void company_then(struct http_ctx *c, const char *name, long fallback, vo
 static void scope_then(struct http_ctx *c, void (*next)(struct http_ctx *c))
 {
 	const char *name = http_query(c, "company");
-	if (c->user.is_superuser && !(name && *name))
-		company_then(c, name, 0, next); /* every company */
-	else
-		company_or_own_then(c, name, true, next);
+	if (c->user.is_superuser && !(name && *name)) {
+		c->company_id = 0; /* every company */
+		next(c);
+		return;
+	}
+	company_or_own_then(c, name, true, next);
 }
 
 /* A required `company`: false after replying 422. */

@@ -160,13 +160,12 @@ static const char HOPPER_RELEASE_LUA[] =
 	" AND NOT EXISTS (SELECT 1 FROM number_state s WHERE s.company_id = $1::int AND s.number_id = n.id" \
 	" AND s.number_id " OP " $4::bigint)"
 
-const char HOPPER_CANDIDATES_SQL[] = "WITH hi AS (" HOPPER_CANDIDATE(
-    ">") " ORDER BY n.id LIMIT $2::int),"
-         " lo AS (" HOPPER_CANDIDATE(
-             "<=") " ORDER BY n.id"
-                   "  LIMIT ($2::int - (SELECT count(*) FROM hi)))"
-                   " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
-                   "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
+#define HOPPER_HI HOPPER_CANDIDATE(">") " ORDER BY n.id LIMIT $2::int"
+#define HOPPER_LO HOPPER_CANDIDATE("<=") " ORDER BY n.id LIMIT ($2::int - (SELECT count(*) FROM hi))"
+
+const char HOPPER_CANDIDATES_SQL[] = "WITH hi AS (" HOPPER_HI "), lo AS (" HOPPER_LO ")"
+                                     " SELECT id, phone_number, w FROM (SELECT id, phone_number, false AS w FROM hi"
+                                     "  UNION ALL SELECT id, phone_number, true FROM lo) c ORDER BY w, id";
 
 int hopper_release_sync(redisContext *rc, const long long *ids, int n)
 {

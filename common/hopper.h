@@ -12,7 +12,7 @@
  * pool takes held numbers over. An entry whose number is locked, held by
  * another entry, or older than HOPPER_MAX_AGE_MS is dropped when popped.
  * Every batch is appended to the stream HOPPER_BATCHES in the same script; the scheduler
- * copies it into dialer_batches and mirrors the lock onto numbers.assigned_*
+ * copies it into dialer_batches and mirrors the lock into number_locks
  * (the durable copy, which refills also respect). A reported result releases
  * the Redis lock to a short grace (HOPPER_GRACE_MS), which keeps a refill
  * that read the database before the result's commit from taking the number

@@ -55,7 +55,7 @@ int sched_expire_redis_locks(struct worker_ctx *w) MUSTCHECK;
 
 /*
  * Copies the batches next-batch handed out (the HOPPER_BATCHES stream) into
- * dialer_batches and mirrors their locks onto numbers.assigned_* in one
+ * dialer_batches and mirrors their locks into number_locks in one
  * statement, then deletes them from the stream. Waits up to block_ms for a
  * first entry. Returns the count of entries taken, or -1 (logged).
  */

@@ -60,8 +60,7 @@ BEGIN
               FROM new_rows ORDER BY number_id, id DESC) r
      WHERE n.id = r.number_id;
 
-    DELETE FROM number_locks l USING (SELECT DISTINCT number_id FROM new_rows) r
-     WHERE l.number_id = r.number_id;
+    DELETE FROM number_locks WHERE number_id IN (SELECT number_id FROM new_rows);
 
     UPDATE scenarios SET has_results = true
      WHERE NOT has_results AND id IN (SELECT scenario_id FROM new_rows WHERE scenario_id IS NOT NULL);
